@@ -1,0 +1,57 @@
+# relay: the two commands a newcomer needs are `make run` and `make test`.
+# Everything else (venv, packages, Kafka jars) is set up on the way.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+KAFKACTL := deploy/kafka/kafkactl
+PYTEST_ARGS ?=
+
+.PHONY: help venv kafka-jars kafka-up kafka-down run test test-fast lint fmt clean
+
+help:
+	@echo "make run         the local stack (Kafka + ingest) in the foreground; Ctrl-C stops it"
+	@echo "make test        the whole test suite (starts its own Kafka on 127.0.0.1:19092)"
+	@echo "make test-fast   unit tests only, no broker"
+	@echo "make lint        ruff and mypy"
+	@echo "make fmt         format the code"
+	@echo "make kafka-up    start the local broker (KAFKA_PORT, default 9092); kafka-down stops it"
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(INSTALLED)
+
+kafka-jars:
+	@$(KAFKACTL) jars
+
+kafka-up:
+	@$(KAFKACTL) up
+
+kafka-down:
+	@$(KAFKACTL) down
+
+run: venv kafka-jars
+	@deploy/run-local.sh
+
+test: venv kafka-jars
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check relay tests
+	$(BIN)/ruff format --check relay tests
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format relay tests
+	$(BIN)/ruff check --fix relay tests
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

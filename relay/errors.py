@@ -1,0 +1,41 @@
+"""The relay's errors, drawn once.
+
+    RelayError
+    ├── InvalidEvent            permanent: the client must fix the request (400)
+    └── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
+
+Callers read ``retriable`` on the class rather than keeping lists of types, as
+aiokafka does. Errors of dependencies are translated at the seam that talks to them
+(``raise KafkaUnavailable(...) from exc``), so nothing above a seam imports a
+dependency's exception types.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = ["InvalidEvent", "KafkaUnavailable", "RelayError"]
+
+
+class RelayError(Exception):
+    retriable: ClassVar[bool] = False
+
+
+class InvalidEvent(RelayError):
+    """A body the upstream would refuse; ``field`` names the offending part.
+
+    ``failure_code`` is one of the upstream's codes: VALIDATION_ERROR for a field
+    that is wrong, INVALID_PARAMETERS for a request that is not an event at all.
+    """
+
+    def __init__(self, field: str, message: str, failure_code: str = "VALIDATION_ERROR") -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.failure_code = failure_code
+
+
+class KafkaUnavailable(RelayError):
+    """Kafka did not acknowledge a write within the bound; nothing may be promised."""
+
+    retriable = True

@@ -1,0 +1,316 @@
+"""The seven event types of the Clips API: the one table everything else reads.
+
+Ingest validates with it, the envelope names topics from it, the sandbox upstream
+validates with it, and the OpenAPI document is generated from it. Adding an event
+type is one more ``EventType`` row in ``EVENT_TYPES``.
+
+Types disagree between the vendor's pages (``shared/upstream/UPSTREAM.md``), so both
+spellings are accepted and one is sent on: ids become integers, ``preview`` and
+``offline`` become booleans, timestamps become UTC ISO-8601 with ``Z``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from relay.errors import InvalidEvent
+
+__all__ = [
+    "BY_NAME",
+    "BY_PATH",
+    "EVENT_TYPES",
+    "METHODS",
+    "Answer",
+    "EventType",
+    "Field",
+    "Kind",
+    "Normalised",
+    "format_timestamp",
+    "normalise",
+]
+
+MAX_ID = 2**63 - 1
+METHODS = ("Stream", "Sync", "Offline")
+_METHODS_BY_LOWER = {method.lower(): method for method in METHODS}
+# Timestamps are checked against the receive time: apps report plays retroactively
+# (method Offline), so the past is open back to this date, but a clock far ahead of
+# ours is a bug on the device, not an event from the future.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_CLOCK_AHEAD = timedelta(days=1)
+MAX_TIMESTAMP_LENGTH = 64
+
+
+class Kind(enum.Enum):
+    """How a field is checked and normalised."""
+
+    CLIENT_ID = "client_id"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    METHOD = "method"
+    TIMESTAMP = "timestamp"
+    COUNTRY = "country"
+    TEXT = "text"
+
+
+class Answer(enum.Enum):
+    """What the front door answers once the event is durable."""
+
+    NO_CONTENT = "no_content"  # 204
+    APP_ID = "app_id"  # 200 {"appId": N}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    kind: Kind
+    required: bool = True
+    max_length: int = 256  # for CLIENT_ID and TEXT
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    name: str  # also the topic suffix: <prefix>.<name>
+    path: str
+    fields: tuple[Field, ...]
+    description: str
+    answer: Answer = Answer.NO_CONTENT
+
+    def field(self, name: str) -> Field:
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    """A body as the upstream will receive it, and what normalising noticed."""
+
+    body: dict[str, Any]
+    timestamp_stamped: bool  # the client sent none; the relay's receive time was used
+    unknown_fields: tuple[str, ...]  # dropped (or refused, by setting)
+
+
+def _client_id() -> Field:
+    return Field("clientId", Kind.CLIENT_ID, description="Opaque, stable id of one end user.")
+
+
+def _timestamp() -> Field:
+    # Never required: a missing timestamp is stamped with the receive time, because
+    # the upstream would otherwise stamp it with the (late) delivery time.
+    return Field(
+        "timestamp",
+        Kind.TIMESTAMP,
+        required=False,
+        description="ISO-8601 with Z or an offset; the relay's receive time when absent.",
+    )
+
+
+def _clip_id() -> Field:
+    return Field("clipId", Kind.INTEGER, description="Clip id, a number or a string of digits.")
+
+
+def _method() -> Field:
+    return Field("method", Kind.METHOD, description="Stream, Sync or Offline (needs a timestamp).")
+
+
+EVENT_TYPES: tuple[EventType, ...] = (
+    EventType(
+        "app-start",
+        "/app-start",
+        (_client_id(), _timestamp(), Field("platform", Kind.TEXT, max_length=64)),
+        "A user opened the app.",
+        answer=Answer.APP_ID,
+    ),
+    EventType("app-close", "/app-close", (_client_id(), _timestamp()), "A user closed the app."),
+    EventType(
+        "play",
+        "/play",
+        (
+            _client_id(),
+            _timestamp(),
+            _clip_id(),
+            _method(),
+            Field("preview", Kind.BOOLEAN, required=False),
+            Field("offline", Kind.BOOLEAN, required=False),
+        ),
+        "A clip started playing (previews, UGC and every automatic loop included).",
+    ),
+    EventType(
+        "track-play",
+        "/track-play",
+        (_client_id(), _timestamp(), Field("trackId", Kind.INTEGER)),
+        "A full-length track started playing while auditioning for custom clipping.",
+    ),
+    EventType(
+        "add",
+        "/add",
+        (_client_id(), _timestamp(), _clip_id(), _method()),
+        "A user confirmed a clip for their content.",
+    ),
+    EventType(
+        "share",
+        "/share",
+        (
+            _client_id(),
+            _timestamp(),
+            _clip_id(),
+            Field("platform", Kind.TEXT, max_length=64),
+            Field("shareUri", Kind.TEXT, max_length=2048),
+        ),
+        "A user shared content with a clip to a third-party platform.",
+    ),
+    EventType(
+        "download",
+        "/download",
+        (
+            _client_id(),
+            _clip_id(),
+            Field("appId", Kind.INTEGER),
+            Field("credentialId", Kind.INTEGER),
+            Field("country", Kind.COUNTRY, description="Two-letter country code."),
+            _timestamp(),
+        ),
+        "A user downloaded content to the device.",
+    ),
+)
+
+BY_PATH: Mapping[str, EventType] = {event_type.path: event_type for event_type in EVENT_TYPES}
+BY_NAME: Mapping[str, EventType] = {event_type.name: event_type for event_type in EVENT_TYPES}
+
+
+def format_timestamp(moment: datetime) -> str:
+    """UTC ISO-8601 with ``Z``, milliseconds only when there are any."""
+    moment = moment.astimezone(UTC)
+    timespec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text)
+
+
+def _text(field: Field, value: Any, _received_at: datetime) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent(field.name, f"{field.name} must be a string")
+    if not value or len(value) > field.max_length:
+        raise InvalidEvent(field.name, f"{field.name} must be 1 to {field.max_length} characters")
+    if _has_control_characters(value):
+        raise InvalidEvent(field.name, f"{field.name} must not contain control characters")
+    return value
+
+
+def _integer(field: Field, value: Any, _received_at: datetime) -> int:
+    # bool is an int in Python; true is not a clip id.
+    if isinstance(value, bool):
+        raise InvalidEvent(field.name, f"{field.name} must be an integer, not a boolean")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise InvalidEvent(field.name, f"{field.name} must be an integer or a string of digits")
+        value = int(value)
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)  # 123.0 from a JSON encoder that writes every number as float
+    if not isinstance(value, int):
+        raise InvalidEvent(field.name, f"{field.name} must be an integer or a string of digits")
+    if not 1 <= value <= MAX_ID:
+        raise InvalidEvent(field.name, f"{field.name} must be between 1 and {MAX_ID}")
+    return value
+
+
+def _boolean(field: Field, value: Any, _received_at: datetime) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidEvent(field.name, f'{field.name} must be true, false, "true" or "false"')
+
+
+def _method_value(field: Field, value: Any, _received_at: datetime) -> str:
+    method = _METHODS_BY_LOWER.get(value.lower()) if isinstance(value, str) else None
+    if method is None:
+        raise InvalidEvent(field.name, f"{field.name} must be one of {', '.join(METHODS)}")
+    return method
+
+
+def _timestamp_value(field: Field, value: Any, received_at: datetime) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_TIMESTAMP_LENGTH:
+        raise InvalidEvent(field.name, f"{field.name} must be an ISO-8601 string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent(
+            field.name, f"{field.name} must be ISO-8601, e.g. 2024-10-26T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidEvent(field.name, f"{field.name} needs Z or a UTC offset")
+    if moment < EARLIEST_TIMESTAMP or moment > received_at + MAX_CLOCK_AHEAD:
+        raise InvalidEvent(
+            field.name,
+            f"{field.name} must be after {EARLIEST_TIMESTAMP:%Y-%m-%d} and at most "
+            f"{MAX_CLOCK_AHEAD} ahead of the relay's clock",
+        )
+    return format_timestamp(moment)
+
+
+def _country(field: Field, value: Any, _received_at: datetime) -> str:
+    if not (isinstance(value, str) and len(value) == 2 and value.isascii() and value.isalpha()):
+        raise InvalidEvent(field.name, f"{field.name} must be a two-letter country code")
+    return value.upper()
+
+
+_NORMALISERS: Mapping[Kind, Callable[[Field, Any, datetime], Any]] = {
+    Kind.CLIENT_ID: _text,
+    Kind.TEXT: _text,
+    Kind.INTEGER: _integer,
+    Kind.BOOLEAN: _boolean,
+    Kind.METHOD: _method_value,
+    Kind.TIMESTAMP: _timestamp_value,
+    Kind.COUNTRY: _country,
+}
+
+
+def normalise(
+    event_type: EventType,
+    body: object,
+    received_at: datetime,
+    *,
+    reject_unknown: bool = False,
+) -> Normalised:
+    """Check ``body`` against the table and return what the upstream should get.
+
+    Raises ``InvalidEvent`` naming the first offending field. Never raises anything
+    else, whatever ``body`` holds. ``received_at`` must be timezone-aware.
+    """
+    if not isinstance(body, dict):
+        raise InvalidEvent("body", "the body must be a JSON object", "INVALID_PARAMETERS")
+    normalised: dict[str, Any] = {}
+    for field in event_type.fields:
+        value = body.get(field.name)
+        if value is None:
+            if field.required:
+                raise InvalidEvent(field.name, f"{field.name} is required")
+            continue
+        normalised[field.name] = _NORMALISERS[field.kind](field, value, received_at)
+
+    if normalised.get("method") == "Offline" and "timestamp" not in normalised:
+        raise InvalidEvent(
+            "timestamp", "method Offline reports a play retroactively: timestamp is required"
+        )
+    stamped = "timestamp" not in normalised
+    if stamped:
+        normalised["timestamp"] = format_timestamp(received_at)
+
+    unknown = tuple(name for name in body if not _known(event_type, name))
+    if unknown and reject_unknown:
+        raise InvalidEvent(unknown[0], f"unknown field {unknown[0]!r}", "INVALID_PARAMETERS")
+    return Normalised(normalised, stamped, unknown)
+
+
+def _known(event_type: EventType, name: str) -> bool:
+    return any(field.name == name for field in event_type.fields)

@@ -1,0 +1,110 @@
+"""The ingest application: routes from the event table, health, readiness, metrics.
+
+Built by a factory so that tests choose the producer, clock and registry. No
+middleware sits on the hot path: unknown paths and wrong methods are routes of
+their own that answer with the failure envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from relay.clock import Clock, SystemClock
+from relay.config import Settings
+from relay.events import EVENT_TYPES
+from relay.failures import failure_response
+from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.metrics import IngestMetrics
+from relay.producer import Producer
+
+__all__ = ["PRODUCER", "SHUTTING_DOWN", "make_app"]
+
+PRODUCER = web.AppKey("producer", Producer)
+SHUTTING_DOWN = web.AppKey("shutting_down", list[bool])
+_REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+def make_app(
+    settings: Settings,
+    producer: Producer,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Clock | None = None,
+    manage_producer: bool = True,
+) -> web.Application:
+    """The front door. With ``manage_producer`` the app starts and stops the producer
+    (after in-flight requests finished: aiohttp runs cleanup contexts last)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    clock = clock if clock is not None else SystemClock()
+    metrics = IngestMetrics.create(registry)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[PRODUCER] = producer
+    app[SHUTTING_DOWN] = [False]
+    app[_REGISTRY] = registry
+    metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
+
+    in_flight = InFlight(settings.max_in_flight, metrics)
+    responder = Responder(metrics, clock)
+    for event_type in EVENT_TYPES:
+        handler = EventHandler(
+            event_type,
+            settings=settings,
+            producer=producer,
+            metrics=metrics,
+            in_flight=in_flight,
+            responder=responder,
+            clock=clock,
+        )
+        app.router.add_post(event_type.path, handler.handle)
+        app.router.add_route("*", event_type.path, _method_not_allowed)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+
+    if manage_producer:
+        app.cleanup_ctx.append(_producer_lifecycle)
+    return app
+
+
+async def _producer_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    producer = app[PRODUCER]
+    await producer.start()
+    yield
+    await producer.stop()
+
+
+async def _method_not_allowed(request: web.Request) -> web.Response:
+    response = failure_response(
+        405, "INVALID_PARAMETERS", f"{request.method} is not allowed on {request.path}; use POST"
+    )
+    response.headers["Allow"] = "POST"
+    return response
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return failure_response(404, "INVALID_PARAMETERS", f"no endpoint {request.path}; {_PATHS}")
+
+
+_PATHS = "events are POSTed to " + ", ".join(event_type.path for event_type in EVENT_TYPES)
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[SHUTTING_DOWN][0]:
+        return web.json_response({"ready": False, "reason": "shutting down"}, status=503)
+    if not request.app[PRODUCER].ready:
+        return web.json_response({"ready": False, "reason": "Kafka unreachable"}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=generate_latest(request.app[_REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )

@@ -1,0 +1,194 @@
+"""The front door's one handler: a POST of any event type, answered once it is durable.
+
+The order of checks is the order of cost: content type, size, JSON, the event
+table, then Kafka. Nothing is written to Kafka for a refused request, and a 2xx
+is sent only after Kafka acknowledged the write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from relay.clock import Clock
+from relay.config import Settings
+from relay.envelope import Envelope, new_event_id
+from relay.errors import InvalidEvent, KafkaUnavailable
+from relay.events import Answer, EventType, format_timestamp, normalise
+from relay.failures import failure_response
+from relay.metrics import IngestMetrics
+from relay.producer import Producer, Record
+
+__all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]
+
+EVENT_ID_HEADER = "X-Relay-Event-Id"
+
+
+class InFlight:
+    """The bound on events waiting for Kafka in this process (RELAY_INGEST_MAX_IN_FLIGHT)."""
+
+    def __init__(self, limit: int, metrics: IngestMetrics) -> None:
+        self.limit = limit
+        self.count = 0
+        self._gauge = metrics.in_flight
+
+    def try_enter(self) -> bool:
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        self._gauge.inc()
+        return True
+
+    def leave(self) -> None:
+        self.count -= 1
+        self._gauge.dec()
+
+
+class Responder:
+    """Counts and times every answer; label children are cached off the hot path."""
+
+    def __init__(self, metrics: IngestMetrics, clock: Clock) -> None:
+        self._requests = metrics.requests
+        self._seconds = metrics.request_seconds
+        self._clock = clock
+        self._counters: dict[tuple[str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
+
+    def answer(self, path: str, started: float, response: web.Response) -> web.Response:
+        key = (path, response.status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self._requests.labels(path, str(response.status))
+        counter.inc()
+        timer = self._timers.get(path)
+        if timer is None:
+            timer = self._timers[path] = self._seconds.labels(path)
+        timer.observe(self._clock.monotonic() - started)
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    status: int
+    code: str
+    message: str
+
+
+_NOT_JSON = _Refusal(415, "INVALID_PARAMETERS", "Content-Type must be application/json")
+_APP_ID_UNSET = _Refusal(
+    503, "SERVICE_UNAVAILABLE", "the relay has no appId to answer; set RELAY_APP_ID"
+)
+_BUSY = _Refusal(503, "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later")
+
+
+class EventHandler:
+    """Handles POSTs to one event type's path."""
+
+    def __init__(
+        self,
+        event_type: EventType,
+        *,
+        settings: Settings,
+        producer: Producer,
+        metrics: IngestMetrics,
+        in_flight: InFlight,
+        responder: Responder,
+        clock: Clock,
+    ) -> None:
+        self._type = event_type
+        self._topic = settings.topic(event_type.name)
+        self._settings = settings
+        self._producer = producer
+        self._in_flight = in_flight
+        self._responder = responder
+        self._clock = clock
+        self._produce_seconds = metrics.produce_seconds.labels(event_type.name)
+        self._produce_failures = metrics.produce_failures.labels(event_type.name)
+        self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
+        self._app_id_body = (
+            orjson.dumps({"appId": settings.app_id}) if settings.app_id is not None else None
+        )
+
+    async def handle(self, request: web.Request) -> web.Response:
+        started = self._clock.monotonic()
+        return self._responder.answer(self._type.path, started, await self._handle(request))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        settings = self._settings
+        if request.content_type != "application/json":
+            return self._refuse(_NOT_JSON, field="Content-Type")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return failure_response(
+                413,
+                "INVALID_PARAMETERS",
+                f"the body is larger than {settings.max_body_bytes} bytes",
+                field="body",
+            )
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return failure_response(
+                400, "INVALID_PARAMETERS", f"the body is not valid JSON: {exc}", field="body"
+            )
+        wall = self._clock.wall()
+        received_at = datetime.fromtimestamp(wall, UTC)
+        try:
+            event = normalise(
+                self._type,
+                body,
+                received_at,
+                reject_unknown=settings.reject_unknown_fields,
+            )
+        except InvalidEvent as exc:
+            return failure_response(400, exc.failure_code, exc.message, field=exc.field)
+        if event.unknown_fields:
+            self._unknown_dropped.inc(len(event.unknown_fields))
+        if self._type.answer is Answer.APP_ID and self._app_id_body is None:
+            return self._refuse(_APP_ID_UNSET)
+
+        envelope = Envelope(
+            id=new_event_id(int(wall * 1000)),
+            type=self._type.name,
+            tenant=settings.tenant,
+            received_at=format_timestamp(received_at),
+            timestamp_stamped=event.timestamp_stamped,
+            body=event.body,
+        )
+        if not self._in_flight.try_enter():
+            return self._refuse(_BUSY)
+        produce_started = self._clock.monotonic()
+        try:
+            await self._producer.send(
+                Record(self._topic, envelope.key, envelope.encode(), tuple(envelope.headers())),
+                settings.produce_timeout_s,
+            )
+        except KafkaUnavailable as exc:
+            self._produce_failures.inc()
+            return failure_response(
+                503,
+                "SERVICE_UNAVAILABLE",
+                f"the event could not be made durable: {exc}; retry later",
+                retry_after=settings.retry_after_s,
+            )
+        finally:
+            self._in_flight.leave()
+        self._produce_seconds.observe(self._clock.monotonic() - produce_started)
+
+        headers = {EVENT_ID_HEADER: envelope.id}
+        if self._app_id_body is not None and self._type.answer is Answer.APP_ID:
+            return web.Response(
+                status=200, body=self._app_id_body, content_type="application/json", headers=headers
+            )
+        return web.Response(status=204, headers=headers)
+
+    def _refuse(self, refusal: _Refusal, field: str | None = None) -> web.Response:
+        retry_after = self._settings.retry_after_s if refusal.status == 503 else None
+        return failure_response(
+            refusal.status, refusal.code, refusal.message, field=field, retry_after=retry_after
+        )

@@ -1,0 +1,70 @@
+"""Running ingest as a process, and stopping it without losing an accepted event.
+
+Shutdown order at SIGTERM or SIGINT:
+1. readiness answers 503, so a load balancer stops sending;
+2. the listening socket closes (no new connections);
+3. requests in flight finish, bounded by RELAY_SHUTDOWN_TIMEOUT_S: each either
+   got Kafka's acknowledgement and its 2xx, or its 503;
+4. the producer flushes and closes (the app's cleanup context, run last by aiohttp);
+5. the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from relay.config import Settings
+from relay.errors import KafkaUnavailable
+from relay.ingest.app import SHUTTING_DOWN, make_app
+from relay.producer import KafkaProducer
+from relay.topics import create_missing_topics, event_topics
+
+__all__ = ["serve"]
+
+log = logging.getLogger("relay.ingest")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
+    await create_missing_topics(settings, event_topics(settings))
+    producer = KafkaProducer(
+        settings.kafka_bootstrap,
+        linger_ms=settings.kafka_linger_ms,
+        probe_interval=settings.kafka_probe_interval_s,
+    )
+    app = make_app(settings, producer)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
+    )
+    try:
+        await runner.setup()
+    except KafkaUnavailable:
+        await runner.cleanup()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=4096)
+        await site.start()
+        log.info(
+            "listening",
+            extra={
+                "url": f"http://{settings.ingest_host}:{settings.ingest_port}",
+                "kafka": settings.kafka_bootstrap,
+                "topic_prefix": settings.topic_prefix,
+            },
+        )
+        await stop.wait()
+        log.info("stopping: draining in-flight requests, then flushing the producer")
+        app[SHUTTING_DOWN][0] = True
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,160 @@
+"""The Kafka write seam: one interface, the real producer and an in-memory fake.
+
+``send`` returns only once the record is durable (acks=all, idempotent producer)
+and raises ``KafkaUnavailable`` when that does not happen within the bound. The
+contract tests (tests/test_producer_contract.py) run the same checks on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from relay.errors import KafkaUnavailable
+
+__all__ = ["KafkaProducer", "MemoryProducer", "Producer", "Record"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Producer(Protocol):
+    @property
+    def ready(self) -> bool:
+        """True while the last probe found Kafka reachable. Must not block."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def send(self, record: Record, ack_timeout: float) -> None:
+        """Return once Kafka acknowledged ``record``; raise ``KafkaUnavailable`` otherwise.
+
+        A timed-out record may still be written later: the caller must not have
+        promised anything for it, and a client retry may then duplicate it.
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Flush what was sent, then close. Safe to call twice."""
+        ...
+
+
+class KafkaProducer:
+    """aiokafka's producer with acks=all and idempotence, plus a readiness probe.
+
+    The probe asks the cluster for metadata every ``probe_interval`` seconds;
+    ``ready`` is its last answer. While it is false, ``send`` fails at once rather
+    than holding every request for the full timeout during an outage.
+    """
+
+    def __init__(self, bootstrap: str, *, linger_ms: int = 1, probe_interval: float = 1.0) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+            # Batches are retried inside this window; a request gives up long before.
+            request_timeout_ms=30000,
+            client_id="relay-ingest",
+        )
+        self._bootstrap = bootstrap
+        self._probe_interval = probe_interval
+        self._probe: asyncio.Task[None] | None = None
+        self._ready = False
+        self._stopped = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        """Raises ``KafkaUnavailable`` when no broker answers."""
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._producer.stop()
+            raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
+        self._ready = True
+        self._probe = asyncio.create_task(self._watch(), name="kafka-probe")
+
+    async def send(self, record: Record, ack_timeout: float) -> None:
+        if not self._ready:
+            raise KafkaUnavailable("Kafka is unreachable")
+        try:
+            async with asyncio.timeout(ack_timeout):
+                delivered = await self._producer.send(
+                    record.topic, record.value, key=record.key, headers=list(record.headers)
+                )
+                await delivered
+        except TimeoutError:
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self._producer.stop()  # flushes pending batches first
+        self._ready = False
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                async with asyncio.timeout(self._probe_interval):
+                    await self._producer.client.fetch_all_metadata()
+            except (TimeoutError, KafkaError):
+                if self._ready:
+                    log.warning("kafka unreachable", extra={"bootstrap": self._bootstrap})
+                self._ready = False
+            else:
+                if not self._ready:
+                    log.info("kafka reachable again", extra={"bootstrap": self._bootstrap})
+                self._ready = True
+
+
+class MemoryProducer:
+    """In-memory stand-in: records by topic, and a switch to play an outage."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[Record]] = defaultdict(list)
+        self.available = True
+        self.started = False
+        self.stopped = False
+
+    @property
+    def ready(self) -> bool:
+        return self.available
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def send(self, record: Record, ack_timeout: float) -> None:
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
+        if self.stopped:
+            raise KafkaUnavailable("producer is stopped")
+        self.records[record.topic].append(record)
+
+    async def stop(self) -> None:
+        self.stopped = True

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relay.config import Settings
+from tests.brokers import ROOT, Broker
+
+TEST_KAFKA_PORT = int(os.environ.get("RELAY_TEST_KAFKA_PORT", "19092"))
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[Broker]:
+    """The suite's broker: reused when one already answers on the port, else started
+    fresh for the session and stopped at its end."""
+    broker = Broker(TEST_KAFKA_PORT, ROOT / ".cache" / "kafka" / f"test-{TEST_KAFKA_PORT}")
+    if broker.running():
+        yield broker
+        return
+    broker.wipe()
+    broker.up()
+    try:
+        yield broker
+    finally:
+        broker.down()
+        broker.wipe()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test alone, for tests that stop and start it."""
+    broker = Broker(TEST_KAFKA_PORT + 100, tmp_path / "kafka")
+    broker.up()
+    try:
+        yield broker
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test alone, so tests on one broker never see each other."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(prefix: str) -> Settings:
+    return Settings(topic_prefix=prefix, topic_partitions=3, app_id=4242)
+
+
+@pytest.fixture
+def kafka_settings(kafka: Broker, prefix: str) -> Settings:
+    return Settings(
+        kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=3, app_id=4242
+    )

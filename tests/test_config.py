@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from relay.config import ConfigError, Settings
+
+
+def test_defaults_are_the_local_stack() -> None:
+    settings = Settings.from_env({})
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.ingest_host == "127.0.0.1"
+    assert settings.ingest_port == 8080
+    assert settings.max_body_bytes == 65536
+    assert settings.produce_timeout_s <= 2.0
+    assert settings.topic_partitions == 12
+    assert settings.app_id is None
+
+
+def test_environment_is_parsed_by_type() -> None:
+    settings = Settings.from_env(
+        {
+            "RELAY_TOPIC_PREFIX": "clips",
+            "RELAY_MAX_BODY_BYTES": "1024",
+            "RELAY_PRODUCE_TIMEOUT_S": "0.5",
+            "RELAY_REJECT_UNKNOWN_FIELDS": "true",
+            "RELAY_APP_ID": "12345",
+        }
+    )
+    assert settings.topic("play") == "clips.play"
+    assert settings.max_body_bytes == 1024
+    assert settings.produce_timeout_s == 0.5
+    assert settings.reject_unknown_fields is True
+    assert settings.app_id == 12345
+
+
+def test_overrides_win_over_the_environment() -> None:
+    settings = Settings.from_env({"RELAY_INGEST_PORT": "9000"}, ingest_port=9100, ingest_host=None)
+    assert settings.ingest_port == 9100
+    assert settings.ingest_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "value"),
+    [
+        ("RELAY_MAX_BODY_BYTES", "lots"),
+        ("RELAY_MAX_BODY_BYTES", "0"),
+        ("RELAY_INGEST_MAX_IN_FLIGHT", "-1"),
+        ("RELAY_PRODUCE_TIMEOUT_S", "0"),
+        ("RELAY_REJECT_UNKNOWN_FIELDS", "maybe"),
+        ("RELAY_INGEST_PORT", "70000"),
+    ],
+)
+def test_bad_values_name_the_variable(env: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=env):
+        Settings.from_env({env: value})
+
+
+def test_every_setting_is_described() -> None:
+    described = Settings.describe()
+    assert len(described) == len(Settings.__dataclass_fields__)
+    assert all(env.startswith("RELAY_") and meaning for env, _, meaning in described)

@@ -1,0 +1,89 @@
+"""One set of checks for the producer seam, run on the in-memory fake and on Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from relay.config import Settings
+from relay.errors import KafkaUnavailable
+from relay.producer import KafkaProducer, MemoryProducer, Producer, Record
+from relay.topics import create_missing_topics
+from tests.brokers import Broker
+from tests.kafka_helpers import read_topics
+
+Stored = list[tuple[bytes, bytes, dict[str, bytes]]]  # key, value, headers in log order
+
+
+@dataclass
+class Backend:
+    producer: Producer
+    read: Callable[[str, int], Awaitable[Stored]]
+
+
+async def memory_backend(_prefix: str) -> Backend:
+    producer = MemoryProducer()
+
+    async def read(topic: str, _expected: int) -> Stored:
+        return [(r.key, r.value, dict(r.headers)) for r in producer.records[topic]]
+
+    return Backend(producer, read)
+
+
+async def kafka_backend(kafka: Broker, prefix: str) -> Backend:
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=1)
+    await create_missing_topics(settings, [f"{prefix}.a", f"{prefix}.b"])
+    producer = KafkaProducer(kafka.bootstrap)
+
+    async def read(topic: str, expected: int) -> Stored:
+        records = await read_topics(kafka.bootstrap, [topic], expected)
+        return [(r.key, r.value, dict(r.headers)) for r in records]
+
+    return Backend(producer, read)
+
+
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+async def backend(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        made = await memory_backend(prefix)
+    else:
+        made = await kafka_backend(request.getfixturevalue("kafka"), prefix)
+    await made.producer.start()
+    yield made
+    await made.producer.stop()
+
+
+async def test_a_sent_record_is_stored_with_key_value_and_headers(
+    backend: Backend, prefix: str
+) -> None:
+    record = Record(f"{prefix}.a", b"client-1", b'{"v":1}', (("relay-event-id", b"e1"),))
+    await backend.producer.send(record, ack_timeout=5)
+    assert await backend.read(f"{prefix}.a", 1) == [
+        (b"client-1", b'{"v":1}', {"relay-event-id": b"e1"})
+    ]
+
+
+async def test_records_of_one_key_keep_their_order(backend: Backend, prefix: str) -> None:
+    for number in range(50):
+        await backend.producer.send(Record(f"{prefix}.b", b"k", str(number).encode()), ack_timeout=5)
+    stored = await backend.read(f"{prefix}.b", 50)
+    assert [value for _, value, _ in stored] == [str(number).encode() for number in range(50)]
+
+
+async def test_ready_after_start(backend: Backend) -> None:
+    assert backend.producer.ready
+
+
+async def test_stop_is_safe_twice_and_refuses_later_sends(backend: Backend, prefix: str) -> None:
+    await backend.producer.stop()
+    await backend.producer.stop()
+    with pytest.raises(KafkaUnavailable):
+        await backend.producer.send(Record(f"{prefix}.a", b"k", b"v"), ack_timeout=1)
+
+
+async def test_an_unreachable_cluster_fails_start_with_kafka_unavailable() -> None:
+    producer = KafkaProducer("127.0.0.1:1")
+    with pytest.raises(KafkaUnavailable):
+        await producer.start()
