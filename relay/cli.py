@@ -39,6 +39,40 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _forward(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.forward import serve_forward
+
+    settings = Settings.from_env(forward_host=args.host, forward_port=args.port)
+    try:
+        _run(serve_forward(settings))
+    except KafkaUnavailable as exc:
+        print(
+            f"relay forward: {exc}\n"
+            "Start a broker with `make kafka-up`, or point RELAY_KAFKA_BOOTSTRAP at one.",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from relay.sandbox import SandboxState, parse_credentials, serve_sandbox
+
+    try:
+        credentials = parse_credentials(args.credentials or settings.sandbox_credentials)
+    except ValueError as exc:
+        print(f"relay sandbox: {exc}", file=sys.stderr)
+        return 2
+    state = SandboxState(
+        credentials,
+        token_lifetime_s=args.token_lifetime or settings.sandbox_token_lifetime_s,
+    )
+    _run(
+        serve_sandbox(args.host or settings.sandbox_host, args.port or settings.sandbox_port, state)
+    )
+    return 0
+
+
 def _settings(_args: argparse.Namespace, _settings: Settings) -> int:
     width = max(len(env) for env, _, _ in Settings.describe())
     for env, default, meaning in Settings.describe():
@@ -65,6 +99,35 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--host", help="address to listen on (RELAY_INGEST_HOST, 127.0.0.1)")
     ingest.add_argument("--port", type=int, help="port to listen on (RELAY_INGEST_PORT, 8080)")
     ingest.set_defaults(handler=_ingest)
+
+    forward = commands.add_parser(
+        "forward",
+        help="run the workers: deliver events from Kafka to the upstream",
+        description="Join the consumer group over the event topics and deliver every event "
+        "to the upstream within its budget, with retries and a dead-letter queue. Serves "
+        "/metrics, /healthz and /readyz on RELAY_FORWARD_PORT. Stops cleanly on SIGTERM.",
+    )
+    forward.add_argument("--host", help="metrics address (RELAY_FORWARD_HOST, 127.0.0.1)")
+    forward.add_argument("--port", type=int, help="metrics port (RELAY_FORWARD_PORT, 9101)")
+    forward.set_defaults(handler=_forward)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run a stand-in for the Clips API with fault controls and a ledger",
+        description="A faithful stand-in for the upstream: /authenticate, the seven event "
+        "endpoints, /music-check; POST /_sandbox/faults to inject latency, errors, outages, "
+        "rate limits, rights failures and token expiry; GET /_sandbox/ledger for what it "
+        "received; POST /_sandbox/reset.",
+    )
+    sandbox.add_argument("--host", help="address (RELAY_SANDBOX_HOST, 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, help="port (RELAY_SANDBOX_PORT, 8090)")
+    sandbox.add_argument(
+        "--credentials",
+        help="token:secret[:appId],... accepted at /authenticate "
+        "(RELAY_SANDBOX_CREDENTIALS, demo-token:demo-secret:1)",
+    )
+    sandbox.add_argument("--token-lifetime", type=float, help="bearer lifetime in seconds (3600)")
+    sandbox.set_defaults(handler=_sandbox)
 
     settings = commands.add_parser(
         "settings",

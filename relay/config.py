@@ -75,6 +75,84 @@ class Settings:
         10.0, "RELAY_SHUTDOWN_TIMEOUT_S", "Bound on finishing in-flight requests at SIGTERM."
     )
     log_level: str = _setting("INFO", "RELAY_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")
+    # The sandbox upstream
+    sandbox_host: str = _setting(
+        "127.0.0.1", "RELAY_SANDBOX_HOST", "Address the sandbox listens on."
+    )
+    sandbox_port: int = _setting(8090, "RELAY_SANDBOX_PORT", "Port of the sandbox upstream.")
+    sandbox_credentials: str = _setting(
+        "demo-token:demo-secret:1",
+        "RELAY_SANDBOX_CREDENTIALS",
+        "Credentials the sandbox accepts: token:secret[:appId],...",
+    )
+    sandbox_token_lifetime_s: float = _setting(
+        3600.0, "RELAY_SANDBOX_TOKEN_LIFETIME_S", "Lifetime of the sandbox's bearer tokens."
+    )
+    # Forwarding
+    forward_host: str = _setting("127.0.0.1", "RELAY_FORWARD_HOST", "Address of forward's metrics.")
+    forward_port: int = _setting(
+        9101, "RELAY_FORWARD_PORT", "Port of forward's /metrics, /healthz, /readyz."
+    )
+    consumer_group: str = _setting(
+        "relay-forward", "RELAY_CONSUMER_GROUP", "Kafka consumer group of the forwarders."
+    )
+    upstream_url: str = _setting(
+        "http://127.0.0.1:8090",
+        "RELAY_UPSTREAM_URL",
+        "Base URL of the upstream (https://api.clips.feed.fm in production).",
+    )
+    upstream_token: str = _setting(
+        "demo-token", "RELAY_UPSTREAM_TOKEN", "Upstream credential token (the sandbox's demo)."
+    )
+    upstream_secret: str = _setting(
+        "demo-secret", "RELAY_UPSTREAM_SECRET", "Upstream credential secret."
+    )
+    upstream_budget_rps: float = _setting(
+        200.0,
+        "RELAY_UPSTREAM_BUDGET_RPS",
+        "Requests/s allowed per upstream credential, shared by all workers; 0: unlimited.",
+    )
+    upstream_timeout_s: float = _setting(
+        10.0, "RELAY_UPSTREAM_TIMEOUT_S", "Bound on one upstream request."
+    )
+    forward_window: int = _setting(
+        10000,
+        "RELAY_FORWARD_WINDOW",
+        "Events a worker holds (fetched, not settled); fetching pauses beyond.",
+    )
+    concurrency_initial: int = _setting(
+        8, "RELAY_CONCURRENCY_INITIAL", "Starting concurrency per tenant and event type."
+    )
+    concurrency_max: int = _setting(
+        64, "RELAY_CONCURRENCY_MAX", "Most requests in flight per tenant and event type."
+    )
+    retry_base_s: float = _setting(0.2, "RELAY_RETRY_BASE_S", "First retry delay (doubles).")
+    retry_cap_s: float = _setting(30.0, "RELAY_RETRY_CAP_S", "Longest retry delay.")
+    retry_max_attempts: int = _setting(
+        0,
+        "RELAY_RETRY_MAX_ATTEMPTS",
+        "Attempts before a transient failure is dead-lettered; 0: retry until it passes.",
+    )
+    dlq_max_consecutive: int = _setting(
+        50, "RELAY_DLQ_MAX_CONSECUTIVE", "Dead letters in a row before delivery pauses."
+    )
+    dlq_max_ratio: float = _setting(
+        0.5, "RELAY_DLQ_MAX_RATIO", "Share of dead letters in the ratio window that pauses."
+    )
+    dlq_ratio_window: int = _setting(
+        200, "RELAY_DLQ_RATIO_WINDOW", "Outcomes the DLQ ratio is taken over."
+    )
+    pause_probe_s: float = _setting(
+        5.0, "RELAY_PAUSE_PROBE_S", "While paused, one event is tried this often."
+    )
+    commit_interval_s: float = _setting(
+        0.5, "RELAY_COMMIT_INTERVAL_S", "How often done offsets are committed."
+    )
+    forward_drain_s: float = _setting(
+        10.0,
+        "RELAY_FORWARD_DRAIN_S",
+        "At SIGTERM or rebalance: bound on finishing requests in flight.",
+    )
 
     def topic(self, event_type_name: str) -> str:
         return f"{self.topic_prefix}.{event_type_name}"
@@ -114,12 +192,38 @@ class Settings:
             "RELAY_PRODUCE_TIMEOUT_S": self.produce_timeout_s,
             "RELAY_RETRY_AFTER_S": self.retry_after_s,
             "RELAY_KAFKA_PROBE_INTERVAL_S": self.kafka_probe_interval_s,
+            "RELAY_UPSTREAM_TIMEOUT_S": self.upstream_timeout_s,
+            "RELAY_FORWARD_WINDOW": self.forward_window,
+            "RELAY_CONCURRENCY_INITIAL": self.concurrency_initial,
+            "RELAY_CONCURRENCY_MAX": self.concurrency_max,
+            "RELAY_RETRY_BASE_S": self.retry_base_s,
+            "RELAY_RETRY_CAP_S": self.retry_cap_s,
+            "RELAY_DLQ_MAX_CONSECUTIVE": self.dlq_max_consecutive,
+            "RELAY_DLQ_MAX_RATIO": self.dlq_max_ratio,
+            "RELAY_DLQ_RATIO_WINDOW": self.dlq_ratio_window,
+            "RELAY_PAUSE_PROBE_S": self.pause_probe_s,
+            "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
         }
         for env, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{env} must be positive, got {value}")
-        if not 0 <= self.ingest_port <= 65535:
-            raise ConfigError(f"RELAY_INGEST_PORT must be a port number, got {self.ingest_port}")
+        for env, port in (
+            ("RELAY_INGEST_PORT", self.ingest_port),
+            ("RELAY_FORWARD_PORT", self.forward_port),
+        ):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{env} must be a port number, got {port}")
+        if self.concurrency_initial > self.concurrency_max:
+            raise ConfigError("RELAY_CONCURRENCY_INITIAL must not exceed RELAY_CONCURRENCY_MAX")
+        if self.upstream_budget_rps < 0 or self.retry_max_attempts < 0 or self.forward_drain_s < 0:
+            raise ConfigError(
+                "RELAY_UPSTREAM_BUDGET_RPS, RELAY_RETRY_MAX_ATTEMPTS and RELAY_FORWARD_DRAIN_S "
+                "must not be negative"
+            )
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic_prefix}.dlq"
 
 
 def _parse(spec: dataclasses.Field[Any], raw: str) -> Any:

@@ -6,29 +6,44 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-__all__ = ["FAILURE_CODES", "failure_body", "failure_response"]
+__all__ = ["DISPOSITIONS", "FAILURE_CODES", "Disposition", "failure_body", "failure_response"]
 
-FAILURE_CODES = (
-    "AUTHENTICATION_FAILED",
-    "VALIDATION_ERROR",
-    "SERVICE_UNAVAILABLE",
-    "INTERNAL_ERROR",
-    "ACR_CLOUD_ERROR",
-    "ACR_CLOUD_CONFIG_ERROR",
-    "NO_STREAMING_RIGHTS",
-    "CLIP_NOT_FOUND",
-    "TRACK_NOT_FOUND",
-    "COLLECTION_NOT_FOUND",
-    "INVALID_PARAMETERS",
-    "MISSING_HEADERS",
-    "NETWORK_ERROR",
-)
+
+class Disposition(enum.Enum):
+    """What the forwarder does with an event the upstream answered with a failure code."""
+
+    RETRY = "retry"  # transient: back off and send again
+    PERMANENT = "permanent"  # the event itself is refused: dead-letter it
+    REAUTHENTICATE = "reauthenticate"  # our credentials: refresh once, then pause, never DLQ
+
+
+# The upstream's codes and what each means for delivery. The vendor documents retry
+# guidance for SERVICE_UNAVAILABLE and NETWORK_ERROR only; INTERNAL_ERROR and
+# ACR_CLOUD_ERROR (a failing dependency) are treated as transient too, ACR_CLOUD_CONFIG_ERROR
+# (a configuration problem) as permanent.
+DISPOSITIONS: Mapping[str, Disposition] = {
+    "AUTHENTICATION_FAILED": Disposition.REAUTHENTICATE,
+    "MISSING_HEADERS": Disposition.REAUTHENTICATE,
+    "SERVICE_UNAVAILABLE": Disposition.RETRY,
+    "INTERNAL_ERROR": Disposition.RETRY,
+    "NETWORK_ERROR": Disposition.RETRY,
+    "ACR_CLOUD_ERROR": Disposition.RETRY,
+    "ACR_CLOUD_CONFIG_ERROR": Disposition.PERMANENT,
+    "VALIDATION_ERROR": Disposition.PERMANENT,
+    "INVALID_PARAMETERS": Disposition.PERMANENT,
+    "NO_STREAMING_RIGHTS": Disposition.PERMANENT,
+    "CLIP_NOT_FOUND": Disposition.PERMANENT,
+    "TRACK_NOT_FOUND": Disposition.PERMANENT,
+    "COLLECTION_NOT_FOUND": Disposition.PERMANENT,
+}
+FAILURE_CODES = tuple(DISPOSITIONS)
 
 
 def failure_body(code: str, message: str, error_data: Mapping[str, Any] | None = None) -> bytes:

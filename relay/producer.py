@@ -61,7 +61,14 @@ class KafkaProducer:
     than holding every request for the full timeout during an outage.
     """
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 1, probe_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        linger_ms: int = 1,
+        probe_interval: float = 1.0,
+        client_id: str = "relay-ingest",
+    ) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -70,7 +77,7 @@ class KafkaProducer:
             max_batch_size=256 * 1024,
             # Batches are retried inside this window; a request gives up long before.
             request_timeout_ms=30000,
-            client_id="relay-ingest",
+            client_id=client_id,
         )
         self._bootstrap = bootstrap
         self._probe_interval = probe_interval

@@ -1,0 +1,72 @@
+"""Adaptive concurrency (AIMD), after Vector's adaptive request concurrency.
+
+The limit grows by about one per round trip while latency stays near its baseline,
+and is cut multiplicatively on signs of overload (timeouts, 5xx, 429), at most once
+per round trip so that one burst of failures is one cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from relay.clock import Clock
+
+__all__ = ["AdaptiveConcurrency"]
+
+DECREASE_FACTOR = 0.7
+# Latency above this multiple of the baseline stops growth: the upstream is queueing.
+LATENCY_TOLERANCE = 2.0
+BASELINE_DRIFT = 0.01  # how fast the baseline follows latency upwards
+
+
+class AdaptiveConcurrency:
+    def __init__(self, clock: Clock, *, initial: int, minimum: int, maximum: int) -> None:
+        if not 1 <= minimum <= initial <= maximum:
+            raise ValueError("need 1 <= minimum <= initial <= maximum")
+        self._clock = clock
+        self._minimum, self._maximum = minimum, maximum
+        self.limit = float(initial)
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._baseline: float | None = None
+        self._last_cut = -1e18
+
+    async def acquire(self) -> None:
+        if self.in_flight < int(self.limit) and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1  # granted, then cancelled: give the slot back
+                self._wake()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self, rtt: float, *, overload: bool) -> None:
+        self.in_flight -= 1
+        if overload:
+            now = self._clock.monotonic()
+            if now - self._last_cut >= (self._baseline or rtt):
+                self.limit = max(float(self._minimum), self.limit * DECREASE_FACTOR)
+                self._last_cut = now
+        else:
+            if self._baseline is None or rtt < self._baseline:
+                self._baseline = rtt
+            else:
+                self._baseline += (rtt - self._baseline) * BASELINE_DRIFT
+            if rtt <= self._baseline * LATENCY_TOLERANCE:
+                self.limit = min(float(self._maximum), self.limit + 1.0 / self.limit)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)

@@ -1,0 +1,162 @@
+"""Running the forwarders as a process (``relay forward``).
+
+Serves /metrics, /healthz and /readyz (503 while a tenant is paused or before the
+group assigned partitions) on RELAY_FORWARD_PORT, and POST /resume?tenant=NAME to
+resume a paused tenant by hand. Shutdown order: see relay/forward/worker.py; the
+HTTP port closes last so the final state can be scraped during the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from relay.clock import Clock, SystemClock
+from relay.config import Settings
+from relay.dlq import DeadLetterGuard, DeadLetters
+from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
+from relay.forward.worker import ForwardWorker
+from relay.metrics import ForwardMetrics
+from relay.producer import KafkaProducer
+from relay.ratelimit import Budget
+from relay.retry import RetryPolicy
+from relay.topics import create_missing_topics, event_topics
+from relay.upstream import Tokens, UpstreamClient
+
+__all__ = ["Forwarder", "serve_forward"]
+
+log = logging.getLogger("relay.forward")
+
+
+class Forwarder:
+    """Everything one ``relay forward`` process runs, built from settings."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession, clock: Clock) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = ForwardMetrics.create(self.registry)
+        self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
+        tokens = Tokens(
+            session,
+            settings.upstream_url,
+            settings.upstream_token,
+            settings.upstream_secret,
+            clock,
+            settings.upstream_timeout_s,
+        )
+        self.tenants = {
+            settings.tenant: Tenant(
+                settings.tenant,
+                UpstreamClient(session, settings.upstream_url, tokens, settings.upstream_timeout_s),
+                Budget(0.0, clock),  # the rate is this worker's share, set on assignment
+                DeadLetterGuard(
+                    settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window
+                ),
+                settings.upstream_budget_rps,
+            )
+        }
+        for name, tenant in self.tenants.items():
+            self.metrics.token_refreshes.labels(name).set_function(_refreshes_of(tenant))
+        self.dispatcher = Dispatcher(
+            self.tenants,
+            DeadLetters(self.dlq_producer, settings.dlq_topic, clock, settings.produce_timeout_s),
+            retry=RetryPolicy(
+                settings.retry_base_s, settings.retry_cap_s, settings.retry_max_attempts
+            ),
+            lane_limits=LaneLimits(
+                initial=settings.concurrency_initial, maximum=settings.concurrency_max
+            ),
+            window=settings.forward_window,
+            probe_s=settings.pause_probe_s,
+            metrics=self.metrics,
+            clock=clock,
+        )
+        self.worker = ForwardWorker(settings, self.dispatcher, self.tenants, self.metrics, clock)
+
+    def ready(self) -> tuple[bool, str]:
+        paused = self.dispatcher.paused_tenants
+        if paused:
+            return False, "paused: " + ", ".join(f"{t} ({why})" for t, why in paused.items())
+        if not self.worker.assigned:
+            return False, "no partitions assigned yet"
+        return True, "ok"
+
+    def http_app(self) -> web.Application:
+        app = web.Application()
+
+        async def metrics(_request: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def healthz(_request: web.Request) -> web.Response:
+            return web.json_response({"status": "alive"})
+
+        async def readyz(_request: web.Request) -> web.Response:
+            ready, reason = self.ready()
+            return web.json_response(
+                {"ready": ready, "reason": reason}, status=200 if ready else 503
+            )
+
+        async def resume(request: web.Request) -> web.Response:
+            tenant = request.query.get("tenant", "")
+            if tenant not in self.tenants:
+                return web.json_response({"error": f"unknown tenant {tenant!r}"}, status=404)
+            return web.json_response({"resumed": self.dispatcher.resume(tenant)})
+
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_post("/resume", resume)
+        return app
+
+
+def _refreshes_of(tenant: Tenant) -> Callable[[], float]:
+    return lambda: float(tenant.client.tokens.refreshes)
+
+
+@asynccontextmanager
+async def _http(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
+    """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
+    clock = clock or SystemClock()
+    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        forwarder = Forwarder(settings, session, clock)
+        await forwarder.dlq_producer.start()
+        try:
+            async with _http(forwarder.http_app(), settings.forward_host, settings.forward_port):
+                log.info(
+                    "forwarding",
+                    extra={
+                        "upstream": settings.upstream_url,
+                        "group": settings.consumer_group,
+                        "budget_rps": settings.upstream_budget_rps,
+                        "metrics": f"http://{settings.forward_host}:{settings.forward_port}/metrics",
+                    },
+                )
+                await forwarder.worker.run(stop)
+        finally:
+            await forwarder.dlq_producer.stop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)

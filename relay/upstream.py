@@ -1,0 +1,229 @@
+"""The upstream seam: the Clips API (or the sandbox), its bearer tokens, and what
+each answer means for delivery.
+
+Every answer maps to exactly one ``Outcome``: ``Delivered``, ``Retry`` (after a
+delay, honouring Retry-After), ``Permanent`` (dead-letter, with the failureCode) or
+``CredentialsRejected`` (our credentials, not the event: pause, never dead-letter).
+aiohttp's errors are translated here and go no further.
+
+Undocumented upstream details live here and in the sandbox only (UPSTREAM.md):
+``POST /authenticate`` takes ``{"token", "secret"}`` and answers
+``{"success": true, "data": {"accessToken": ..., "expiresIn": seconds}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from relay.clock import Clock
+from relay.failures import DISPOSITIONS, Disposition
+
+__all__ = [
+    "AUTH_PATH",
+    "CredentialsRejected",
+    "Delivered",
+    "Outcome",
+    "Permanent",
+    "Retry",
+    "Tokens",
+    "UpstreamClient",
+    "classify",
+]
+
+log = logging.getLogger(__name__)
+
+AUTH_PATH = "/authenticate"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Refresh when this share of a token's lifetime has passed, well before it expires.
+REFRESH_AT_SHARE = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    reason: str  # "transport", "timeout", "http_503", a failureCode, ...
+    status: int | None = None
+    retry_after: float | None = None
+    overload: bool = False  # a sign to send less: timeouts, 5xx, 429 (AIMD cuts on it)
+
+
+@dataclass(frozen=True, slots=True)
+class Permanent:
+    code: str
+    message: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialsRejected:
+    code: str
+    message: str
+    status: int
+
+
+Outcome = Delivered | Retry | Permanent | CredentialsRejected
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for APIs; the backoff applies instead
+
+
+def _failure(body: bytes) -> tuple[str | None, str]:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None, body[:200].decode(errors="replace")
+    if isinstance(data, dict) and data.get("success") is False:
+        code = data.get("failureCode")
+        return (str(code) if code is not None else None), str(data.get("message", ""))
+    return None, ""
+
+
+def classify(status: int, body: bytes, headers: Any) -> Outcome:
+    """Map one HTTP answer to its outcome. Never raises."""
+    retry_after = _retry_after(headers)
+    code, message = _failure(body) if (status >= 400 or body) else (None, "")
+    if 200 <= status < 300 and code is None:
+        return Delivered(status, body)
+    if status == 429:
+        return Retry(code or "http_429", status, retry_after, overload=True)
+    disposition = DISPOSITIONS.get(code) if code else None
+    if disposition is Disposition.RETRY:
+        overload = status >= 500 or code == "SERVICE_UNAVAILABLE"
+        return Retry(code or f"http_{status}", status, retry_after, overload=overload)
+    if disposition is Disposition.PERMANENT:
+        return Permanent(code or f"HTTP_{status}", message, status)
+    if disposition is Disposition.REAUTHENTICATE or status == 401:
+        return CredentialsRejected(code or "HTTP_401", message, status)
+    if status >= 500 or status == 408:
+        return Retry(f"http_{status}", status, retry_after, overload=status != 501)
+    return Permanent(code or f"HTTP_{status}", message or f"upstream answered {status}", status)
+
+
+class Tokens:
+    """The bearer token of one credential: fetched, refreshed before expiry, and
+    refreshed at most once at a time however many requests wait for it."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        secret: str,
+        clock: Clock,
+        timeout: float,
+    ) -> None:
+        self._session = session
+        self._url = base_url.rstrip("/") + AUTH_PATH
+        self._credentials = orjson.dumps({"token": token, "secret": secret})
+        self._clock = clock
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._bearer: str | None = None
+        self._refresh_at = 0.0
+        self.refreshes = 0
+
+    async def bearer(self) -> str | Outcome:
+        """The current token, refreshed first when due; an ``Outcome`` when the
+        upstream would not give one (a retry, or our credentials rejected)."""
+        if self._bearer is not None and self._clock.monotonic() < self._refresh_at:
+            return self._bearer
+        return await self.refresh(self._bearer)
+
+    async def refresh(self, stale: str | None) -> str | Outcome:
+        """Replace ``stale``; when another caller already replaced it, use theirs."""
+        async with self._lock:
+            if self._bearer is not None and self._bearer != stale:
+                return self._bearer
+            try:
+                async with self._session.post(
+                    self._url,
+                    data=self._credentials,
+                    headers={"Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=self._timeout),
+                ) as response:
+                    body = await response.read()
+                    status, headers = response.status, response.headers
+            except TimeoutError:
+                return Retry("auth_timeout", overload=True)
+            except aiohttp.ClientError as exc:
+                return Retry(f"auth_transport: {type(exc).__name__}")
+            outcome = classify(status, body, headers)
+            if not isinstance(outcome, Delivered):
+                if isinstance(outcome, Permanent):  # refused credentials, in any form
+                    return CredentialsRejected(outcome.code, outcome.message, outcome.status)
+                return outcome
+            try:
+                data = orjson.loads(body)["data"]
+                bearer, lifetime = str(data["accessToken"]), float(data["expiresIn"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                return Retry("auth_unreadable_answer", status)
+            self._bearer = bearer
+            self._refresh_at = self._clock.monotonic() + lifetime * REFRESH_AT_SHARE
+            self.refreshes += 1
+            log.info("upstream token refreshed", extra={"lifetime_s": lifetime})
+            return bearer
+
+
+class UpstreamClient:
+    """Posts events for one credential. ``deliver`` never raises for network or
+    HTTP trouble: it answers an ``Outcome``."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, base_url: str, tokens: Tokens, timeout: float
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    @property
+    def tokens(self) -> Tokens:
+        return self._tokens
+
+    async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+        bearer = await self._tokens.bearer()
+        if not isinstance(bearer, str):
+            return bearer
+        outcome = await self._post(path, body, idempotency_key, bearer)
+        if isinstance(outcome, CredentialsRejected):
+            # Once: the token may have expired early or been revoked upstream.
+            bearer = await self._tokens.refresh(bearer)
+            if not isinstance(bearer, str):
+                return bearer
+            outcome = await self._post(path, body, idempotency_key, bearer)
+        return outcome
+
+    async def _post(self, path: str, body: bytes, idempotency_key: str, bearer: str) -> Outcome:
+        headers = {
+            "Authorization": f"Bearer {bearer}",
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: idempotency_key,
+        }
+        try:
+            async with self._session.post(
+                self._base_url + path, data=body, headers=headers, timeout=self._timeout
+            ) as response:
+                answer = await response.read()
+                return classify(response.status, answer, response.headers)
+        except TimeoutError:
+            return Retry("timeout", overload=True)
+        except aiohttp.ClientError as exc:
+            return Retry(f"transport: {type(exc).__name__}")
