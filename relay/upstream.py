@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -28,6 +28,7 @@ __all__ = [
     "AUTH_PATH",
     "CredentialsRejected",
     "Delivered",
+    "Deliverer",
     "Outcome",
     "Permanent",
     "Retry",
@@ -180,6 +181,14 @@ class Tokens:
             self.refreshes += 1
             log.info("upstream token refreshed", extra={"lifetime_s": lifetime})
             return bearer
+
+
+class Deliverer(Protocol):
+    """What the forwarder needs of an upstream client (the fake in tests has it too)."""
+
+    async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+        """Never raises for network or HTTP trouble: answers an ``Outcome``."""
+        ...
 
 
 class UpstreamClient:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from relay.clock import ManualClock
 from relay.config import Settings
+from relay.sandbox import Credential, SandboxState, make_sandbox_app
 from tests.brokers import ROOT, Broker
 
 TEST_KAFKA_PORT = int(os.environ.get("RELAY_TEST_KAFKA_PORT", "19092"))
@@ -57,3 +60,28 @@ def kafka_settings(kafka: Broker, prefix: str) -> Settings:
     return Settings(
         kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=3, app_id=4242
     )
+
+
+@pytest.fixture
+def sandbox_clock() -> ManualClock:
+    return ManualClock(wall=1_795_000_000.0)
+
+
+@pytest.fixture
+def sandbox_state() -> SandboxState:
+    return SandboxState(
+        {"tok": Credential("tok", "sec", 77), "other": Credential("other", "pw", 88)},
+        token_lifetime_s=60.0,
+    )
+
+
+@pytest.fixture
+async def sandbox(
+    sandbox_state: SandboxState, sandbox_clock: ManualClock
+) -> AsyncIterator[TestClient[object, object]]:
+    client: TestClient[object, object] = TestClient(
+        TestServer(make_sandbox_app(sandbox_state, sandbox_clock))
+    )
+    await client.start_server()
+    yield client
+    await client.close()

@@ -36,7 +36,7 @@ from relay.forward.offsets import PartitionOffsets
 from relay.metrics import ForwardMetrics
 from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
-from relay.upstream import CredentialsRejected, Delivered, Outcome, Permanent, Retry, UpstreamClient
+from relay.upstream import CredentialsRejected, Delivered, Deliverer, Outcome, Permanent, Retry
 
 __all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]
 
@@ -96,7 +96,7 @@ class Tenant:
     def __init__(
         self,
         name: str,
-        client: UpstreamClient,
+        client: Deliverer,
         budget: Budget,
         guard: DeadLetterGuard,
         budget_rps: float,

@@ -61,8 +61,7 @@ class Forwarder:
                 settings.upstream_budget_rps,
             )
         }
-        for name, tenant in self.tenants.items():
-            self.metrics.token_refreshes.labels(name).set_function(_refreshes_of(tenant))
+        self.metrics.token_refreshes.labels(settings.tenant).set_function(_refreshes_of(tokens))
         self.dispatcher = Dispatcher(
             self.tenants,
             DeadLetters(self.dlq_producer, settings.dlq_topic, clock, settings.produce_timeout_s),
@@ -117,8 +116,8 @@ class Forwarder:
         return app
 
 
-def _refreshes_of(tenant: Tenant) -> Callable[[], float]:
-    return lambda: float(tenant.client.tokens.refreshes)
+def _refreshes_of(tokens: Tokens) -> Callable[[], float]:
+    return lambda: float(tokens.refreshes)
 
 
 @asynccontextmanager

@@ -1,0 +1,312 @@
+"""The dispatcher's promises, on a scripted upstream and the in-memory DLQ producer."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from relay.clock import SystemClock
+from relay.dlq import DeadLetterGuard, DeadLetters
+from relay.envelope import Envelope, new_event_id
+from relay.forward.dispatch import Dispatcher, Incoming, LaneLimits, Partition, Tenant
+from relay.metrics import ForwardMetrics
+from relay.producer import MemoryProducer
+from relay.ratelimit import Budget
+from relay.retry import RetryPolicy
+from relay.upstream import CredentialsRejected, Delivered, Outcome, Permanent, Retry
+
+DLQ = "t.dlq"
+Script = Callable[[str, dict[str, object]], Outcome]
+
+
+@dataclass
+class FakeUpstream:
+    """Answers by a script of (event id, body) -> outcome, after a little random delay,
+    and records what it accepted and when."""
+
+    script: Script = lambda _id, _body: Delivered(204, b"")
+    delivered: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    calls: list[tuple[float, str]] = field(default_factory=list)
+
+    async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+        loop = asyncio.get_running_loop()
+        self.calls.append((loop.time(), idempotency_key))
+        await asyncio.sleep(random.uniform(0, 0.003))
+        decoded = orjson.loads(body)
+        outcome = self.script(idempotency_key, decoded)
+        if isinstance(outcome, Delivered):
+            self.delivered.append((idempotency_key, decoded))
+        return outcome
+
+
+@dataclass
+class Harness:
+    dispatcher: Dispatcher
+    upstream: FakeUpstream
+    dlq: MemoryProducer
+    tenant: Tenant
+    partition: Partition = field(default_factory=lambda: Partition("t.play", 0))
+    next_offset: int = 0
+
+    def submit(self, key: str, number: int) -> str:
+        event_id = new_event_id(1_795_000_000_000 + self.next_offset)
+        envelope = Envelope(
+            event_id,
+            "play",
+            "default",
+            "2026-11-26T00:00:00Z",
+            False,
+            {"clientId": key, "clipId": number, "method": "Stream"},
+        )
+        self.dispatcher.submit(
+            self.partition,
+            Incoming(self.next_offset, key.encode(), envelope.encode(), tuple(envelope.headers())),
+        )
+        self.next_offset += 1
+        return event_id
+
+    async def settled(self, bound: float = 10.0) -> None:
+        assert await self.dispatcher.wait_for(
+            lambda: self.partition.offsets.next_commit == self.next_offset, bound
+        ), f"not settled: next commit {self.partition.offsets.next_commit}, held {self.dispatcher.held}"
+
+    def dead_letters(self) -> list[dict[str, bytes]]:
+        return [dict(record.headers) for record in self.dlq.records[DLQ]]
+
+
+@pytest.fixture
+async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
+    harnesses: list[Harness] = []
+
+    def make(
+        script: Script | None = None,
+        *,
+        window: int = 1000,
+        max_attempts: int = 0,
+        max_consecutive: int = 1000,
+        rate: float = 0.0,
+    ) -> Harness:
+        upstream = FakeUpstream() if script is None else FakeUpstream(script)
+        clock = SystemClock()
+        tenant = Tenant(
+            "default",
+            upstream,
+            Budget(rate, clock),
+            DeadLetterGuard(max_consecutive, 1.0, 1000),
+            rate,
+        )
+        dlq = MemoryProducer()
+        dispatcher = Dispatcher(
+            {"default": tenant},
+            DeadLetters(dlq, DLQ, clock, 1.0),
+            retry=RetryPolicy(base_s=0.01, cap_s=0.02, max_attempts=max_attempts),
+            lane_limits=LaneLimits(initial=4, maximum=8),
+            window=window,
+            probe_s=0.05,
+            metrics=ForwardMetrics.create(CollectorRegistry()),
+            clock=clock,
+        )
+        dispatcher.start()
+        harness = Harness(dispatcher, upstream, dlq, tenant)
+        harnesses.append(harness)
+        return harness
+
+    yield make
+    for harness in harnesses:
+        await harness.dispatcher.stop()
+
+
+async def test_events_of_one_key_are_delivered_in_order_and_keys_in_parallel(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness()
+    sent: dict[str, list[str]] = {}
+    for number in range(400):
+        key = f"user-{number % 13}"
+        sent.setdefault(key, []).append(harness.submit(key, number + 1))
+    await harness.settled()
+    got: dict[str, list[str]] = {}
+    for event_id, body in harness.upstream.delivered:
+        got.setdefault(str(body["clientId"]), []).append(event_id)
+    assert got == sent
+    assert harness.dispatcher.held == 0
+
+
+async def test_a_retrying_event_holds_back_only_its_own_key(
+    make_harness: Callable[..., Harness],
+) -> None:
+    failures = {"left": 5}
+    stuck: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if event_id in stuck and failures["left"] > 0:
+            failures["left"] -= 1
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    stuck.append(harness.submit("slow-user", 1))
+    behind = harness.submit("slow-user", 2)
+    others = [harness.submit(f"user-{n}", n + 10) for n in range(30)]
+    assert await harness.dispatcher.wait_for(
+        lambda: {e for e, _ in harness.upstream.delivered} >= set(others), 5
+    )
+    # the others got through while the stuck head was retrying; the commit did not pass it
+    assert stuck[0] not in {e for e, _ in harness.upstream.delivered}
+    assert harness.partition.offsets.next_commit is None
+    await harness.settled()
+    order = [e for e, _ in harness.upstream.delivered]
+    assert order.index(stuck[0]) < order.index(behind)
+    assert sum(1 for _, key in harness.upstream.calls if key == stuck[0]) == 6
+
+
+async def test_permanent_answers_are_dead_lettered_with_the_reason(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(lambda _e, body: Permanent("VALIDATION_ERROR", "bad", 400) if body["clipId"] == 2 else Delivered(204, b""))
+    harness.submit("a", 1)
+    refused = harness.submit("a", 2)
+    harness.submit("a", 3)
+    await harness.settled()
+    letters = harness.dead_letters()
+    assert len(letters) == 1
+    assert letters[0]["relay-event-id"] == refused.encode()
+    assert letters[0]["relay-dlq-reason"] == b"permanent"
+    assert letters[0]["relay-dlq-failure-code"] == b"VALIDATION_ERROR"
+    assert letters[0]["relay-dlq-attempts"] == b"1"
+    assert letters[0]["relay-dlq-last-status"] == b"400"
+    assert letters[0]["relay-dlq-source-topic"] == b"t.play"
+    assert letters[0]["relay-dlq-source-offset"] == b"1"
+    assert Envelope.decode(harness.dlq.records[DLQ][0].value).id == refused  # value unchanged
+    assert len(harness.upstream.delivered) == 2
+
+
+async def test_retries_are_dead_lettered_after_the_last_attempt(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(lambda _e, _b: Retry("http_500", 500, overload=True), max_attempts=3)
+    harness.submit("a", 1)
+    await harness.settled()
+    letters = harness.dead_letters()
+    assert [letter["relay-dlq-reason"] for letter in letters] == [b"retries_exhausted"]
+    assert letters[0]["relay-dlq-attempts"] == b"3"
+    assert len(harness.upstream.calls) == 3
+
+
+async def test_the_dlq_limit_pauses_instead_of_burying_the_stream(
+    make_harness: Callable[..., Harness],
+) -> None:
+    healed = {"yes": False}
+
+    def script(_e: str, _b: dict[str, object]) -> Outcome:
+        return Delivered(204, b"") if healed["yes"] else Permanent("VALIDATION_ERROR", "x", 400)
+
+    harness = make_harness(script, max_consecutive=3)
+    for number in range(10):
+        harness.submit(f"user-{number}", number + 1)
+    assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
+    await asyncio.sleep(0.2)  # probes happen meanwhile: they must not dead-letter either
+    assert harness.tenant.paused == "dlq_limit"
+    assert len(harness.dead_letters()) == 3
+    assert harness.dispatcher.paused_tenants == {"default": "dlq_limit"}
+    healed["yes"] = True
+    await harness.settled()
+    assert harness.tenant.paused is None
+    assert len(harness.dead_letters()) == 3
+    assert len(harness.upstream.delivered) == 7
+
+
+async def test_rejected_credentials_pause_without_dead_letters_until_a_probe_passes(
+    make_harness: Callable[..., Harness],
+) -> None:
+    revoked = {"yes": True}
+
+    def script(_e: str, _b: dict[str, object]) -> Outcome:
+        if revoked["yes"]:
+            return CredentialsRejected("AUTHENTICATION_FAILED", "no", 401)
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    ids = [harness.submit(f"user-{n % 3}", n + 1) for n in range(20)]
+    assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
+    await asyncio.sleep(0.2)
+    assert harness.tenant.paused == "credentials_rejected"
+    assert harness.dead_letters() == []
+    assert harness.partition.offsets.next_commit is None
+    revoked["yes"] = False
+    await harness.settled()
+    assert sorted(e for e, _ in harness.upstream.delivered) == sorted(ids)
+    assert harness.dead_letters() == []
+
+
+async def test_undecodable_records_are_dead_lettered(make_harness: Callable[..., Harness]) -> None:
+    harness = make_harness()
+    harness.dispatcher.submit(harness.partition, Incoming(0, b"k", b"not json", ()))
+    harness.next_offset = 1
+    harness.submit("a", 1)
+    await harness.settled()
+    assert [letter["relay-dlq-reason"] for letter in harness.dead_letters()] == [b"undecodable"]
+
+
+async def test_the_window_counts_what_is_held(make_harness: Callable[..., Harness]) -> None:
+    gate = asyncio.Event()
+
+    class Gated(FakeUpstream):
+        async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+            await gate.wait()
+            return await super().deliver(path, body, idempotency_key)
+
+    harness = make_harness(window=10)
+    harness.tenant.client = Gated()
+    for number in range(10):
+        harness.submit(f"u{number}", number + 1)
+    assert harness.dispatcher.room == 0
+    gate.set()
+    await harness.settled()
+    assert harness.dispatcher.room == 10
+
+
+async def test_a_revoked_partition_is_forgotten(make_harness: Callable[..., Harness]) -> None:
+    gate = asyncio.Event()
+
+    class Gated(FakeUpstream):
+        async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+            await gate.wait()
+            return await super().deliver(path, body, idempotency_key)
+
+    harness = make_harness()
+    harness.tenant.client = Gated()
+    for number in range(5):
+        harness.submit("same-user", number + 1)
+    harness.dispatcher.revoke(harness.partition)
+    assert harness.dispatcher.held == 0
+    gate.set()
+    await asyncio.sleep(0.1)
+    assert len(harness.upstream.delivered) <= 1  # at most the one already in flight
+
+
+async def test_retry_after_holds_every_request_of_the_credential(
+    make_harness: Callable[..., Harness],
+) -> None:
+    answered = {"first": True}
+
+    def script(_e: str, _b: dict[str, object]) -> Outcome:
+        if answered["first"]:
+            answered["first"] = False
+            return Retry("http_429", 429, retry_after=0.3, overload=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    harness.tenant.lanes["play"].limit.limit = 1.0  # one at a time, so the 429 comes first
+    for number in range(5):
+        harness.submit(f"u{number}", number + 1)
+    await harness.settled()
+    first = harness.upstream.calls[0][0]
+    later = [moment for moment, _ in harness.upstream.calls[1:]]
+    assert all(moment >= first + 0.3 for moment in later)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay.clock import ManualClock
+from relay.concurrency import AdaptiveConcurrency
+
+
+def limiter(initial: int = 4, minimum: int = 1, maximum: int = 64) -> AdaptiveConcurrency:
+    return AdaptiveConcurrency(ManualClock(), initial=initial, minimum=minimum, maximum=maximum)
+
+
+async def test_grows_about_one_per_round_trip_while_latency_holds() -> None:
+    limit = limiter(initial=4)
+    for _ in range(4):  # one round trip's worth of answers at limit 4
+        await limit.acquire()
+        limit.release(0.05, overload=False)
+    assert 4.9 <= limit.limit <= 5.1
+
+
+async def test_never_grows_past_the_maximum() -> None:
+    limit = limiter(initial=4, maximum=6)
+    for _ in range(1000):
+        await limit.acquire()
+        limit.release(0.05, overload=False)
+    assert limit.limit == 6
+
+
+async def test_cuts_on_overload_once_per_round_trip() -> None:
+    clock = ManualClock()
+    limit = AdaptiveConcurrency(clock, initial=20, minimum=1, maximum=64)
+    await limit.acquire()
+    limit.release(0.05, overload=False)
+    before = limit.limit
+    for _ in range(5):  # a burst of failures at the same moment is one cut
+        await limit.acquire()
+        limit.release(0.05, overload=True)
+    assert limit.limit == pytest.approx(before * 0.7)
+    clock.advance(1.0)
+    await limit.acquire()
+    limit.release(0.05, overload=True)
+    assert limit.limit == pytest.approx(before * 0.49)
+
+
+async def test_never_cuts_below_the_minimum() -> None:
+    clock = ManualClock()
+    limit = AdaptiveConcurrency(clock, initial=2, minimum=2, maximum=8)
+    for _ in range(10):
+        clock.advance(1.0)
+        await limit.acquire()
+        limit.release(1.0, overload=True)
+    assert limit.limit == 2
+
+
+async def test_latency_growth_stops_growth() -> None:
+    limit = limiter(initial=4)
+    await limit.acquire()
+    limit.release(0.01, overload=False)
+    grown = limit.limit
+    for _ in range(20):
+        await limit.acquire()
+        limit.release(0.5, overload=False)  # 50x the baseline: the upstream is queueing
+    assert limit.limit == pytest.approx(grown)
+
+
+async def test_acquire_waits_at_the_limit_and_is_woken_by_release() -> None:
+    limit = limiter(initial=2, maximum=2)
+    await limit.acquire()
+    await limit.acquire()
+    waiter = asyncio.create_task(limit.acquire())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    limit.release(0.01, overload=False)
+    await asyncio.wait_for(waiter, 1)
+    assert limit.in_flight == 2
+
+
+async def test_a_cancelled_waiter_gives_nothing_away() -> None:
+    limit = limiter(initial=1, maximum=1)
+    await limit.acquire()
+    waiter = asyncio.create_task(limit.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    limit.release(0.01, overload=False)
+    assert limit.in_flight == 0
+
+
+def test_bounds_are_checked() -> None:
+    with pytest.raises(ValueError, match="minimum"):
+        limiter(initial=0)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+
+from relay.clock import ManualClock
+from relay.ratelimit import CATCH_UP_S, Budget
+
+
+async def starts(budget: Budget, clock: ManualClock, count: int) -> list[float]:
+    moments = []
+    for _ in range(count):
+        await budget.acquire()
+        moments.append(clock.monotonic())
+    return moments
+
+
+async def test_requests_are_paced_at_the_rate() -> None:
+    clock = ManualClock()
+    budget = Budget(100.0, clock)
+    moments = await starts(budget, clock, 301)
+    # after the catch-up allowance, one request every 10 ms
+    span = moments[-1] - moments[0]
+    assert 3.0 - CATCH_UP_S - 1e-9 <= span <= 3.0 + 1e-9
+    per_second = [sum(1 for m in moments if start <= m - moments[0] < start + 1) for start in range(3)]
+    assert all(count <= 100 + 100 * CATCH_UP_S + 1 for count in per_second)
+
+
+async def test_unlimited_rate_never_waits() -> None:
+    clock = ManualClock()
+    budget = Budget(0.0, clock)
+    moments = await starts(budget, clock, 1000)
+    assert moments[-1] == moments[0]
+
+
+async def test_retry_after_blocks_every_request_until_it_passes() -> None:
+    clock = ManualClock()
+    budget = Budget(1000.0, clock)
+    budget.block_until(clock.monotonic() + 2.5)
+    before = clock.monotonic()
+    await budget.acquire()
+    assert clock.monotonic() >= before + 2.5
+
+
+async def test_a_block_arriving_during_a_wait_is_honoured() -> None:
+    clock = ManualClock()
+    budget = Budget(1.0, clock)
+    await budget.acquire()  # takes the slot now; the next is 1 s later
+
+    async def block_soon() -> None:  # runs while acquire() sleeps for its slot
+        budget.block_until(clock.monotonic() + 5.0)
+
+    task = asyncio.create_task(block_soon())
+    started = clock.monotonic()
+    await budget.acquire()
+    await task
+    assert clock.monotonic() >= started + 5.0
+
+
+async def test_set_rate_changes_the_pace() -> None:
+    clock = ManualClock()
+    budget = Budget(10.0, clock)
+    await starts(budget, clock, 5)
+    budget.set_rate(1000.0)
+    moments = await starts(budget, clock, 100)
+    assert moments[-1] - moments[0] <= 0.1 + 0.1  # 100 at 1000/s, after one 100 ms slot
