@@ -1,38 +1,62 @@
 #!/usr/bin/env bash
-# The local stack in the foreground: Kafka, then ingest. Ctrl-C (or SIGTERM) stops
-# ingest first (it drains and flushes), then the broker this script started.
+# The whole local stack in the foreground: Kafka, the sandbox upstream, ingest and
+# forward. Ctrl-C (or SIGTERM) stops them in order: ingest first (it drains and
+# flushes), then forward (it drains and commits), the sandbox, and last the broker
+# (only if this script started it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export RELAY_KAFKA_BOOTSTRAP="${RELAY_KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}"
 export RELAY_APP_ID="${RELAY_APP_ID:-1}"
-port="${RELAY_INGEST_PORT:-8080}"
+ingest_port="${RELAY_INGEST_PORT:-8080}"
+forward_port="${RELAY_FORWARD_PORT:-9101}"
+sandbox_port="${RELAY_SANDBOX_PORT:-8090}"
+export RELAY_UPSTREAM_URL="${RELAY_UPSTREAM_URL:-http://127.0.0.1:$sandbox_port}"
 
 started_kafka=0
 if ! deploy/kafka/kafkactl status; then deploy/kafka/kafkactl up; started_kafka=1; fi
 
-ingest_pid=""
+pids=()
 stop() {
   trap - INT TERM EXIT
-  if [ -n "$ingest_pid" ] && kill -0 "$ingest_pid" 2>/dev/null; then
-    kill -TERM "$ingest_pid"; wait "$ingest_pid" || true
-  fi
+  # reverse order of start: ingest, forward, sandbox
+  for (( i=${#pids[@]}-1; i>=0; i-- )); do
+    pid=${pids[$i]}
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  done
   if [ "$started_kafka" = 1 ]; then deploy/kafka/kafkactl down; fi
 }
 trap stop INT TERM EXIT
 
-.venv/bin/relay ingest &
-ingest_pid=$!
+wait_http() {  # url, name
+  for _ in $(seq 1 300); do
+    if curl -fs -o /dev/null "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "run-local: $2 did not come up at $1" >&2; exit 1
+}
+
+.venv/bin/relay sandbox & pids+=($!)
+wait_http "http://127.0.0.1:$sandbox_port/healthz" sandbox
+.venv/bin/relay forward & pids+=($!)
+wait_http "http://127.0.0.1:$forward_port/healthz" forward
+.venv/bin/relay ingest & pids+=($!)
+wait_http "http://127.0.0.1:$ingest_port/healthz" ingest
+
 cat <<TXT
 
   relay is up:
     Kafka     127.0.0.1:$KAFKA_PORT
-    ingest    http://127.0.0.1:$port   (POST /play, /app-start, ...; /metrics, /healthz, /readyz)
+    sandbox   http://127.0.0.1:$sandbox_port   (the stand-in upstream; /_sandbox/ledger, /_sandbox/faults)
+    forward   http://127.0.0.1:$forward_port   (/metrics, /healthz, /readyz)
+    ingest    http://127.0.0.1:$ingest_port   (POST /play, /app-start, ...; /metrics, /healthz, /readyz)
 
-  try:  curl -i -X POST http://127.0.0.1:$port/play -H 'Content-Type: application/json' \\
+  try:  curl -i -X POST http://127.0.0.1:$ingest_port/play -H 'Content-Type: application/json' \\
           -d '{"clientId":"7d9f3c1e-demo","clipId":123,"method":"Stream"}'
+        curl -s http://127.0.0.1:$sandbox_port/_sandbox/ledger
 
   Ctrl-C stops everything.
 TXT
-wait "$ingest_pid"
+wait -n "${pids[@]}"
+echo "run-local: a process exited; stopping the rest" >&2

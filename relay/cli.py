@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+import orjson
 import uvloop
 
 from relay import __version__
@@ -73,6 +74,49 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from relay import dlq_tools
+
+    try:
+        if args.dlq_command == "inspect":
+            report = dlq_tools.inspect(settings, sample=args.sample, progress=sys.stderr.isatty())
+            inspection = asyncio.run(report)
+            print(f"{inspection.total} dead letters on {settings.dlq_topic}")
+            for title, counts in (
+                ("by reason", inspection.by_reason),
+                ("by event type", inspection.by_type),
+                ("by failure code", inspection.by_code),
+            ):
+                print(f"  {title}:")
+                for name, count in counts.most_common():
+                    print(f"    {name:<24} {count}")
+            if inspection.sample:
+                print("  sample:")
+                for letter in inspection.sample:
+                    print("    " + orjson.dumps(letter).decode())
+            return 0
+        result = asyncio.run(
+            dlq_tools.replay(
+                settings,
+                reasons=args.reason or (),
+                types=args.type or (),
+                force=args.force,
+                dry_run=args.dry_run,
+                progress=sys.stderr.isatty(),
+            )
+        )
+    except KafkaUnavailable as exc:
+        print(f"relay dlq: {exc}", file=sys.stderr)
+        return 2
+    verb = "would replay" if args.dry_run else "replayed"
+    print(
+        f"{result.matched} matched, {verb} {result.matched - result.skipped_already_replayed}"
+        f" , skipped {result.skipped_already_replayed} already replayed"
+        + ("" if args.force else " (--force replays those too)")
+    )
+    return 0
+
+
 def _settings(_args: argparse.Namespace, _settings: Settings) -> int:
     width = max(len(env) for env, _, _ in Settings.describe())
     for env, default, meaning in Settings.describe():
@@ -128,6 +172,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--token-lifetime", type=float, help="bearer lifetime in seconds (3600)")
     sandbox.set_defaults(handler=_sandbox)
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="inspect and replay dead letters",
+        description="Dead letters live on <prefix>.dlq (RELAY_TOPIC_PREFIX).",
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    inspect = dlq_commands.add_parser(
+        "inspect",
+        help="count dead letters by reason, type and failure code, with a sample",
+        description="Read the whole DLQ and count its letters by reason, event type and "
+        "failure code; show a sample.",
+    )
+    inspect.add_argument("--sample", type=int, default=5, help="letters to show (5)")
+    replay = dlq_commands.add_parser(
+        "replay",
+        help="send dead letters back to their original topics",
+        description="Send dead letters back to the topics they came from, where the "
+        "forwarders deliver them again. Letters replayed before are skipped (unless "
+        "--force), so running it twice never sends a letter twice.",
+    )
+    replay.add_argument("--reason", action="append", help="only this reason (repeatable)")
+    replay.add_argument("--type", action="append", help="only this event type (repeatable)")
+    replay.add_argument("--force", action="store_true", help="replay letters replayed before")
+    replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
+    dlq.set_defaults(handler=_dlq)
 
     settings = commands.add_parser(
         "settings",

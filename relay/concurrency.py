@@ -8,6 +8,7 @@ per round trip so that one burst of failures is one cut.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 from relay.clock import Clock
@@ -45,7 +46,8 @@ class AdaptiveConcurrency:
                 self.in_flight -= 1  # granted, then cancelled: give the slot back
                 self._wake()
             else:
-                self._waiters.remove(waiter)
+                with contextlib.suppress(ValueError):  # already taken off by _wake
+                    self._waiters.remove(waiter)
             raise
 
     def release(self, rtt: float, *, overload: bool) -> None:

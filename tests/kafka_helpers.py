@@ -29,3 +29,24 @@ async def read_topics(
                     return records
     finally:
         await consumer.stop()
+
+
+async def read_for(
+    bootstrap: str, topics: Sequence[str], seconds: float
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topics`` seen from the start within ``seconds`` (to show that
+    nothing is there, read long enough for it to have arrived)."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=250)
+            records.extend(record for part in batch.values() for record in part)
+    finally:
+        await consumer.stop()
+    return records

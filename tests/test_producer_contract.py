@@ -67,7 +67,9 @@ async def test_a_sent_record_is_stored_with_key_value_and_headers(
 
 async def test_records_of_one_key_keep_their_order(backend: Backend, prefix: str) -> None:
     for number in range(50):
-        await backend.producer.send(Record(f"{prefix}.b", b"k", str(number).encode()), ack_timeout=5)
+        await backend.producer.send(
+            Record(f"{prefix}.b", b"k", str(number).encode()), ack_timeout=5
+        )
     stored = await backend.read(f"{prefix}.b", 50)
     assert [value for _, value, _ in stored] == [str(number).encode() for number in range(50)]
 

@@ -21,7 +21,9 @@ async def test_requests_are_paced_at_the_rate() -> None:
     # after the catch-up allowance, one request every 10 ms
     span = moments[-1] - moments[0]
     assert 3.0 - CATCH_UP_S - 1e-9 <= span <= 3.0 + 1e-9
-    per_second = [sum(1 for m in moments if start <= m - moments[0] < start + 1) for start in range(3)]
+    per_second = [
+        sum(1 for m in moments if start <= m - moments[0] < start + 1) for start in range(3)
+    ]
     assert all(count <= 100 + 100 * CATCH_UP_S + 1 for count in per_second)
 
 

@@ -76,22 +76,32 @@ def test_permanent_keeps_code_and_message() -> None:
     assert outcome == Permanent("VALIDATION_ERROR", "m", 400)
 
 
-async def client_for(sandbox: TestClient[Any, Any], session: aiohttp.ClientSession, **kw: Any) -> UpstreamClient:
+async def client_for(
+    sandbox: TestClient[Any, Any], session: aiohttp.ClientSession, **kw: Any
+) -> UpstreamClient:
     base = str(sandbox.make_url(""))
-    tokens = Tokens(session, base, kw.get("token", "tok"), kw.get("secret", "sec"), kw["clock"], 5.0)
+    tokens = Tokens(
+        session, base, kw.get("token", "tok"), kw.get("secret", "sec"), kw["clock"], 5.0
+    )
     return UpstreamClient(session, base, tokens, 5.0)
 
 
-async def test_many_waiters_share_one_refresh(sandbox: TestClient[Any, Any], sandbox_clock: ManualClock) -> None:
+async def test_many_waiters_share_one_refresh(
+    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+) -> None:
     async with aiohttp.ClientSession() as session:
         client = await client_for(sandbox, session, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
-        outcomes = await asyncio.gather(*(client.deliver("/play", body, f"id-{n}") for n in range(50)))
+        outcomes = await asyncio.gather(
+            *(client.deliver("/play", body, f"id-{n}") for n in range(50))
+        )
         assert all(isinstance(outcome, Delivered) for outcome in outcomes)
         assert client.tokens.refreshes == 1
 
         await sandbox.post("/_sandbox/faults", json={"expire_tokens": True})
-        outcomes = await asyncio.gather(*(client.deliver("/play", body, f"id2-{n}") for n in range(50)))
+        outcomes = await asyncio.gather(
+            *(client.deliver("/play", body, f"id2-{n}") for n in range(50))
+        )
         assert all(isinstance(outcome, Delivered) for outcome in outcomes)
         assert client.tokens.refreshes == 2  # one refresh for 50 requests refused at once
         ledger = await (await sandbox.get("/_sandbox/ledger?entries=0")).json()
@@ -99,7 +109,9 @@ async def test_many_waiters_share_one_refresh(sandbox: TestClient[Any, Any], san
         assert ledger["total"] == 100
 
 
-async def test_token_is_refreshed_before_it_expires(sandbox: TestClient[Any, Any], sandbox_clock: ManualClock) -> None:
+async def test_token_is_refreshed_before_it_expires(
+    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+) -> None:
     async with aiohttp.ClientSession() as session:
         client = await client_for(sandbox, session, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
@@ -111,7 +123,9 @@ async def test_token_is_refreshed_before_it_expires(sandbox: TestClient[Any, Any
         assert refused == 0  # never sent with a stale token
 
 
-async def test_revoked_credentials_are_rejected_after_one_refresh(sandbox: TestClient[Any, Any], sandbox_clock: ManualClock) -> None:
+async def test_revoked_credentials_are_rejected_after_one_refresh(
+    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+) -> None:
     async with aiohttp.ClientSession() as session:
         client = await client_for(sandbox, session, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
@@ -122,7 +136,9 @@ async def test_revoked_credentials_are_rejected_after_one_refresh(sandbox: TestC
         assert outcome.code == "AUTHENTICATION_FAILED"
 
 
-async def test_idempotency_key_and_bearer_are_sent(sandbox: TestClient[Any, Any], sandbox_clock: ManualClock) -> None:
+async def test_idempotency_key_and_bearer_are_sent(
+    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+) -> None:
     async with aiohttp.ClientSession() as session:
         client = await client_for(sandbox, session, clock=sandbox_clock)
         await client.deliver("/add", orjson.dumps(VALID["add"]), "event-1")

@@ -137,6 +137,7 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         self.held = 0
         self.in_flight = 0
+        self.quiescing = False  # shutting down: finish what is in flight, start nothing
         self.settled = asyncio.Event()  # set whenever an event settles: room, or drained
         for tenant in tenants.values():
             for event_type in BY_NAME:
@@ -181,6 +182,10 @@ class Dispatcher:
                         )
                     )
             self._tasks.append(asyncio.create_task(self._probe_loop(tenant)))
+
+    def quiesce(self) -> None:
+        """Start no new request; those in flight finish and settle."""
+        self.quiescing = True
 
     async def stop(self) -> None:
         """Cancel senders and timers; events still held are simply not committed."""
@@ -255,8 +260,8 @@ class Dispatcher:
         budget_wait = metrics.budget_wait_seconds.labels(tenant.name)
         while True:
             event = await lane.ready.get()
-            if event.partition.revoked or event.partition.closing:
-                continue
+            if event.partition.revoked or event.partition.closing or self.quiescing:
+                continue  # not settled, so not committed: its next owner delivers it
             if tenant.paused is not None and not event.probe:
                 tenant.parked.append(event)
                 deliveries["parked"].inc()

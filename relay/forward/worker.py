@@ -105,6 +105,7 @@ class ForwardWorker:
                         )
         finally:
             log.info("stopping: draining requests in flight, then committing")
+            self._dispatcher.quiesce()
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await committer

@@ -74,7 +74,9 @@ class Harness:
     async def settled(self, bound: float = 10.0) -> None:
         assert await self.dispatcher.wait_for(
             lambda: self.partition.offsets.next_commit == self.next_offset, bound
-        ), f"not settled: next commit {self.partition.offsets.next_commit}, held {self.dispatcher.held}"
+        ), (
+            f"not settled: next commit {self.partition.offsets.next_commit}, held {self.dispatcher.held}"
+        )
 
     def dead_letters(self) -> list[dict[str, bytes]]:
         return [dict(record.headers) for record in self.dlq.records[DLQ]]
@@ -169,7 +171,13 @@ async def test_a_retrying_event_holds_back_only_its_own_key(
 async def test_permanent_answers_are_dead_lettered_with_the_reason(
     make_harness: Callable[..., Harness],
 ) -> None:
-    harness = make_harness(lambda _e, body: Permanent("VALIDATION_ERROR", "bad", 400) if body["clipId"] == 2 else Delivered(204, b""))
+    harness = make_harness(
+        lambda _e, body: (
+            Permanent("VALIDATION_ERROR", "bad", 400)
+            if body["clipId"] == 2
+            else Delivered(204, b"")
+        )
+    )
     harness.submit("a", 1)
     refused = harness.submit("a", 2)
     harness.submit("a", 3)

@@ -57,7 +57,9 @@ async def test_each_event_endpoint_accepts_and_records(sandbox: Client, name: st
 
 
 async def test_authentication_failures(sandbox: Client) -> None:
-    assert (await sandbox.post("/authenticate", json={"token": "tok", "secret": "no"})).status == 401
+    assert (
+        await sandbox.post("/authenticate", json={"token": "tok", "secret": "no"})
+    ).status == 401
     assert (await sandbox.post("/authenticate", json={"token": "x"})).status == 400
     missing = await post(sandbox, "/play", VALID["play"], None)
     assert (missing.status, (await missing.json())["failureCode"]) == (401, "MISSING_HEADERS")
@@ -97,7 +99,13 @@ async def test_validation_uses_the_event_table_strictly(sandbox: Client) -> None
 
 async def test_injected_errors_on_chosen_paths(sandbox: Client) -> None:
     token = await bearer(sandbox)
-    await faults(sandbox, error_rate=1.0, error_status=503, error_code="SERVICE_UNAVAILABLE", error_paths=["/play"])
+    await faults(
+        sandbox,
+        error_rate=1.0,
+        error_status=503,
+        error_code="SERVICE_UNAVAILABLE",
+        error_paths=["/play"],
+    )
     response = await post(sandbox, "/play", VALID["play"], token)
     assert (response.status, (await response.json())["failureCode"]) == (503, "SERVICE_UNAVAILABLE")
     assert (await post(sandbox, "/add", VALID["add"], token)).status == 204
@@ -144,7 +152,9 @@ async def test_revoked_credentials_refuse_everything(sandbox: Client) -> None:
     token = await bearer(sandbox)
     await faults(sandbox, revoked=True)
     assert (await post(sandbox, "/play", VALID["play"], token)).status == 401
-    assert (await sandbox.post("/authenticate", json={"token": "tok", "secret": "sec"})).status == 401
+    assert (
+        await sandbox.post("/authenticate", json={"token": "tok", "secret": "sec"})
+    ).status == 401
 
 
 async def test_duplicates_are_counted_by_idempotency_key(sandbox: Client) -> None:
@@ -157,7 +167,13 @@ async def test_duplicates_are_counted_by_idempotency_key(sandbox: Client) -> Non
 
 @pytest.mark.parametrize(
     "changes",
-    [{"nope": 1}, {"error_rate": 2}, {"error_code": "WHATEVER"}, {"outage": "refuse"}, {"latency_ms": "x"}],
+    [
+        {"nope": 1},
+        {"error_rate": 2},
+        {"error_code": "WHATEVER"},
+        {"outage": "refuse"},
+        {"latency_ms": "x"},
+    ],
 )
 async def test_bad_fault_requests_are_refused(sandbox: Client, changes: dict[str, Any]) -> None:
     response = await sandbox.post("/_sandbox/faults", json=changes)

@@ -1,0 +1,206 @@
+"""The relay's processes as subprocesses on loopback, for end-to-end tests.
+
+Each test gets its own topic prefix, consumer group and ports; every process is
+stopped (SIGTERM, then SIGKILL) when the test ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from relay.envelope import Envelope, new_event_id
+from relay.events import BY_NAME
+
+JSON = {"Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Process:
+    kind: str
+    url: str
+    popen: subprocess.Popen[bytes]
+
+    def kill9(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=30)
+
+    async def terminate(self, bound: float = 60.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(asyncio.to_thread(self.popen.wait), timeout=bound)
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    prefix: str
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+    sandbox_url: str = ""
+
+    def base_env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RELAY_KAFKA_BOOTSTRAP": self.bootstrap,
+            "RELAY_TOPIC_PREFIX": self.prefix,
+            "RELAY_TOPIC_PARTITIONS": "3",
+            "RELAY_CONSUMER_GROUP": f"{self.prefix}-forward",
+            "RELAY_APP_ID": "4242",
+            "RELAY_LOG_LEVEL": "WARNING",
+            **self.env,
+            **extra,
+        }
+
+    async def start(self, kind: str, **extra: str) -> Process:
+        port = free_port()
+        port_variable = {
+            "ingest": "RELAY_INGEST_PORT",
+            "forward": "RELAY_FORWARD_PORT",
+            "sandbox": "RELAY_SANDBOX_PORT",
+        }[kind]
+        env = self.base_env(**{port_variable: str(port)}, **extra)
+        if kind == "forward":
+            env.setdefault("RELAY_UPSTREAM_URL", self.sandbox_url)
+        popen = subprocess.Popen([sys.executable, "-m", "relay", kind], env=env)
+        process = Process(kind, f"http://127.0.0.1:{port}", popen)
+        self.processes.append(process)
+        await self.wait_up(process)
+        if kind == "sandbox":
+            self.sandbox_url = process.url
+        return process
+
+    async def wait_up(self, process: Process, bound: float = 60.0) -> None:
+        path = "/healthz"
+        async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
+            while True:
+                assert process.popen.poll() is None, f"relay {process.kind} exited during start"
+                try:
+                    async with session.get(process.url + path) as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    async def stop_all(self) -> None:
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(process.popen.wait), timeout=30)
+            except TimeoutError:
+                process.popen.kill()
+                process.popen.wait()
+
+    # The sandbox
+
+    async def faults(self, **changes: Any) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.sandbox_url}/_sandbox/faults", json=changes) as response,
+        ):
+            assert response.status == 200, await response.text()
+            return dict(await response.json())
+
+    async def ledger(self, entries: bool = True) -> dict[str, Any]:
+        query = "" if entries else "?entries=0"
+        url = f"{self.sandbox_url}/_sandbox/ledger{query}"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return dict(orjson.loads(await response.read()))
+
+    async def wait_ledger(self, event_ids: set[str], bound: float) -> dict[str, Any]:
+        """The ledger, once every id in ``event_ids`` is in it; fails after ``bound``."""
+        async with asyncio.timeout(bound):
+            while True:
+                try:
+                    ledger = await self.ledger()
+                except aiohttp.ClientConnectionError:  # an outage that closed the port
+                    await asyncio.sleep(0.5)
+                    continue
+                seen = {entry["idempotencyKey"] for entry in ledger["entries"]}
+                if event_ids <= seen:
+                    return ledger
+                await asyncio.sleep(0.5)
+
+    # Sending events
+
+    async def post_events(
+        self, ingest: Process, bodies: list[tuple[str, dict[str, Any]]], concurrency: int = 100
+    ) -> list[str]:
+        """POST (type, body) pairs through ingest; the event ids answered 2xx."""
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        for item in bodies:
+            queue.put_nowait(item)
+        accepted: list[str] = []
+
+        async def worker(session: aiohttp.ClientSession) -> None:
+            while not queue.empty():
+                name, body = queue.get_nowait()
+                async with session.post(
+                    ingest.url + BY_NAME[name].path, data=orjson.dumps(body), headers=JSON
+                ) as response:
+                    await response.read()
+                    assert response.status in (200, 204), response.status
+                    accepted.append(response.headers["X-Relay-Event-Id"])
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return accepted
+
+
+async def produce_backlog(
+    bootstrap: str, prefix: str, bodies: list[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """Write envelopes straight to Kafka (faster than through ingest, for big backlogs)."""
+    from aiokafka import AIOKafkaProducer
+
+    from relay.config import Settings
+    from relay.topics import create_missing_topics, event_topics
+
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=3)
+    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    ids = []
+    try:
+        futures = []
+        for number, (name, body) in enumerate(bodies):
+            envelope = Envelope(
+                new_event_id(1_795_000_000_000 + number),
+                name,
+                "default",
+                "2026-11-26T00:00:00Z",
+                False,
+                body,
+            )
+            ids.append(envelope.id)
+            futures.append(
+                await producer.send(
+                    settings.topic(name),
+                    envelope.encode(),
+                    key=envelope.key,
+                    headers=envelope.headers(),
+                )
+            )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return ids
