@@ -74,9 +74,7 @@ class Harness:
     async def settled(self, bound: float = 10.0) -> None:
         assert await self.dispatcher.wait_for(
             lambda: self.partition.offsets.next_commit == self.next_offset, bound
-        ), (
-            f"not settled: next commit {self.partition.offsets.next_commit}, held {self.dispatcher.held}"
-        )
+        ), f"not settled: next commit {self.partition.offsets.next_commit}"
 
     def dead_letters(self) -> list[dict[str, bytes]]:
         return [dict(record.headers) for record in self.dlq.records[DLQ]]
