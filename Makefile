@@ -8,12 +8,13 @@ INSTALLED := $(VENV)/.installed
 KAFKACTL := deploy/kafka/kafkactl
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-jars kafka-up kafka-down run test test-fast lint fmt clean
+.PHONY: help venv kafka-jars kafka-up kafka-down run test test-fast lint fmt bench clean
 
 help:
 	@echo "make run         the local stack (Kafka + ingest) in the foreground; Ctrl-C stops it"
 	@echo "make test        the whole test suite (starts its own Kafka on 127.0.0.1:19092)"
 	@echo "make test-fast   unit tests only, no broker"
+	@echo "make bench       benchmarks against ceilings (SCENARIO=ingest,... ROUNDS= SECONDS=)"
 	@echo "make lint        ruff and mypy"
 	@echo "make fmt         format the code"
 	@echo "make kafka-up    start the local broker (KAFKA_PORT, default 9092); kafka-down stops it"
@@ -43,6 +44,13 @@ test: venv kafka-jars
 
 test-fast: venv
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
+
+# SCENARIO=ingest,forward runs some; ROUNDS and SECONDS shorten or lengthen them.
+bench: venv kafka-jars
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
+	  { echo "bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/relay bench $(if $(SCENARIO),--scenario $(SCENARIO)) \
+	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
 lint: venv
 	$(BIN)/ruff check relay tests

@@ -117,6 +117,22 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace, _settings: Settings) -> int:
+    from relay.bench.run import run_bench
+    from relay.bench.scenarios import SCENARIOS
+
+    names = args.scenario.split(",") if args.scenario else list(SCENARIOS)
+    try:
+        results = asyncio.run(run_bench(names, args.rounds, args.seconds))
+    except (ValueError, RuntimeError) as exc:
+        print(f"relay bench: {exc}", file=sys.stderr)
+        return 2
+    for name, result in results.items():
+        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in result["figures"].items()))
+    print("written: docs/BENCHMARKS.md and bench/results/")
+    return 0
+
+
 def _settings(_args: argparse.Namespace, _settings: Settings) -> int:
     width = max(len(env) for env, _, _ in Settings.describe())
     for env, default, meaning in Settings.describe():
@@ -198,6 +214,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--force", action="store_true", help="replay letters replayed before")
     replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
     dlq.set_defaults(handler=_dlq)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmarks (a broker of their own on 127.0.0.1:29092)",
+        description="Run the benchmark scenarios on loopback, each against a ceiling "
+        "measured in the same run; write bench/results/<date>.json and docs/BENCHMARKS.md.",
+    )
+    bench.add_argument(
+        "--scenario", help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker"
+    )
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario (3)")
+    bench.add_argument("--seconds", type=int, default=10, help="seconds per measured run (10)")
+    bench.set_defaults(handler=_bench)
 
     settings = commands.add_parser(
         "settings",

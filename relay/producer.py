@@ -74,7 +74,7 @@ class KafkaProducer:
             acks="all",
             enable_idempotence=True,
             linger_ms=linger_ms,
-            max_batch_size=256 * 1024,
+            max_batch_size=64 * 1024,
             # Batches are retried inside this window; a request gives up long before.
             request_timeout_ms=30000,
             client_id=client_id,

@@ -18,7 +18,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from relay.envelope import Envelope, new_event_id
 from relay.events import BY_NAME
 
 JSON = {"Content-Type": "application/json"}
@@ -164,43 +163,3 @@ class Stack:
         async with aiohttp.ClientSession(connector=connector) as session:
             await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         return accepted
-
-
-async def produce_backlog(
-    bootstrap: str, prefix: str, bodies: list[tuple[str, dict[str, Any]]]
-) -> list[str]:
-    """Write envelopes straight to Kafka (faster than through ingest, for big backlogs)."""
-    from aiokafka import AIOKafkaProducer
-
-    from relay.config import Settings
-    from relay.topics import create_missing_topics, event_topics
-
-    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=3)
-    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    ids = []
-    try:
-        futures = []
-        for number, (name, body) in enumerate(bodies):
-            envelope = Envelope(
-                new_event_id(1_795_000_000_000 + number),
-                name,
-                "default",
-                "2026-11-26T00:00:00Z",
-                False,
-                body,
-            )
-            ids.append(envelope.id)
-            futures.append(
-                await producer.send(
-                    settings.topic(name),
-                    envelope.encode(),
-                    key=envelope.key,
-                    headers=envelope.headers(),
-                )
-            )
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return ids

@@ -11,11 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relay.bench.backlog import produce_backlog
 from relay.envelope import Envelope
 from relay.events import BY_NAME, EVENT_TYPES, normalise
 from tests.brokers import Broker
 from tests.kafka_helpers import read_for, read_topics
-from tests.stack import Stack, produce_backlog
+from tests.stack import Stack
 from tests.test_events import VALID
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

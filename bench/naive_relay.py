@@ -1,0 +1,50 @@
+"""BASELINE, NOT THE RELAY. A minimal relay written the obvious way, kept only so that
+`make bench` can report the real relay's throughput against it: one aiohttp handler
+that parses the body and awaits aiokafka's send_and_wait (acks=all) per request.
+No validation, no metrics, no bounds."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import uvloop
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+PRODUCER = web.AppKey("producer", AIOKafkaProducer)
+
+
+async def play(request: web.Request) -> web.Response:
+    body = json.loads(await request.read())
+    await request.app[PRODUCER].send_and_wait(
+        "naive.play", json.dumps(body).encode(), key=str(body["clientId"]).encode()
+    )
+    return web.Response(status=204)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def producer(app: web.Application):  # type: ignore[no-untyped-def]
+    app[PRODUCER] = AIOKafkaProducer(bootstrap_servers=app["bootstrap"], acks="all")
+    await app[PRODUCER].start()
+    yield
+    await app[PRODUCER].stop()
+
+
+def main() -> None:
+    port, bootstrap = int(sys.argv[1]), sys.argv[2]
+    app = web.Application()
+    app["bootstrap"] = bootstrap
+    app.cleanup_ctx.append(producer)
+    app.router.add_post("/play", play)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+-- wrk script: single-event POST /play with a JSON body, one user per connection-ish.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"clientId":"bench-user-%04d","clipId":%d,"method":"Stream","preview":false,"offline":false,"timestamp":"2026-11-26T10:00:00Z"}',
+    counter % 1000, 1 + counter % 5000)
+  return wrk.format(nil, "/play", nil, body)
+end

@@ -1,0 +1,102 @@
+"""Writing many envelopes straight to Kafka: backlogs for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from relay.config import Settings
+from relay.envelope import Envelope, new_event_id
+from relay.events import BY_NAME, EVENT_TYPES, normalise
+from relay.topics import create_missing_topics, event_topics
+
+__all__ = ["example_bodies", "produce_backlog"]
+
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "app-start": {"clientId": "x", "timestamp": "2026-11-26T10:00:00Z", "platform": "ios"},
+    "app-close": {"clientId": "x", "timestamp": "2026-11-26T10:05:00Z"},
+    "play": {
+        "clientId": "x",
+        "timestamp": "2026-11-26T10:01:00Z",
+        "clipId": 123,
+        "method": "Stream",
+        "preview": False,
+        "offline": False,
+    },
+    "track-play": {"clientId": "x", "timestamp": "2026-11-26T10:01:00Z", "trackId": 789},
+    "add": {"clientId": "x", "timestamp": "2026-11-26T10:02:00Z", "clipId": 123, "method": "Sync"},
+    "share": {
+        "clientId": "x",
+        "timestamp": "2026-11-26T10:03:00Z",
+        "clipId": 123,
+        "platform": "instagram",
+        "shareUri": "app://content/abc",
+    },
+    "download": {
+        "clientId": "x",
+        "clipId": 619462,
+        "appId": 1,
+        "credentialId": 1,
+        "country": "US",
+        "timestamp": "2026-11-26T00:00:00Z",
+    },
+}
+
+
+def example_bodies(
+    count: int, names: Iterable[str] | None = None, users: int = 97
+) -> list[tuple[str, dict[str, Any]]]:
+    """``count`` valid, normalised events, round robin over ``names`` and ``users``."""
+    chosen = list(names) if names is not None else [t.name for t in EVENT_TYPES]
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    made = []
+    for number in range(count):
+        name = chosen[number % len(chosen)]
+        body = normalise(BY_NAME[name], _EXAMPLES[name], now).body
+        body["clientId"] = f"user-{number % users:04d}"
+        made.append((name, body))
+    return made
+
+
+async def produce_backlog(
+    bootstrap: str, prefix: str, bodies: Iterable[tuple[str, dict[str, Any]]], partitions: int = 3
+) -> list[str]:
+    """Write one envelope per body to ``<prefix>.<type>``; return the event ids."""
+    settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions)
+    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    ids = []
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for number, (name, body) in enumerate(bodies):
+            envelope = Envelope(
+                new_event_id(1_795_000_000_000 + number),
+                name,
+                "default",
+                "2026-11-26T12:00:00Z",
+                False,
+                body,
+            )
+            ids.append(envelope.id)
+            pending.append(
+                await producer.send(
+                    settings.topic(name),
+                    envelope.encode(),
+                    key=envelope.key,
+                    headers=envelope.headers(),
+                )
+            )
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return ids

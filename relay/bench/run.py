@@ -1,0 +1,67 @@
+"""`relay bench`: start a broker of its own, run the scenarios, write the results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+from relay.bench.procs import ROOT
+from relay.bench.report import write
+from relay.bench.scenarios import SCENARIOS, Context
+
+__all__ = ["run_bench"]
+
+BENCH_KAFKA_PORT = 29092
+
+
+def _kafkactl(command: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(BENCH_KAFKA_PORT),
+        "KAFKA_STATE_DIR": str(ROOT / ".cache" / "kafka" / f"bench-{BENCH_KAFKA_PORT}"),
+        "KAFKA_HEAP": "768m",
+    }
+    return subprocess.run(
+        [str(ROOT / "deploy" / "kafka" / "kafkactl"), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, dict[str, Any]]:
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    started_broker = _kafkactl("status").returncode != 0
+    if started_broker:
+        broker = _kafkactl("up")
+        if broker.returncode != 0:
+            raise RuntimeError(f"could not start the bench broker:\n{broker.stderr}")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        with tqdm(total=len(names), unit="scenario") as bar:
+            context = Context(
+                f"127.0.0.1:{BENCH_KAFKA_PORT}",
+                rounds=rounds,
+                seconds=seconds,
+                progress=lambda message: bar.set_postfix_str(message, refresh=True),
+            )
+            for name in names:
+                bar.set_description(name)
+                begun = time.monotonic()
+                result = await SCENARIOS[name](context)
+                result["seconds"] = round(time.monotonic() - begun, 1)
+                results[name] = result
+                write({name: result}, {"rounds": rounds, "seconds_per_run": seconds})
+                bar.update(1)
+    finally:
+        if started_broker:
+            _kafkactl("down")
+    return results

@@ -1,0 +1,514 @@
+"""The benchmark scenarios of `make bench`. Each runs the relay and its ceiling in the
+same run, alternating, ``rounds`` times, and reports medians and ratios.
+
+Every scenario returns a dict of figures (name -> value) plus the raw rounds. What
+each compares is written at the top of its function; targets live in report.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from relay.bench.backlog import example_bodies, produce_backlog
+from relay.bench.procs import LOAD_CORE, ROOT, SERVER_CORE, Proc, rss_mb, spawn, start, wrk
+
+__all__ = ["SCENARIOS", "Context"]
+
+PLAY_SCRIPT = ROOT / "bench" / "play.lua"
+CONNECTIONS = 64
+
+
+@dataclass
+class Context:
+    bootstrap: str
+    rounds: int = 3
+    seconds: int = 10
+    ports: list[int] = field(default_factory=lambda: list(range(18180, 18280)))
+    ingest_capacity: float | None = None  # requests/s, learned by the ingest scenario
+    progress: Callable[[str], None] = lambda _message: None
+
+    def port(self) -> int:
+        return self.ports.pop(0)
+
+    def prefix(self) -> str:
+        return f"bench{uuid.uuid4().hex[:8]}"
+
+    def relay_env(self, prefix: str, **extra: str) -> dict[str, str]:
+        return {
+            "RELAY_KAFKA_BOOTSTRAP": self.bootstrap,
+            "RELAY_TOPIC_PREFIX": prefix,
+            "RELAY_APP_ID": "1",
+            "RELAY_LOG_LEVEL": "WARNING",
+            "RELAY_CONSUMER_GROUP": f"{prefix}-forward",
+            **extra,
+        }
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+async def _ingest_server(ctx: Context, prefix: str) -> Proc:
+    port = ctx.port()
+    return await start(
+        "ingest",
+        ["relay", "ingest"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port)),
+        core=SERVER_CORE,
+    )
+
+
+async def _ceiling_server(ctx: Context) -> Proc:
+    port = ctx.port()
+    return await start(
+        "ceiling",
+        [sys.executable, str(ROOT / "bench" / "ceiling_server.py"), str(port)],
+        url=f"http://127.0.0.1:{port}",
+        core=SERVER_CORE,
+    )
+
+
+async def _naive_server(ctx: Context) -> Proc:
+    port = ctx.port()
+    return await start(
+        "naive",
+        [sys.executable, str(ROOT / "bench" / "naive_relay.py"), str(port), ctx.bootstrap],
+        url=f"http://127.0.0.1:{port}",
+        core=SERVER_CORE,
+    )
+
+
+async def _wrk_rounds(
+    ctx: Context, servers: dict[str, Callable[[], Awaitable[Proc]]]
+) -> dict[str, list[dict[str, float]]]:
+    """Alternate the servers round by round; each gets the same wrk run."""
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+    for number in range(ctx.rounds):
+        for name, make in servers.items():
+            ctx.progress(f"round {number + 1}/{ctx.rounds}: {name}")
+            server = await make()
+            try:
+                wrk(server.url + "/play", seconds=2, connections=CONNECTIONS, script=PLAY_SCRIPT)
+                result = wrk(
+                    server.url + "/play",
+                    seconds=ctx.seconds,
+                    connections=CONNECTIONS,
+                    script=PLAY_SCRIPT,
+                )
+                rounds[name].append(
+                    {
+                        "rps": result.rps,
+                        "p50_ms": result.p50_ms,
+                        "p99_ms": result.p99_ms,
+                        "errors": result.errors,
+                        "peak_rss_mb": rss_mb(server.pid, peak=True),
+                    }
+                )
+            finally:
+                server.stop()
+    return rounds
+
+
+def _summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: _median([r[key] for r in rounds]) for key in rounds[0]}
+
+
+async def ingest(ctx: Context) -> dict[str, Any]:
+    """1. One `relay ingest`, single-event POST /play, against the same aiohttp server
+    with an empty handler: same wrk (1 thread, 64 connections), same cores."""
+    prefix = ctx.prefix()
+    rounds = await _wrk_rounds(
+        ctx, {"ceiling": lambda: _ceiling_server(ctx), "relay": lambda: _ingest_server(ctx, prefix)}
+    )
+    relay, ceiling = _summary(rounds["relay"]), _summary(rounds["ceiling"])
+    ctx.ingest_capacity = relay["rps"]
+    return {
+        "figures": {
+            "ingest_rps": relay["rps"],
+            "ceiling_rps": ceiling["rps"],
+            "ingest_over_ceiling": round(relay["rps"] / ceiling["rps"], 3),
+            "ingest_p50_ms": relay["p50_ms"],
+            "ingest_p99_ms": relay["p99_ms"],
+            "ceiling_p50_ms": ceiling["p50_ms"],
+            "ceiling_p99_ms": ceiling["p99_ms"],
+            "ingest_peak_rss_mb": relay["peak_rss_mb"],
+            "ingest_non_2xx": relay["errors"],
+        },
+        "rounds": rounds,
+    }
+
+
+async def naive(ctx: Context) -> dict[str, Any]:
+    """2. The relay against a naive relay (bench/naive_relay.py: send_and_wait per
+    request), same wrk, same cores, same broker."""
+    prefix = ctx.prefix()
+    from relay.config import Settings
+    from relay.topics import create_missing_topics
+
+    await create_missing_topics(
+        Settings(kafka_bootstrap=ctx.bootstrap, topic_partitions=12), ["naive.play"]
+    )
+    rounds = await _wrk_rounds(
+        ctx, {"naive": lambda: _naive_server(ctx), "relay": lambda: _ingest_server(ctx, prefix)}
+    )
+    relay, baseline = _summary(rounds["relay"]), _summary(rounds["naive"])
+    return {
+        "figures": {
+            "relay_rps": relay["rps"],
+            "naive_rps": baseline["rps"],
+            "relay_over_naive": round(relay["rps"] / baseline["rps"], 3),
+            "naive_p99_ms": baseline["p99_ms"],
+        },
+        "rounds": rounds,
+    }
+
+
+async def _sandbox(ctx: Context, latency_ms: float = 0.0) -> Proc:
+    port = ctx.port()
+    proc = await start(
+        "sandbox",
+        ["relay", "sandbox"],
+        url=f"http://127.0.0.1:{port}",
+        env={"RELAY_SANDBOX_PORT": str(port), "RELAY_LOG_LEVEL": "WARNING"},
+        core=LOAD_CORE,
+    )
+    if latency_ms:
+        await _post(proc.url + "/_sandbox/faults", {"latency_ms": latency_ms})
+    return proc
+
+
+async def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
+        return dict(await response.json())
+
+
+async def _get(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return orjson.loads(await response.read())
+
+
+async def _ledger_total(sandbox: Proc) -> int:
+    return int((await _get(sandbox.url + "/_sandbox/ledger?entries=0"))["total"])
+
+
+async def _rate(sandbox: Proc, warmup: float, seconds: float) -> float:
+    """Requests/s the sandbox accepted over ``seconds``, after ``warmup``."""
+    await asyncio.sleep(warmup)
+    before = await _ledger_total(sandbox)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    after = await _ledger_total(sandbox)
+    return (after - before) / (time.monotonic() - started)
+
+
+async def _forward_rounds(ctx: Context, latency_ms: float) -> dict[str, list[float]]:
+    rates: dict[str, list[float]] = {"bare_client": [], "relay": []}
+    backlog = int(8000 * (ctx.seconds + 5) * (0.15 if latency_ms else 1))
+    prefix = ctx.prefix()
+    ctx.progress(f"writing a backlog of {backlog} plays")
+    await produce_backlog(ctx.bootstrap, prefix, example_bodies(backlog, ["play"]), partitions=12)
+    for number in range(ctx.rounds):
+        ctx.progress(f"round {number + 1}/{ctx.rounds}: bare client, {latency_ms:g} ms")
+        sandbox = await _sandbox(ctx, latency_ms)
+        client = spawn(
+            "bare_client",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "bare_client.py"),
+                sandbox.url,
+                str(ctx.seconds + 3),
+                str(CONNECTIONS),
+            ],
+            core=SERVER_CORE,
+        )
+        try:
+            rates["bare_client"].append(await _rate(sandbox, 2, ctx.seconds))
+        finally:
+            client.wait(timeout=60)
+            sandbox.stop()
+        ctx.progress(f"round {number + 1}/{ctx.rounds}: relay forward, {latency_ms:g} ms")
+        sandbox = await _sandbox(ctx, latency_ms)
+        port = ctx.port()
+        forward = await start(
+            "forward",
+            ["relay", "forward"],
+            url=f"http://127.0.0.1:{port}",
+            env=ctx.relay_env(
+                prefix,
+                RELAY_FORWARD_PORT=str(port),
+                RELAY_UPSTREAM_URL=sandbox.url,
+                RELAY_UPSTREAM_BUDGET_RPS="0",
+                RELAY_CONSUMER_GROUP=f"{prefix}-{number}-{latency_ms:g}",  # the whole backlog again
+                RELAY_CONCURRENCY_MAX=str(CONNECTIONS),
+            ),
+            core=SERVER_CORE,
+        )
+        try:
+            rates["relay"].append(await _rate(sandbox, 2, ctx.seconds))
+            rates.setdefault("relay_peak_rss_mb", []).append(rss_mb(forward.pid, peak=True))
+        finally:
+            forward.stop()
+            sandbox.stop()
+    return rates
+
+
+async def forward(ctx: Context) -> dict[str, Any]:
+    """3. One `relay forward` draining a backlog of plays into the sandbox (no budget),
+    against a bare aiohttp client posting the same bodies to the same sandbox with the
+    same concurrency (64); then both again with 50 ms of added upstream latency."""
+    figures: dict[str, float] = {}
+    rounds = {}
+    for latency in (0.0, 50.0):
+        rates = await _forward_rounds(ctx, latency)
+        tag = "" if not latency else "_50ms"
+        relay, ceiling = _median(rates["relay"]), _median(rates["bare_client"])
+        figures[f"forward_rps{tag}"] = relay
+        figures[f"bare_client_rps{tag}"] = ceiling
+        figures[f"forward_over_ceiling{tag}"] = round(relay / ceiling, 3)
+        figures[f"forward_peak_rss_mb{tag}"] = _median(rates["relay_peak_rss_mb"])
+        rounds[f"latency_{latency:g}ms"] = rates
+    return {"figures": figures, "rounds": rounds}
+
+
+async def budget(ctx: Context) -> dict[str, Any]:
+    """4. Budget 500/s, one worker, a backlog larger than it can send: the achieved
+    rate over 30 s and the busiest 1-s window, from the sandbox's arrival times."""
+    rate, seconds = 500.0, 30
+    prefix = ctx.prefix()
+    await produce_backlog(ctx.bootstrap, prefix, example_bodies(int(rate * (seconds + 10))))
+    sandbox = await _sandbox(ctx)
+    port = ctx.port()
+    worker = await start(
+        "forward",
+        ["relay", "forward"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(
+            prefix,
+            RELAY_FORWARD_PORT=str(port),
+            RELAY_UPSTREAM_URL=sandbox.url,
+            RELAY_UPSTREAM_BUDGET_RPS=str(rate),
+        ),
+        core=SERVER_CORE,
+    )
+    try:
+        ctx.progress(f"budget {rate:g}/s for {seconds} s")
+        await asyncio.sleep(3 + seconds + 1)
+        entries = (await _get(sandbox.url + "/_sandbox/ledger"))["entries"]
+    finally:
+        worker.stop()
+        sandbox.stop()
+    begin = entries[0]["at"] + 3
+    counts = [0] * seconds
+    for entry in entries:
+        second = int(entry["at"] - begin)
+        if 0 <= second < seconds:
+            counts[second] += 1
+    achieved = sum(counts) / seconds
+    return {
+        "figures": {
+            "budget_rps": rate,
+            "achieved_rps": round(achieved, 1),
+            "achieved_error_pct": round(100 * (achieved - rate) / rate, 2),
+            "max_1s_window": max(counts),
+            "max_1s_window_pct": round(100 * max(counts) / rate, 1),
+            "min_1s_window": min(counts),
+        },
+        "rounds": {"per_second": counts},
+    }
+
+
+async def _open_loop(url: str, rate: float, seconds: float) -> list[float]:
+    """POST /play at a fixed rate (not waiting for answers); latencies in ms."""
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    # No timestamp: the relay stamps its receive time, which the sandbox then sees.
+    body_of = [
+        (name, {k: v for k, v in body.items() if k != "timestamp"})
+        for name, body in example_bodies(1000, ["play"])
+    ]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(number: int) -> None:
+            started = loop.time()
+            async with session.post(
+                url + "/play",
+                data=orjson.dumps(body_of[number % 1000][1]),
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                await response.read()
+                if response.status == 204:
+                    latencies.append((loop.time() - started) * 1000)
+
+        tasks = []
+        begin = loop.time()
+        for number in range(int(rate * seconds)):
+            delay = begin + number / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(number)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
+
+
+async def end_to_end(ctx: Context) -> dict[str, Any]:
+    """5. Ingest, forward and the sandbox together, fed at half the measured ingest
+    capacity for ``seconds``: ingest answer latency, and accepted -> received by the
+    sandbox (the envelope's receivedAt to the sandbox's arrival time)."""
+    if ctx.ingest_capacity is None:
+        await ingest(Context(ctx.bootstrap, rounds=1, seconds=5, ports=ctx.ports))
+        ctx.ingest_capacity = ctx.ingest_capacity or 2000.0
+    rate = ctx.ingest_capacity / 2
+    prefix = ctx.prefix()
+    sandbox = await _sandbox(ctx)
+    port = ctx.port()
+    worker = await start(
+        "forward",
+        ["relay", "forward"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(
+            prefix,
+            RELAY_FORWARD_PORT=str(port),
+            RELAY_UPSTREAM_URL=sandbox.url,
+            RELAY_UPSTREAM_BUDGET_RPS="0",
+        ),
+    )
+    front = await _ingest_server(ctx, prefix)
+    try:
+        ctx.progress(f"end to end at {rate:.0f}/s for {ctx.seconds} s")
+        latencies = await _open_loop(front.url, rate, ctx.seconds)
+        await asyncio.sleep(5)
+        entries = (await _get(sandbox.url + "/_sandbox/ledger"))["entries"]
+    finally:
+        front.stop()
+        worker.stop()
+        sandbox.stop()
+    from relay.bench.report import parse_timestamp
+
+    delivery = [
+        (entry["at"] - parse_timestamp(entry["body"]["timestamp"])) * 1000 for entry in entries
+    ]
+    return {
+        "figures": {
+            "rate_rps": round(rate),
+            "ingest_p50_ms": _percentile(latencies, 0.50),
+            "ingest_p99_ms": _percentile(latencies, 0.99),
+            "accepted_to_received_p50_ms": _percentile(delivery, 0.50),
+            "accepted_to_received_p99_ms": _percentile(delivery, 0.99),
+            "delivered": len(entries),
+            "accepted": len(latencies),
+        },
+        "rounds": {},
+    }
+
+
+async def memory(ctx: Context) -> dict[str, Any]:
+    """6. Forward's RSS while a backlog of 1,000,000 events drains: sampled every 2 s
+    for 60 s of draining; flat means the window, not the lag, bounds memory."""
+    events = 1_000_000
+    prefix = ctx.prefix()
+    ctx.progress(f"writing a backlog of {events:,} events")
+    await produce_backlog(ctx.bootstrap, prefix, example_bodies(events), partitions=12)
+    sandbox = await _sandbox(ctx)
+    port = ctx.port()
+    worker = await start(
+        "forward",
+        ["relay", "forward"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(
+            prefix,
+            RELAY_FORWARD_PORT=str(port),
+            RELAY_UPSTREAM_URL=sandbox.url,
+            RELAY_UPSTREAM_BUDGET_RPS="0",
+        ),
+        core=SERVER_CORE,
+    )
+    samples = []
+    try:
+        for tick in range(30):
+            ctx.progress(f"draining: {2 * tick}/60 s")
+            await asyncio.sleep(2)
+            samples.append(round(rss_mb(worker.pid), 1))
+        drained = await _ledger_total(sandbox)
+    finally:
+        worker.stop()
+        sandbox.stop()
+    half = len(samples) // 2
+    return {
+        "figures": {
+            "backlog": events,
+            "drained_in_60s": drained,
+            "rss_first_half_mean_mb": round(statistics.mean(samples[:half]), 1),
+            "rss_second_half_mean_mb": round(statistics.mean(samples[half:]), 1),
+            "rss_max_mb": max(samples),
+        },
+        "rounds": {"rss_mb_every_2s": samples},
+    }
+
+
+async def broker(ctx: Context) -> dict[str, Any]:
+    """7. Kafka's own producer performance tool, from the same jars, same broker:
+    500,000 records of 200 bytes, acks=all. Context for the figures above."""
+    from relay.config import Settings
+    from relay.topics import create_missing_topics
+
+    topic = f"{ctx.prefix()}.perf"
+    await create_missing_topics(
+        Settings(kafka_bootstrap=ctx.bootstrap, topic_partitions=12), [topic]
+    )
+    command = [
+        "java",
+        "-Xmx512m",
+        "-cp",
+        str(ROOT / ".cache" / "kafka" / "libs" / "*"),
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        "500000",
+        "--record-size",
+        "200",
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={ctx.bootstrap}",
+        "acks=all",
+    ]
+    ctx.progress("kafka-producer-perf-test: 500,000 x 200 B")
+    output = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=300, check=True
+    )
+    summary = output.stdout.strip().splitlines()[-1]
+    records_per_second = float(summary.split(" records/sec")[0].split("(")[0].split(",")[-1])
+    return {
+        "figures": {"producer_perf_records_per_s": records_per_second},
+        "rounds": {"summary": summary},
+    }
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
+    "ingest": ingest,
+    "naive": naive,
+    "forward": forward,
+    "budget": budget,
+    "e2e": end_to_end,
+    "memory": memory,
+    "broker": broker,
+}
