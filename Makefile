@@ -53,13 +53,13 @@ bench: venv kafka-jars
 	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
 lint: venv
-	$(BIN)/ruff check relay tests
-	$(BIN)/ruff format --check relay tests
+	$(BIN)/ruff check relay tests bench
+	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy
 
 fmt: venv
-	$(BIN)/ruff format relay tests
-	$(BIN)/ruff check --fix relay tests
+	$(BIN)/ruff format relay tests bench
+	$(BIN)/ruff check --fix relay tests bench
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

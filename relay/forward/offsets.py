@@ -14,9 +14,12 @@ class PartitionOffsets:
         self._held: deque[int] = deque()  # offsets taken, in log order
         self._done: set[int] = set()
         self._next_commit: int | None = None
+        self.first: int | None = None  # the first offset taken since assignment
 
     def take(self, offset: int) -> None:
         """Record a fetched offset; offsets of one partition arrive in increasing order."""
+        if self.first is None:
+            self.first = offset
         self._held.append(offset)
 
     def done(self, offset: int) -> None:

@@ -188,5 +188,7 @@ class ForwardWorker:
         for tp, partition in self._partitions.items():
             end = self._consumer.highwater(tp)
             position = self._committed.get(tp, partition.offsets.next_commit)
+            if position is None:
+                position = partition.offsets.first
             if end is not None and position is not None:
                 self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(end - position)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,16 +79,20 @@ async def test_all_seven_types_reach_the_upstream_normalised(stack: Stack) -> No
     assert by_key[play.id]["body"]["preview"] is False
 
 
-async def test_twenty_thousand_events_through_ingest_are_all_delivered(stack: Stack) -> None:
+async def test_twenty_thousand_events_through_ingest_are_all_delivered(
+    stack: Stack, report: Callable[[str], None]
+) -> None:
     ingest = await stack.start("ingest")
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
     ids = await stack.post_events(ingest, bodies(20_000), concurrency=200)
     assert len(set(ids)) == 20_000
     ledger = await stack.wait_ledger(set(ids), bound=300)
-    print(f"\n20,000 events: {ledger['total']} received, {ledger['duplicates']} duplicates")
+    report(f"20,000 events: {ledger['total']} received, {ledger['duplicates']} duplicates")
 
 
-async def test_a_30_second_outage_loses_nothing_and_dead_letters_nothing(stack: Stack) -> None:
+async def test_a_30_second_outage_loses_nothing_and_dead_letters_nothing(
+    stack: Stack, report: Callable[[str], None]
+) -> None:
     ingest = await stack.start("ingest")
     forward = await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0", RELAY_RETRY_CAP_S="2")
     before = await stack.post_events(ingest, bodies(200))
@@ -103,7 +107,7 @@ async def test_a_30_second_outage_loses_nothing_and_dead_letters_nothing(stack: 
     through = [e for e in ledger["entries"] if outage_began + 1 < e["at"] < outage_began + 29]
     assert through == []  # the outage was real
     assert await dead_letters(stack, 0) == []
-    print(f"\n30 s outage: {len(before) + len(during)} sent, {ledger['duplicates']} duplicates")
+    report(f"30 s outage: {len(before) + len(during)} sent, {ledger['duplicates']} duplicates")
 
 
 async def test_retry_after_is_honoured(stack: Stack) -> None:
@@ -121,7 +125,7 @@ async def test_retry_after_is_honoured(stack: Stack) -> None:
         assert not inside, f"{len(inside)} requests within the Retry-After of a 429"
 
 
-async def test_two_workers_share_a_budget(stack: Stack) -> None:
+async def test_two_workers_share_a_budget(stack: Stack, report: Callable[[str], None]) -> None:
     budget, seconds = 200.0, 20
     await produce_backlog(stack.bootstrap, stack.prefix, bodies(int(budget * (seconds + 8) * 1.3)))
     for _ in range(2):
@@ -138,14 +142,16 @@ async def test_two_workers_share_a_budget(stack: Stack) -> None:
         if second < seconds:
             counts[second] += 1
     achieved = sum(counts) / seconds
-    print(
-        f"\nbudget {budget}/s: achieved {achieved:.1f}/s, 1-s windows {min(counts)}..{max(counts)}"
+    report(
+        f"budget {budget}/s: achieved {achieved:.1f}/s, 1-s windows {min(counts)}..{max(counts)}"
     )
     assert abs(achieved - budget) <= budget * 0.05
     assert max(counts) <= budget * 1.10
 
 
-async def test_kill_9_twice_loses_nothing_and_counts_duplicates(stack: Stack) -> None:
+async def test_kill_9_twice_loses_nothing_and_counts_duplicates(
+    stack: Stack, report: Callable[[str], None]
+) -> None:
     ids = await produce_backlog(stack.bootstrap, stack.prefix, bodies(8000))
     settings = {"RELAY_UPSTREAM_BUDGET_RPS": "1000", "RELAY_COMMIT_INTERVAL_S": "0.5"}
     first = await stack.start("forward", **settings)
@@ -159,9 +165,7 @@ async def test_kill_9_twice_loses_nothing_and_counts_duplicates(stack: Stack) ->
         await stack.start("forward", **settings)
     ledger = await stack.wait_ledger(set(ids), bound=180)
     duplicates = ledger["duplicates"]
-    print(
-        f"\nkill -9 twice: {len(ids)} events, {ledger['total']} received, {duplicates} duplicates"
-    )
+    report(f"kill -9 twice: {len(ids)} events, {ledger['total']} received, {duplicates} duplicates")
     assert ledger["total"] == len(ids) + duplicates
 
 
@@ -218,7 +222,9 @@ async def test_revoked_credentials_pause_delivery_and_drop_readiness(stack: Stac
     assert (await get(forward.url + "/readyz"))[0] == 200
 
 
-async def test_sigterm_commits_and_a_restart_resumes_without_loss(stack: Stack) -> None:
+async def test_sigterm_commits_and_a_restart_resumes_without_loss(
+    stack: Stack, report: Callable[[str], None]
+) -> None:
     ids = await produce_backlog(stack.bootstrap, stack.prefix, bodies(3000))
     forward = await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="500")
     async with asyncio.timeout(60):
@@ -228,7 +234,7 @@ async def test_sigterm_commits_and_a_restart_resumes_without_loss(stack: Stack) 
     stopped_at = (await stack.ledger(entries=False))["total"]
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
     ledger = await stack.wait_ledger(set(ids), bound=120)
-    print(f"\nSIGTERM at {stopped_at}: {ledger['duplicates']} duplicates after restart")
+    report(f"SIGTERM at {stopped_at}: {ledger['duplicates']} duplicates after restart")
     assert ledger["duplicates"] == 0  # a clean stop commits everything it delivered
 
 

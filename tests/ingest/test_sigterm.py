@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -42,7 +43,9 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
             await asyncio.sleep(0.1)
 
 
-async def test_sigterm_under_load_loses_no_accepted_event(kafka_settings: Settings) -> None:
+async def test_sigterm_under_load_loses_no_accepted_event(
+    kafka_settings: Settings, report: Callable[[str], None]
+) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -99,7 +102,7 @@ async def test_sigterm_under_load_loses_no_accepted_event(kafka_settings: Settin
         on_kafka = {Envelope.decode(record.value).id for record in records}
         missing = set(accepted) - on_kafka
         assert not missing, f"{len(missing)} events answered 204 are not on Kafka"
-        print(f"\nSIGTERM under load: {len(accepted)} accepted, {refused} refused, 0 lost")
+        report(f"ingest SIGTERM under load: {len(accepted)} accepted, {refused} refused, 0 lost")
     finally:
         if process.poll() is None:
             process.kill()
