@@ -49,6 +49,8 @@ test-fast: venv
 bench: venv kafka-jars
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
 	  { echo "bench needs wrk: apt-get install wrk"; exit 1; }
+	@test -x .cache/bin/vegeta || GOBIN=$(CURDIR)/.cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0 || \
+	  { echo "bench needs vegeta (open-loop load): install Go, then make bench again"; exit 1; }
 	$(BIN)/relay bench $(if $(SCENARIO),--scenario $(SCENARIO)) \
 	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 

@@ -67,7 +67,14 @@ class Settings:
         "RELAY_REJECT_UNKNOWN_FIELDS",
         "Refuse bodies with fields the event table does not know (default: drop and count).",
     )
-    tenant: str = _setting("default", "RELAY_TENANT", "Tenant stamped on envelopes.")
+    tenants_file: str = _setting(
+        "",
+        "RELAY_TENANTS_FILE",
+        "TOML file of tenants, keys and credentials; unset: one open tenant (development).",
+    )
+    tenant: str = _setting(
+        "default", "RELAY_TENANT", "The open tenant's name when no tenants file is set."
+    )
     app_id: int | None = _setting(
         None, "RELAY_APP_ID", "appId answered by /app-start (503 while unset)."
     )

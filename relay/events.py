@@ -12,6 +12,7 @@ spellings are accepted and one is sent on: ids become integers, ``preview`` and
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -192,16 +193,12 @@ def format_timestamp(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
-def _has_control_characters(text: str) -> bool:
-    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text)
-
-
 def _text(field: Field, value: Any, _received_at: datetime) -> str:
     if not isinstance(value, str):
         raise InvalidEvent(field.name, f"{field.name} must be a string")
     if not value or len(value) > field.max_length:
         raise InvalidEvent(field.name, f"{field.name} must be 1 to {field.max_length} characters")
-    if _has_control_characters(value):
+    if not value.isprintable():  # control characters, line breaks, invisible formatting
         raise InvalidEvent(field.name, f"{field.name} must not contain control characters")
     return value
 
@@ -264,7 +261,8 @@ def _country(field: Field, value: Any, _received_at: datetime) -> str:
     return value.upper()
 
 
-_NORMALISERS: Mapping[Kind, Callable[[Field, Any, datetime], Any]] = {
+_Normaliser = Callable[[Field, Any, datetime], Any]
+_NORMALISERS: Mapping[Kind, _Normaliser] = {
     Kind.CLIENT_ID: _text,
     Kind.TEXT: _text,
     Kind.INTEGER: _integer,
@@ -273,6 +271,13 @@ _NORMALISERS: Mapping[Kind, Callable[[Field, Any, datetime], Any]] = {
     Kind.TIMESTAMP: _timestamp_value,
     Kind.COUNTRY: _country,
 }
+
+
+@functools.cache
+def _plan(event_type: EventType) -> tuple[tuple[tuple[Field, _Normaliser], ...], frozenset[str]]:
+    """The fields with their normalisers, and the known names: worked out once per type."""
+    steps = tuple((field, _NORMALISERS[field.kind]) for field in event_type.fields)
+    return steps, frozenset(field.name for field in event_type.fields)
 
 
 def normalise(
@@ -289,14 +294,15 @@ def normalise(
     """
     if not isinstance(body, dict):
         raise InvalidEvent("body", "the body must be a JSON object", "INVALID_PARAMETERS")
+    steps, known = _plan(event_type)
     normalised: dict[str, Any] = {}
-    for field in event_type.fields:
+    for field, normaliser in steps:
         value = body.get(field.name)
         if value is None:
             if field.required:
                 raise InvalidEvent(field.name, f"{field.name} is required")
             continue
-        normalised[field.name] = _NORMALISERS[field.kind](field, value, received_at)
+        normalised[field.name] = normaliser(field, value, received_at)
 
     if normalised.get("method") == "Offline" and "timestamp" not in normalised:
         raise InvalidEvent(
@@ -306,11 +312,7 @@ def normalise(
     if stamped:
         normalised["timestamp"] = format_timestamp(received_at)
 
-    unknown = tuple(name for name in body if not _known(event_type, name))
+    unknown = () if body.keys() <= known else tuple(name for name in body if name not in known)
     if unknown and reject_unknown:
         raise InvalidEvent(unknown[0], f"unknown field {unknown[0]!r}", "INVALID_PARAMETERS")
     return Normalised(normalised, stamped, unknown)
-
-
-def _known(event_type: EventType, name: str) -> bool:
-    return any(field.name == name for field in event_type.fields)

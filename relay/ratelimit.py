@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from relay.clock import Clock
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "TokenBucket"]
 
 # After a stall (a slow event loop, a burst of work), a request may take a slot up to
 # this far in the past, so that timer jitter does not cost throughput. It bounds
@@ -54,3 +54,27 @@ class Budget:
             # A 429 may have arrived while this request slept: then wait again.
             if clock.monotonic() >= self._blocked_until:
                 return clock.monotonic() - started
+
+
+class TokenBucket:
+    """An inbound limit: ``rate`` tokens/s, at most ``burst`` saved up. Never waits:
+    ``take`` answers at once whether a request may pass, and if not, when to retry."""
+
+    __slots__ = ("_burst", "_clock", "_rate", "_tokens", "_updated")
+
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        self._rate = rate
+        self._burst = max(1.0, burst)
+        self._clock = clock
+        self._tokens = self._burst
+        self._updated = clock.monotonic()
+
+    def take(self) -> float:
+        """0.0 when a token was taken; otherwise the seconds until one will be there."""
+        now = self._clock.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._rate

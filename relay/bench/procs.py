@@ -39,7 +39,7 @@ SERVER_CORE = 0
 LOAD_CORE = 1
 
 
-def _pinned(command: Sequence[str], core: int | None) -> list[str]:
+def pinned(command: Sequence[str], core: int | None) -> list[str]:
     if core is None or shutil.which("taskset") is None or (os.cpu_count() or 1) <= core:
         return list(command)
     return ["taskset", "-c", str(core), *command]
@@ -111,7 +111,7 @@ def spawn(
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{name}.log", "ab") as output:  # the child keeps its own descriptor
         return subprocess.Popen(
-            _pinned(command, core),
+            pinned(command, core),
             env={**os.environ, **(env or {})},
             stdout=output,
             stderr=output,
@@ -150,7 +150,7 @@ def wrk(url: str, *, seconds: int, connections: int, script: Path) -> WrkResult:
     """One wrk run on the load core. Raises RuntimeError when wrk is missing or fails."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: `make bench` installs it (apt-get install wrk)")
-    command = _pinned(
+    command = pinned(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         LOAD_CORE,
     )

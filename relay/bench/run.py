@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import time
 from typing import Any
@@ -39,6 +40,9 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    # Load generators open many sockets; the default soft limit (1024) is too low.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     started_broker = _kafkactl("status").returncode != 0
     if started_broker:
         broker = _kafkactl("up")

@@ -8,6 +8,9 @@ each compares is written at the top of its function; targets live in report.py.
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -15,17 +18,29 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
 from relay.bench.backlog import example_bodies, produce_backlog
-from relay.bench.procs import LOAD_CORE, ROOT, SERVER_CORE, Proc, rss_mb, spawn, start, wrk
+from relay.bench.procs import (
+    LOAD_CORE,
+    ROOT,
+    SERVER_CORE,
+    Proc,
+    pinned,
+    rss_mb,
+    spawn,
+    start,
+    wrk,
+)
 
 __all__ = ["SCENARIOS", "Context"]
 
 PLAY_SCRIPT = ROOT / "bench" / "play.lua"
+VEGETA = str(ROOT / ".cache" / "bin" / "vegeta")
 CONNECTIONS = 64
 
 
@@ -312,7 +327,7 @@ async def budget(ctx: Context) -> dict[str, Any]:
     begin = entries[0]["at"] + 3
     counts = [0] * seconds
     for entry in entries:
-        second = int(entry["at"] - begin)
+        second = math.floor(entry["at"] - begin)  # int() would fold [-1, 0) into second 0
         if 0 <= second < seconds:
             counts[second] += 1
     achieved = sum(counts) / seconds
@@ -329,38 +344,60 @@ async def budget(ctx: Context) -> dict[str, Any]:
     }
 
 
-async def _open_loop(url: str, rate: float, seconds: float) -> list[float]:
-    """POST /play at a fixed rate (not waiting for answers); latencies in ms."""
-    latencies: list[float] = []
-    loop = asyncio.get_running_loop()
-    # No timestamp: the relay stamps its receive time, which the sandbox then sees.
-    body_of = [
-        (name, {k: v for k, v in body.items() if k != "timestamp"})
-        for name, body in example_bodies(1000, ["play"])
-    ]
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+def _vegeta_targets(url: str) -> Path:
+    """1,000 POST /play targets, one per user, without timestamps (so that the relay
+    stamps its receive time, which the sandbox then sees as the body's timestamp)."""
+    path = ROOT / ".cache" / "bench" / "targets.jsonl"
+    lines = []
+    for _name, body in example_bodies(1000, ["play"]):
+        body.pop("timestamp")
+        lines.append(
+            orjson.dumps(
+                {
+                    "method": "POST",
+                    "url": url + "/play",
+                    "header": {"Content-Type": ["application/json"]},
+                    "body": base64.b64encode(orjson.dumps(body)).decode(),
+                }
+            )
+        )
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
 
-        async def one(number: int) -> None:
-            started = loop.time()
-            async with session.post(
-                url + "/play",
-                data=orjson.dumps(body_of[number % 1000][1]),
-                headers={"Content-Type": "application/json"},
-            ) as response:
-                await response.read()
-                if response.status == 204:
-                    latencies.append((loop.time() - started) * 1000)
 
-        tasks = []
-        begin = loop.time()
-        for number in range(int(rate * seconds)):
-            delay = begin + number / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(number)))
-        await asyncio.gather(*tasks)
-    return latencies
+def _vegeta(url: str, rate: float, seconds: float) -> dict[str, float]:
+    """Open-loop load at a constant rate (vegeta, on the load core): latencies in ms
+    counted from when each request was due, so queueing counts."""
+    if shutil.which(VEGETA) is None:
+        raise RuntimeError(f"{VEGETA} not found: `make bench` installs it (go install)")
+    targets = _vegeta_targets(url)
+    attack = subprocess.run(
+        [
+            *pinned([VEGETA, "attack"], LOAD_CORE),
+            "-format=json",
+            f"-targets={targets}",
+            f"-rate={int(rate)}/s",
+            f"-duration={seconds}s",
+            "-max-connections=256",
+        ],
+        capture_output=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    report = subprocess.run(
+        [VEGETA, "report", "-type=json"],
+        input=attack.stdout,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    data = orjson.loads(report.stdout)
+    return {
+        "p50_ms": round(data["latencies"]["50th"] / 1e6, 2),
+        "p99_ms": round(data["latencies"]["99th"] / 1e6, 2),
+        "success": data["success"],
+        "requests": data["requests"],
+    }
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -368,55 +405,68 @@ def _percentile(values: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
 
-async def end_to_end(ctx: Context) -> dict[str, Any]:
-    """5. Ingest, forward and the sandbox together, fed at half the measured ingest
-    capacity for ``seconds``: ingest answer latency, and accepted -> received by the
-    sandbox (the envelope's receivedAt to the sandbox's arrival time)."""
-    if ctx.ingest_capacity is None:
-        await ingest(Context(ctx.bootstrap, rounds=1, seconds=5, ports=ctx.ports))
-        ctx.ingest_capacity = ctx.ingest_capacity or 2000.0
-    rate = ctx.ingest_capacity / 2
+async def _stack_run(ctx: Context, rate: float, with_forward: bool) -> dict[str, float]:
     prefix = ctx.prefix()
     sandbox = await _sandbox(ctx)
     port = ctx.port()
-    worker = await start(
-        "forward",
-        ["relay", "forward"],
-        url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(
-            prefix,
-            RELAY_FORWARD_PORT=str(port),
-            RELAY_UPSTREAM_URL=sandbox.url,
-            RELAY_UPSTREAM_BUDGET_RPS="0",
-        ),
-    )
+    worker = None
+    if with_forward:
+        worker = await start(
+            "forward",
+            ["relay", "forward"],
+            url=f"http://127.0.0.1:{port}",
+            env=ctx.relay_env(
+                prefix,
+                RELAY_FORWARD_PORT=str(port),
+                RELAY_UPSTREAM_URL=sandbox.url,
+                RELAY_UPSTREAM_BUDGET_RPS="0",
+            ),
+        )
     front = await _ingest_server(ctx, prefix)
     try:
-        ctx.progress(f"end to end at {rate:.0f}/s for {ctx.seconds} s")
-        latencies = await _open_loop(front.url, rate, ctx.seconds)
+        ctx.progress(f"{'ingest+forward' if with_forward else 'ingest alone'} at {rate:.0f}/s")
+        await asyncio.to_thread(_vegeta, front.url, rate, 2)  # warm-up: connections, metadata
+        load = await asyncio.to_thread(_vegeta, front.url, rate, ctx.seconds)
         await asyncio.sleep(5)
         entries = (await _get(sandbox.url + "/_sandbox/ledger"))["entries"]
     finally:
         front.stop()
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         sandbox.stop()
     from relay.bench.report import parse_timestamp
 
-    delivery = [
-        (entry["at"] - parse_timestamp(entry["body"]["timestamp"])) * 1000 for entry in entries
-    ]
-    return {
-        "figures": {
-            "rate_rps": round(rate),
-            "ingest_p50_ms": _percentile(latencies, 0.50),
-            "ingest_p99_ms": _percentile(latencies, 0.99),
-            "accepted_to_received_p50_ms": _percentile(delivery, 0.50),
-            "accepted_to_received_p99_ms": _percentile(delivery, 0.99),
-            "delivered": len(entries),
-            "accepted": len(latencies),
-        },
-        "rounds": {},
+    figures = {
+        "ingest_p50_ms": load["p50_ms"],
+        "ingest_p99_ms": load["p99_ms"],
+        "success_ratio": load["success"],
     }
+    if with_forward:
+        delivery = [
+            (entry["at"] - parse_timestamp(entry["body"]["timestamp"])) * 1000 for entry in entries
+        ]
+        figures["accepted_to_received_p50_ms"] = _percentile(delivery, 0.50)
+        figures["accepted_to_received_p99_ms"] = _percentile(delivery, 0.99)
+    return figures
+
+
+async def end_to_end(ctx: Context) -> dict[str, Any]:
+    """5. Open-loop POST /play at half the measured ingest capacity: ingest alone
+    (its answer latency), then ingest, forward and the sandbox together on the same
+    two cores (answer latency, and accepted -> received: the relay's receive stamp
+    to the sandbox's arrival time); then the whole stack again at a quarter."""
+    if ctx.ingest_capacity is None:  # run alone: measure the capacity first, briefly
+        probe = Context(ctx.bootstrap, rounds=1, seconds=5, ports=ctx.ports)
+        await ingest(probe)
+        ctx.ingest_capacity = probe.ingest_capacity
+    half = (ctx.ingest_capacity or 2000.0) / 2
+    figures: dict[str, float] = {"half_capacity_rps": round(half)}
+    alone = await _stack_run(ctx, half, with_forward=False)
+    figures.update({f"{name}_ingest_alone": value for name, value in alone.items()})
+    for share, tag in ((half, "half"), (half / 2, "quarter")):
+        stack = await _stack_run(ctx, share, with_forward=True)
+        figures.update({f"{name}_stack_{tag}": value for name, value in stack.items()})
+    return {"figures": figures, "rounds": {}}
 
 
 async def memory(ctx: Context) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -43,7 +44,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._worker.release(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._worker.assign(assigned)
+        await self._worker.assign(assigned)
 
 
 class ForwardWorker:
@@ -64,6 +65,7 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._paused_fetch = False
+        self._known_total = 0
         self.assigned = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -115,12 +117,12 @@ class ForwardWorker:
             await consumer.stop()
             log.info("stopped")
 
-    def assign(self, assigned: set[TopicPartition]) -> None:
+    async def assign(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
             if tp not in self._partitions:
                 self._partitions[tp] = Partition(tp.topic, tp.partition)
         self.assigned = True
-        self._share_budget()
+        await self._share_budget()
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
     async def release(self, revoked: set[TopicPartition]) -> None:
@@ -149,14 +151,39 @@ class ForwardWorker:
             self._consumer.resume(*assignment)
         self._paused_fetch = full
 
-    def _share_budget(self) -> None:
-        """Each worker takes the share of the budget that its partitions are of all."""
-        total = sum(len(self._consumer.partitions_for_topic(t) or ()) for t in self._topics)
-        share = len(self._partitions) / total if total else 0.0
+    async def _share_budget(self) -> None:
+        """Each worker takes the share of the budget that its partitions are of all.
+
+        The partition counts come from the cluster, not from the consumer's metadata,
+        which can still lack topics at the first assignment: a share computed from a
+        partial count would let this worker exceed the budget until the next rebalance.
+        With no count known at all, the worker crawls (1 request/s) rather than risk
+        going over."""
+        total = await self._partition_total()
+        share = min(1.0, len(self._partitions) / total) if total else 0.0
         for tenant in self._tenants.values():
-            rate = tenant.budget_rps * share if tenant.budget_rps > 0 else 0.0
+            if tenant.budget_rps <= 0:
+                rate = 0.0  # unlimited
+            elif total == 0:
+                rate = 1.0
+            else:
+                rate = tenant.budget_rps * share
             tenant.budget.set_rate(rate)
             self._metrics.budget_rate.labels(tenant.name).set(rate)
+
+    async def _partition_total(self) -> int:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._settings.kafka_bootstrap, client_id="relay-forward-admin"
+        )
+        try:
+            await admin.start()
+            described = await admin.describe_topics(self._topics)
+            self._known_total = sum(len(topic["partitions"]) for topic in described)
+        except KafkaError as exc:
+            log.warning("partition counts unknown; keeping the last", extra={"error": str(exc)})
+        finally:
+            await admin.close()
+        return self._known_total
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)

@@ -1,0 +1,180 @@
+"""Tenants: the apps the relay fronts, each with its own inbound keys, upstream
+credentials, appId, inbound rate limit and upstream budget.
+
+Read from a TOML file (``RELAY_TENANTS_FILE``; example in deploy/tenants.example.toml):
+
+    [tenants.acme]
+    upstream_token_env = "ACME_UPSTREAM_TOKEN"   # or upstream_token = "..."
+    upstream_secret_env = "ACME_UPSTREAM_SECRET" # or upstream_secret = "..."
+    app_id = 12345              # optional: else learned from the upstream
+    inbound_rps = 100           # per key; burst inbound_burst (default 2 x rps)
+    upstream_budget_rps = 200   # all workers together
+
+    [[tenants.acme.keys]]
+    id = "ios-2026"
+    sha256 = "9f86d0..."        # of the key; the key itself is never stored
+    revoked = false
+
+Keys are random 256-bit tokens, so a plain SHA-256 is as good as a slow hash here:
+there is nothing to guess. Without a tenants file the relay runs one open tenant
+from the RELAY_TENANT / RELAY_UPSTREAM_* settings, for local development.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay.config import ConfigError, Settings
+
+__all__ = [
+    "KEY_PREFIX",
+    "InboundKey",
+    "Tenant",
+    "Tenants",
+    "append_key",
+    "hash_key",
+    "load_tenants",
+    "new_key",
+]
+
+KEY_PREFIX = "rk_"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundKey:
+    id: str
+    sha256: str
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    upstream_token: str
+    upstream_secret: str
+    keys: tuple[InboundKey, ...] = ()
+    app_id: int | None = None
+    inbound_rps: float = 0.0  # 0: no inbound limit
+    inbound_burst: float = 0.0
+    upstream_budget_rps: float = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tenants:
+    by_name: Mapping[str, Tenant]
+    open: bool  # no tenants file: one tenant, no inbound keys (development only)
+    _by_hash: Mapping[str, tuple[Tenant, InboundKey]]
+
+    def authenticate(self, key: str) -> tuple[Tenant, InboundKey] | None:
+        """The tenant of a presented key; None for unknown or revoked keys.
+
+        The presented key is hashed, then compared with the stored hash in constant
+        time; a dict lookup by hash reveals nothing about the key itself."""
+        digest = hash_key(key)
+        found = self._by_hash.get(digest)
+        if found is None or not hmac.compare_digest(found[1].sha256, digest):
+            return None
+        return None if found[1].revoked else found
+
+
+def _secret(entry: Mapping[str, Any], name: str, tenant: str, environ: Mapping[str, str]) -> str:
+    if f"{name}_env" in entry:
+        variable = str(entry[f"{name}_env"])
+        value = environ.get(variable)
+        if not value:
+            raise ConfigError(
+                f"tenant {tenant}: environment variable {variable} ({name}) is not set"
+            )
+        return value
+    if name in entry:
+        return str(entry[name])
+    raise ConfigError(f"tenant {tenant}: give {name} or {name}_env")
+
+
+def _tenant(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> Tenant:
+    if not _NAME.match(name):
+        raise ConfigError(f"tenant name {name!r}: use lowercase letters, digits, - and _")
+    keys = []
+    for key in entry.get("keys", []):
+        digest = str(key.get("sha256", "")).lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConfigError(f"tenant {name}: key {key.get('id')!r} needs a 64-hex sha256")
+        keys.append(InboundKey(str(key.get("id", digest[:8])), digest, bool(key.get("revoked"))))
+    try:
+        rps = float(entry.get("inbound_rps", 0))
+        app_id = entry.get("app_id")
+        return Tenant(
+            name=name,
+            upstream_token=_secret(entry, "upstream_token", name, environ),
+            upstream_secret=_secret(entry, "upstream_secret", name, environ),
+            keys=tuple(keys),
+            app_id=int(app_id) if app_id is not None else None,
+            inbound_rps=rps,
+            inbound_burst=float(entry.get("inbound_burst", 2 * rps)),
+            upstream_budget_rps=float(entry.get("upstream_budget_rps", 200)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"tenant {name}: {exc}") from None
+
+
+def load_tenants(settings: Settings, environ: Mapping[str, str] | None = None) -> Tenants:
+    """Raises ``ConfigError`` with the file, tenant and field at fault."""
+    environ = os.environ if environ is None else environ
+    if not settings.tenants_file:
+        tenant = Tenant(
+            settings.tenant,
+            settings.upstream_token,
+            settings.upstream_secret,
+            app_id=settings.app_id,
+            upstream_budget_rps=settings.upstream_budget_rps,
+        )
+        return Tenants({tenant.name: tenant}, open=True, _by_hash={})
+    path = Path(settings.tenants_file)
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc}") from None
+    entries = document.get("tenants")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: no [tenants.<name>] tables")
+    tenants = {name: _tenant(name, entry, environ) for name, entry in entries.items()}
+    by_hash: dict[str, tuple[Tenant, InboundKey]] = {}
+    for tenant in tenants.values():
+        for key in tenant.keys:
+            if key.sha256 in by_hash:
+                raise ConfigError(f"{path}: key {key.id} of {tenant.name} is used twice")
+            by_hash[key.sha256] = (tenant, key)
+    return Tenants(tenants, open=False, _by_hash=by_hash)
+
+
+def append_key(path: Path, tenant: str, key_id: str) -> str:
+    """Add a new key to ``tenant`` in the file; return the key (shown once, never stored)."""
+    document = tomllib.loads(path.read_text())
+    if tenant not in document.get("tenants", {}):
+        raise ConfigError(f"{path}: no tenant {tenant!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key_id):
+        raise ConfigError("key id: 1-64 letters, digits, . _ -")
+    key = new_key()
+    with path.open("a") as file:
+        file.write(f'\n[[tenants.{tenant}.keys]]\nid = "{key_id}"\nsha256 = "{hash_key(key)}"\n')
+    return key
