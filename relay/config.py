@@ -161,8 +161,13 @@ class Settings:
         "At SIGTERM or rebalance: bound on finishing requests in flight.",
     )
 
-    def topic(self, event_type_name: str) -> str:
-        return f"{self.topic_prefix}.{event_type_name}"
+    def topic(self, event_type_name: str, tenant: str | None = None) -> str:
+        """``<prefix>.<type>`` for the open tenant (no tenants file), else
+        ``<prefix>.<tenant>.<type>``: each tenant's events in topics of their own, so
+        that pausing one tenant's delivery never holds up another's."""
+        if tenant is None:
+            return f"{self.topic_prefix}.{event_type_name}"
+        return f"{self.topic_prefix}.{tenant}.{event_type_name}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

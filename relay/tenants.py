@@ -83,6 +83,19 @@ class Tenants:
     open: bool  # no tenants file: one tenant, no inbound keys (development only)
     _by_hash: Mapping[str, tuple[Tenant, InboundKey]]
 
+    def topic(self, settings: Settings, tenant: str, event_type_name: str) -> str:
+        return settings.topic(event_type_name, None if self.open else tenant)
+
+    def topics(self, settings: Settings) -> list[str]:
+        """Every event topic of every tenant."""
+        from relay.events import EVENT_TYPES
+
+        return [
+            self.topic(settings, tenant, event_type.name)
+            for tenant in self.by_name
+            for event_type in EVENT_TYPES
+        ]
+
     def authenticate(self, key: str) -> tuple[Tenant, InboundKey] | None:
         """The tenant of a presented key; None for unknown or revoked keys.
 

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.events import BY_NAME, EVENT_TYPES, normalise
-from relay.topics import create_missing_topics, event_topics
+from relay.topics import create_missing_topics
 
 __all__ = ["example_bodies", "produce_backlog"]
 
@@ -63,11 +63,17 @@ def example_bodies(
 
 
 async def produce_backlog(
-    bootstrap: str, prefix: str, bodies: Iterable[tuple[str, dict[str, Any]]], partitions: int = 3
+    bootstrap: str,
+    prefix: str,
+    bodies: Iterable[tuple[str, dict[str, Any]]],
+    partitions: int = 3,
+    tenant: str | None = None,
 ) -> list[str]:
-    """Write one envelope per body to ``<prefix>.<type>``; return the event ids."""
+    """Write one envelope per body to ``<prefix>.<type>`` (``<prefix>.<tenant>.<type>``
+    for a named tenant); return the event ids."""
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions)
-    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
+    topics = [settings.topic(event_type.name, tenant) for event_type in EVENT_TYPES]
+    await create_missing_topics(settings, [*topics, settings.dlq_topic])
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
     )
@@ -79,7 +85,7 @@ async def produce_backlog(
             envelope = Envelope(
                 new_event_id(1_795_000_000_000 + number),
                 name,
-                "default",
+                tenant or "default",
                 "2026-11-26T12:00:00Z",
                 False,
                 body,
@@ -87,7 +93,7 @@ async def produce_backlog(
             ids.append(envelope.id)
             pending.append(
                 await producer.send(
-                    settings.topic(name),
+                    settings.topic(name, tenant),
                     envelope.encode(),
                     key=envelope.key,
                     headers=envelope.headers(),

@@ -138,6 +138,9 @@ class Dispatcher:
         self.held = 0
         self.in_flight = 0
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
+        # Told when a tenant pauses or a probe fails: the worker then stops fetching the
+        # tenant's partitions and lets go of its parked events (see ForwardWorker).
+        self.on_pause: Callable[[str], None] | None = None
         self.settled = asyncio.Event()  # set whenever an event settles: room, or drained
         for tenant in tenants.values():
             for event_type in BY_NAME:
@@ -311,6 +314,7 @@ class Dispatcher:
                 tenant.budget.block_until(self._clock.monotonic() + outcome.retry_after)
             if was_probe:
                 tenant.parked.append(event)
+                self._notify_pause(tenant)
             elif self._retry.exhausted(event.attempts):
                 await self._dead_letter(event, "retries_exhausted", outcome.reason, outcome.status)
             else:
@@ -320,13 +324,13 @@ class Dispatcher:
             if tenant.paused is None and tenant.guard.allow():
                 await self._dead_letter(event, "permanent", outcome.code, outcome.status)
             else:
-                self._pause(tenant, "dlq_limit")
                 tenant.parked.append(event)
                 deliveries["parked"].inc()
+                self._pause(tenant, "dlq_limit")
         elif isinstance(outcome, CredentialsRejected):
-            self._pause(tenant, "credentials_rejected")
             tenant.parked.append(event)
             deliveries["parked"].inc()
+            self._pause(tenant, "credentials_rejected")
 
     async def _dead_letter(self, event: _Event, reason: str, code: str, status: int | None) -> None:
         letter = self._letter(event.partition, event.incoming, reason, code, event.attempts, status)
@@ -425,6 +429,16 @@ class Dispatcher:
                 "delivery paused",
                 extra={"tenant": tenant.name, "reason": reason, "probe_every_s": self._probe_s},
             )
+        self._notify_pause(tenant)
+
+    def _notify_pause(self, tenant: Tenant) -> None:
+        if self.on_pause is not None:
+            self.on_pause(tenant.name)
+
+    def release(self, partition: Partition) -> None:
+        """Let go of every event held from ``partition`` (its tenant is paused): they
+        stay uncommitted, and the worker fetches them again when the tenant resumes."""
+        self.revoke(partition)
 
     def _unpause(self, tenant: Tenant) -> None:
         if tenant.paused is not None:

@@ -27,7 +27,8 @@ from relay.metrics import ForwardMetrics
 from relay.producer import KafkaProducer
 from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
-from relay.topics import create_missing_topics, event_topics
+from relay.tenants import Tenants, load_tenants
+from relay.topics import create_missing_topics
 from relay.upstream import Tokens, UpstreamClient
 
 __all__ = ["Forwarder", "serve_forward"]
@@ -38,30 +39,37 @@ log = logging.getLogger("relay.forward")
 class Forwarder:
     """Everything one ``relay forward`` process runs, built from settings."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        tenants: Tenants | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.metrics = ForwardMetrics.create(self.registry)
         self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
-        tokens = Tokens(
-            session,
-            settings.upstream_url,
-            settings.upstream_token,
-            settings.upstream_secret,
-            clock,
-            settings.upstream_timeout_s,
-        )
-        self.tenants = {
-            settings.tenant: Tenant(
-                settings.tenant,
+        self.configured = tenants if tenants is not None else load_tenants(settings)
+        self.tenants: dict[str, Tenant] = {}
+        for name, configured in self.configured.by_name.items():
+            tokens = Tokens(
+                session,
+                settings.upstream_url,
+                configured.upstream_token,
+                configured.upstream_secret,
+                clock,
+                settings.upstream_timeout_s,
+            )
+            self.tenants[name] = Tenant(
+                name,
                 UpstreamClient(session, settings.upstream_url, tokens, settings.upstream_timeout_s),
                 Budget(0.0, clock),  # the rate is this worker's share, set on assignment
                 DeadLetterGuard(
                     settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window
                 ),
-                settings.upstream_budget_rps,
+                configured.upstream_budget_rps,
             )
-        }
-        self.metrics.token_refreshes.labels(settings.tenant).set_function(_refreshes_of(tokens))
+            self.metrics.token_refreshes.labels(name).set_function(_refreshes_of(tokens))
         self.dispatcher = Dispatcher(
             self.tenants,
             DeadLetters(self.dlq_producer, settings.dlq_topic, clock, settings.produce_timeout_s),
@@ -76,7 +84,9 @@ class Forwarder:
             metrics=self.metrics,
             clock=clock,
         )
-        self.worker = ForwardWorker(settings, self.dispatcher, self.tenants, self.metrics, clock)
+        self.worker = ForwardWorker(
+            settings, self.dispatcher, self.tenants, self.configured, self.metrics, clock
+        )
 
     def ready(self) -> tuple[bool, str]:
         paused = self.dispatcher.paused_tenants
@@ -134,14 +144,15 @@ async def _http(app: web.Application, host: str, port: int) -> AsyncIterator[Non
 async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
     clock = clock or SystemClock()
-    await create_missing_topics(settings, [*event_topics(settings), settings.dlq_topic])
+    tenants = load_tenants(settings)
+    await create_missing_topics(settings, [*tenants.topics(settings), settings.dlq_topic])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector) as session:
-        forwarder = Forwarder(settings, session, clock)
+        forwarder = Forwarder(settings, session, clock, tenants)
         await forwarder.dlq_producer.start()
         try:
             async with _http(forwarder.http_app(), settings.forward_host, settings.forward_port):

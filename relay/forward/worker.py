@@ -27,9 +27,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from relay.clock import Clock
 from relay.config import Settings
+from relay.events import EVENT_TYPES
 from relay.forward.dispatch import Dispatcher, Incoming, Partition, Tenant
 from relay.metrics import ForwardMetrics
-from relay.topics import event_topics
+from relay.tenants import Tenants
 
 __all__ = ["ForwardWorker"]
 
@@ -53,6 +54,7 @@ class ForwardWorker:
         settings: Settings,
         dispatcher: Dispatcher,
         tenants: dict[str, Tenant],
+        configured: Tenants,
         metrics: ForwardMetrics,
         clock: Clock,
     ) -> None:
@@ -61,11 +63,20 @@ class ForwardWorker:
         self._tenants = tenants
         self._metrics = metrics
         self._clock = clock
-        self._topics = event_topics(settings)
+        self._topics = configured.topics(settings)
+        self._tenant_of = {
+            configured.topic(settings, name, event_type.name): name
+            for name in configured.by_name
+            for event_type in EVENT_TYPES
+        }
+        self._held_back: set[TopicPartition] = set()  # partitions of paused tenants
+        self._releasing: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._counts: dict[str, int] = {}  # partitions per topic, from the cluster
+        dispatcher.on_pause = self._on_pause
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._paused_fetch = False
-        self._known_total = 0
         self.assigned = False
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -113,6 +124,8 @@ class ForwardWorker:
                 await committer
             await self._drain(self._settings.forward_drain_s)
             await self._commit()
+            for task in list(self._background):
+                task.cancel()
             await self._dispatcher.stop()
             await consumer.stop()
             log.info("stopped")
@@ -148,8 +161,50 @@ class ForwardWorker:
         if full:
             self._consumer.pause(*assignment)
         else:
-            self._consumer.resume(*assignment)
+            self._consumer.resume(*(assignment - self._held_back))
         self._paused_fetch = full
+
+    def _on_pause(self, tenant: str) -> None:
+        """A tenant paused (or its probe failed): stop fetching its partitions and let
+        go of its parked events, so that they cannot fill the window and starve the
+        other tenants; fetch them again after a probe interval to probe with."""
+        if tenant in self._releasing:
+            return
+        self._releasing.add(tenant)
+        task = asyncio.create_task(self._release_tenant(tenant), name=f"release-{tenant}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release_tenant(self, tenant: str) -> None:
+        tps = [tp for tp in self._partitions if self._tenant_of.get(tp.topic) == tenant]
+        try:
+            self._held_back.update(tps)
+            self._consumer.pause(*tps)
+            leaving = [self._partitions[tp] for tp in tps]
+            for partition in leaving:
+                partition.closing = True
+            await self._dispatcher.wait_for(
+                lambda: not any(p.in_flight for p in leaving), self._settings.forward_drain_s
+            )
+            await self._commit()
+            for tp, old in zip(tps, leaving, strict=True):
+                if self._partitions.get(tp) is not old:
+                    continue  # revoked meanwhile
+                restart = self._committed.get(tp, old.offsets.first)
+                self._dispatcher.release(old)
+                self._partitions[tp] = Partition(tp.topic, tp.partition)
+                if restart is not None:
+                    self._consumer.seek(tp, restart)
+            log.warning(
+                "paused tenant released: fetching again after the probe interval",
+                extra={"tenant": tenant, "partitions": len(tps)},
+            )
+            await asyncio.sleep(self._settings.pause_probe_s)
+        finally:
+            self._held_back.difference_update(tps)
+            self._releasing.discard(tenant)
+        if not self._paused_fetch:
+            self._consumer.resume(*(tp for tp in tps if tp in self._partitions))
 
     async def _share_budget(self) -> None:
         """Each worker takes the share of the budget that its partitions are of all.
@@ -159,31 +214,32 @@ class ForwardWorker:
         partial count would let this worker exceed the budget until the next rebalance.
         With no count known at all, the worker crawls (1 request/s) rather than risk
         going over."""
-        total = await self._partition_total()
-        share = min(1.0, len(self._partitions) / total) if total else 0.0
-        for tenant in self._tenants.values():
+        await self._refresh_counts()
+        for name, tenant in self._tenants.items():
+            topics = [topic for topic, owner in self._tenant_of.items() if owner == name]
+            total = sum(self._counts.get(topic, 0) for topic in topics)
+            mine = sum(1 for tp in self._partitions if self._tenant_of.get(tp.topic) == name)
             if tenant.budget_rps <= 0:
                 rate = 0.0  # unlimited
             elif total == 0:
                 rate = 1.0
             else:
-                rate = tenant.budget_rps * share
+                rate = tenant.budget_rps * min(1.0, mine / total)
             tenant.budget.set_rate(rate)
             self._metrics.budget_rate.labels(tenant.name).set(rate)
 
-    async def _partition_total(self) -> int:
+    async def _refresh_counts(self) -> None:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self._settings.kafka_bootstrap, client_id="relay-forward-admin"
         )
         try:
             await admin.start()
-            described = await admin.describe_topics(self._topics)
-            self._known_total = sum(len(topic["partitions"]) for topic in described)
+            for topic in await admin.describe_topics(self._topics):
+                self._counts[topic["topic"]] = len(topic["partitions"])
         except KafkaError as exc:
             log.warning("partition counts unknown; keeping the last", extra={"error": str(exc)})
         finally:
             await admin.close()
-        return self._known_total
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)

@@ -16,9 +16,11 @@ from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.events import EVENT_TYPES
 from relay.failures import failure_response
+from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
 from relay.metrics import IngestMetrics
 from relay.producer import Producer
+from relay.tenants import Tenants, load_tenants
 
 __all__ = ["PRODUCER", "SHUTTING_DOWN", "make_app"]
 
@@ -34,6 +36,7 @@ def make_app(
     registry: CollectorRegistry | None = None,
     clock: Clock | None = None,
     manage_producer: bool = True,
+    tenants: Tenants | None = None,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
     (after in-flight requests finished: aiohttp runs cleanup contexts last)."""
@@ -46,6 +49,8 @@ def make_app(
     app[_REGISTRY] = registry
     metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
 
+    tenants = tenants if tenants is not None else load_tenants(settings)
+    gate = Gate(tenants, clock)
     in_flight = InFlight(settings.max_in_flight, metrics)
     responder = Responder(metrics, clock)
     for event_type in EVENT_TYPES:
@@ -56,6 +61,8 @@ def make_app(
             metrics=metrics,
             in_flight=in_flight,
             responder=responder,
+            gate=gate,
+            tenants=tenants,
             clock=clock,
         )
         app.router.add_post(event_type.path, handler.handle)

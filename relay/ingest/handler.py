@@ -1,8 +1,8 @@
 """The front door's one handler: a POST of any event type, answered once it is durable.
 
-The order of checks is the order of cost: content type, size, JSON, the event
-table, then Kafka. Nothing is written to Kafka for a refused request, and a 2xx
-is sent only after Kafka acknowledged the write.
+The order of checks is the order of cost: the key and its limit, content type,
+size, JSON, the event table, then Kafka. Nothing is written to Kafka for a refused
+request, and a 2xx is sent only after Kafka acknowledged the write.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from relay.envelope import Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
+from relay.ingest.gate import Gate
 from relay.metrics import IngestMetrics
 from relay.producer import Producer, Record
+from relay.tenants import Tenants
 
 __all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]
 
@@ -80,7 +82,9 @@ class _Refusal:
 
 _NOT_JSON = _Refusal(415, "INVALID_PARAMETERS", "Content-Type must be application/json")
 _APP_ID_UNSET = _Refusal(
-    503, "SERVICE_UNAVAILABLE", "the relay has no appId to answer; set RELAY_APP_ID"
+    503,
+    "SERVICE_UNAVAILABLE",
+    "the relay has no appId to answer; set app_id for the tenant (or RELAY_APP_ID)",
 )
 _BUSY = _Refusal(503, "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later")
 
@@ -97,10 +101,20 @@ class EventHandler:
         metrics: IngestMetrics,
         in_flight: InFlight,
         responder: Responder,
+        gate: Gate,
+        tenants: Tenants,
         clock: Clock,
     ) -> None:
         self._type = event_type
-        self._topic = settings.topic(event_type.name)
+        self._gate = gate
+        self._topics = {
+            name: tenants.topic(settings, name, event_type.name) for name in tenants.by_name
+        }
+        self._app_ids = {
+            name: orjson.dumps({"appId": tenant.app_id})
+            for name, tenant in tenants.by_name.items()
+            if tenant.app_id is not None
+        }
         self._settings = settings
         self._producer = producer
         self._in_flight = in_flight
@@ -109,9 +123,6 @@ class EventHandler:
         self._produce_seconds = metrics.produce_seconds.labels(event_type.name)
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
-        self._app_id_body = (
-            orjson.dumps({"appId": settings.app_id}) if settings.app_id is not None else None
-        )
 
     async def handle(self, request: web.Request) -> web.Response:
         started = self._clock.monotonic()
@@ -119,6 +130,9 @@ class EventHandler:
 
     async def _handle(self, request: web.Request) -> web.Response:
         settings = self._settings
+        tenant = self._gate.admit(request)
+        if isinstance(tenant, web.Response):
+            return tenant
         if request.content_type != "application/json":
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
@@ -149,13 +163,14 @@ class EventHandler:
             return failure_response(400, exc.failure_code, exc.message, field=exc.field)
         if event.unknown_fields:
             self._unknown_dropped.inc(len(event.unknown_fields))
-        if self._type.answer is Answer.APP_ID and self._app_id_body is None:
+        app_id_body = self._app_ids.get(tenant.name)
+        if self._type.answer is Answer.APP_ID and app_id_body is None:
             return self._refuse(_APP_ID_UNSET)
 
         envelope = Envelope(
             id=new_event_id(int(wall * 1000)),
             type=self._type.name,
-            tenant=settings.tenant,
+            tenant=tenant.name,
             received_at=format_timestamp(received_at),
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
@@ -165,7 +180,12 @@ class EventHandler:
         produce_started = self._clock.monotonic()
         try:
             await self._producer.send(
-                Record(self._topic, envelope.key, envelope.encode(), tuple(envelope.headers())),
+                Record(
+                    self._topics[tenant.name],
+                    envelope.key,
+                    envelope.encode(),
+                    tuple(envelope.headers()),
+                ),
                 settings.produce_timeout_s,
             )
         except KafkaUnavailable as exc:
@@ -181,9 +201,9 @@ class EventHandler:
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
         headers = {EVENT_ID_HEADER: envelope.id}
-        if self._app_id_body is not None and self._type.answer is Answer.APP_ID:
+        if app_id_body is not None and self._type.answer is Answer.APP_ID:
             return web.Response(
-                status=200, body=self._app_id_body, content_type="application/json", headers=headers
+                status=200, body=app_id_body, content_type="application/json", headers=headers
             )
         return web.Response(status=204, headers=headers)
 

@@ -109,7 +109,12 @@ def _credential_of(request: web.Request) -> str | web.Response:
     if not header.startswith("Bearer ") or not header[7:]:
         return failure_response(401, "MISSING_HEADERS", "Authorization: Bearer <token> is required")
     known = state.bearers.get(header[7:])
-    if state.faults.revoked or known is None or known[1] <= request.app[_CLOCK].monotonic():
+    if (
+        state.faults.revoked
+        or known is None
+        or known[0] in state.faults.revoked_credentials
+        or known[1] <= request.app[_CLOCK].monotonic()
+    ):
         return failure_response(
             401, "AUTHENTICATION_FAILED", "the bearer token is invalid or expired"
         )

@@ -34,6 +34,7 @@ class Faults:
     retry_after_s: int = 1
     no_rights_clips: tuple[int, ...] = ()  # /play of these answers NO_STREAMING_RIGHTS
     revoked: bool = False  # every token and /authenticate answer AUTHENTICATION_FAILED
+    revoked_credentials: tuple[str, ...] = ()  # the same, for these credential tokens only
 
     def merged(self, changes: dict[str, Any]) -> Faults:
         """Raises ``FaultsError`` for unknown fields or values out of range."""

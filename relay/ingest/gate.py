@@ -1,0 +1,67 @@
+"""The front door's lock: which tenant is calling, and whether it is within its limit.
+
+Keys come in ``Authorization: Bearer <key>`` (what client SDKs already send) or
+``X-Relay-Key: <key>``. Keys are never logged: only the key's id from the tenants
+file appears in logs and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+
+from relay.clock import Clock
+from relay.failures import failure_response
+from relay.ratelimit import TokenBucket
+from relay.tenants import Tenant, Tenants
+
+__all__ = ["KEY_HEADER", "Gate"]
+
+KEY_HEADER = "X-Relay-Key"
+
+log = logging.getLogger("relay.ingest")
+
+
+class Gate:
+    def __init__(self, tenants: Tenants, clock: Clock) -> None:
+        self._tenants = tenants
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}  # by key hash: one per key in the file
+        self._open_tenant = next(iter(tenants.by_name.values())) if tenants.open else None
+
+    def admit(self, request: web.Request) -> Tenant | web.Response:
+        """The calling tenant, or the 401/429 to answer. Never raises, never blocks."""
+        if self._open_tenant is not None:
+            return self._open_tenant
+        key = request.headers.get(KEY_HEADER)
+        if key is None:
+            authorization = request.headers.get("Authorization", "")
+            if authorization[:7].lower() == "bearer ":
+                key = authorization[7:].strip()
+        if not key:
+            return failure_response(
+                401,
+                "MISSING_HEADERS",
+                f"send the relay key as Authorization: Bearer <key> or {KEY_HEADER}: <key>",
+            )
+        found = self._tenants.authenticate(key)
+        if found is None:
+            log.debug("refused an unknown or revoked relay key", extra={"remote": request.remote})
+            return failure_response(401, "AUTHENTICATION_FAILED", "unknown or revoked relay key")
+        tenant, inbound = found
+        if tenant.inbound_rps > 0:
+            bucket = self._buckets.get(inbound.sha256)
+            if bucket is None:
+                bucket = TokenBucket(tenant.inbound_rps, tenant.inbound_burst, self._clock)
+                self._buckets[inbound.sha256] = bucket
+            wait = bucket.take()
+            if wait:
+                return failure_response(
+                    429,
+                    "SERVICE_UNAVAILABLE",
+                    f"over this key's limit of {tenant.inbound_rps:g} requests/s; retry later",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+        return tenant
