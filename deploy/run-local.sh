@@ -14,6 +14,22 @@ forward_port="${RELAY_FORWARD_PORT:-9101}"
 sandbox_port="${RELAY_SANDBOX_PORT:-8090}"
 export RELAY_UPSTREAM_URL="${RELAY_UPSTREAM_URL:-http://127.0.0.1:$sandbox_port}"
 
+# A demo tenant with a fresh inbound key, for this run only.
+demo_dir=.cache/demo
+mkdir -p "$demo_dir"
+if [ -z "${RELAY_TENANTS_FILE:-}" ]; then
+  export RELAY_TENANTS_FILE="$demo_dir/tenants.toml"
+  cat > "$RELAY_TENANTS_FILE" <<TOML
+[tenants.demo]
+upstream_token = "demo-token"
+upstream_secret = "demo-secret"
+app_id = 1
+inbound_rps = 1000
+upstream_budget_rps = 200
+TOML
+fi
+demo_key=$(.venv/bin/relay tenants add-key --tenant demo --id "run-$(date +%s)" 2>/dev/null)
+
 started_kafka=0
 if ! deploy/kafka/kafkactl status; then deploy/kafka/kafkactl up; started_kafka=1; fi
 
@@ -52,8 +68,10 @@ cat <<TXT
     forward   http://127.0.0.1:$forward_port   (/metrics, /healthz, /readyz)
     ingest    http://127.0.0.1:$ingest_port   (POST /play, /app-start, ...; /metrics, /healthz, /readyz)
 
+  demo tenant "demo", inbound key (shown once):  $demo_key
+
   try:  curl -i -X POST http://127.0.0.1:$ingest_port/play -H 'Content-Type: application/json' \\
-          -d '{"clientId":"7d9f3c1e-demo","clipId":123,"method":"Stream"}'
+          -H "X-Relay-Key: $demo_key" -d '{"clientId":"7d9f3c1e-demo","clipId":123,"method":"Stream"}'
         curl -s http://127.0.0.1:$sandbox_port/_sandbox/ledger
 
   Ctrl-C stops everything.

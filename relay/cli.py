@@ -133,6 +133,33 @@ def _bench(args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _tenants(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from relay.tenants import append_key
+
+    path = Path(args.file or settings.tenants_file)
+    if not str(path) or not path.exists():
+        print(
+            "relay tenants: give --file or set RELAY_TENANTS_FILE "
+            "(deploy/tenants.example.toml shows the format)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        key = append_key(path, args.tenant, args.id)
+    except ConfigError as exc:
+        print(f"relay tenants: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(
+        f"added key {args.id!r} to tenant {args.tenant!r} in {path}; the key is shown only "
+        "now (the file holds its SHA-256). Restart ingest to use it.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _settings(_args: argparse.Namespace, _settings: Settings) -> int:
     width = max(len(env) for env, _, _ in Settings.describe())
     for env, default, meaning in Settings.describe():
@@ -214,6 +241,25 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--force", action="store_true", help="replay letters replayed before")
     replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
     dlq.set_defaults(handler=_dlq)
+
+    tenants = commands.add_parser(
+        "tenants",
+        help="manage tenants' inbound keys",
+        description="Manage the tenants file (RELAY_TENANTS_FILE).",
+    )
+    tenant_commands = tenants.add_subparsers(
+        dest="tenants_command", required=True, metavar="ACTION"
+    )
+    add_key = tenant_commands.add_parser(
+        "add-key",
+        help="create an inbound key for a tenant: print it once, store its hash",
+        description="Create a random inbound key for a tenant, print it once on stdout "
+        "and append its SHA-256 to the tenants file.",
+    )
+    add_key.add_argument("--tenant", required=True, help="the tenant's name in the file")
+    add_key.add_argument("--id", required=True, help="a name for the key (e.g. ios-2026)")
+    add_key.add_argument("--file", help="the tenants file (RELAY_TENANTS_FILE)")
+    tenants.set_defaults(handler=_tenants)
 
     bench = commands.add_parser(
         "bench",
