@@ -187,8 +187,10 @@ BY_NAME: Mapping[str, EventType] = {event_type.name: event_type for event_type i
 
 
 def format_timestamp(moment: datetime) -> str:
-    """UTC ISO-8601 with ``Z``, milliseconds only when there are any."""
+    """UTC ISO-8601 with ``Z``, milliseconds only when there are any (finer digits
+    are cut, so that normalising twice gives the same text)."""
     moment = moment.astimezone(UTC)
+    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     timespec = "milliseconds" if moment.microsecond else "seconds"
     return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 

@@ -19,6 +19,7 @@ from relay.failures import failure_response
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
 from relay.metrics import IngestMetrics
+from relay.openapi import openapi
 from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
 
@@ -70,6 +71,7 @@ def make_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/openapi.json", _openapi)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
     if manage_producer:
@@ -96,7 +98,15 @@ async def _not_found(request: web.Request) -> web.Response:
     return failure_response(404, "INVALID_PARAMETERS", f"no endpoint {request.path}; {_PATHS}")
 
 
-_PATHS = "events are POSTed to " + ", ".join(event_type.path for event_type in EVENT_TYPES)
+_PATHS = (
+    "events are POSTed to "
+    + ", ".join(event_type.path for event_type in EVENT_TYPES)
+    + "; GET /openapi.json describes them"
+)
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi(f"{request.scheme}://{request.host}"))
 
 
 async def _healthz(_request: web.Request) -> web.Response:
