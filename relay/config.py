@@ -43,6 +43,18 @@ class Settings:
     max_body_bytes: int = _setting(
         65536, "RELAY_MAX_BODY_BYTES", "Largest request body accepted (413 beyond)."
     )
+    max_header_bytes: int = _setting(
+        8190, "RELAY_MAX_HEADER_BYTES", "Longest request line or header field accepted."
+    )
+    header_timeout_s: float = _setting(
+        10.0, "RELAY_HEADER_TIMEOUT_S", "Time a new connection has to send its request head."
+    )
+    body_timeout_s: float = _setting(
+        10.0, "RELAY_BODY_TIMEOUT_S", "Time a request has to send its body (408 beyond)."
+    )
+    keepalive_timeout_s: float = _setting(
+        75.0, "RELAY_KEEPALIVE_TIMEOUT_S", "Idle keep-alive connections are closed after this."
+    )
     max_in_flight: int = _setting(
         4096,
         "RELAY_INGEST_MAX_IN_FLIGHT",
@@ -200,6 +212,10 @@ class Settings:
             "RELAY_TOPIC_PARTITIONS": self.topic_partitions,
             "RELAY_TOPIC_REPLICATION": self.topic_replication,
             "RELAY_MAX_BODY_BYTES": self.max_body_bytes,
+            "RELAY_MAX_HEADER_BYTES": self.max_header_bytes,
+            "RELAY_HEADER_TIMEOUT_S": self.header_timeout_s,
+            "RELAY_BODY_TIMEOUT_S": self.body_timeout_s,
+            "RELAY_KEEPALIVE_TIMEOUT_S": self.keepalive_timeout_s,
             "RELAY_INGEST_MAX_IN_FLIGHT": self.max_in_flight,
             "RELAY_PRODUCE_TIMEOUT_S": self.produce_timeout_s,
             "RELAY_RETRY_AFTER_S": self.retry_after_s,

@@ -7,6 +7,7 @@ request, and a 2xx is sent only after Kafka acknowledged the write.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -136,7 +137,17 @@ class EventHandler:
         if request.content_type != "application/json":
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
-            raw = await request.read()
+            async with asyncio.timeout(settings.body_timeout_s):
+                raw = await request.read()
+        except TimeoutError:
+            response = failure_response(
+                408,
+                "INVALID_PARAMETERS",
+                f"the body did not arrive within {settings.body_timeout_s:g}s",
+                field="body",
+            )
+            response.force_close()
+            return response
         except web.HTTPRequestEntityTooLarge:
             return failure_response(
                 413,

@@ -20,12 +20,28 @@ from aiohttp import web
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
 from relay.ingest.app import SHUTTING_DOWN, make_app
+from relay.ingest.slow_clients import GuardedAppRunner
 from relay.producer import KafkaProducer
 from relay.topics import create_missing_topics, event_topics
 
-__all__ = ["serve"]
+__all__ = ["runner_for", "serve"]
 
 log = logging.getLogger("relay.ingest")
+
+
+def runner_for(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The runner with the front door's connection bounds: header sizes, the time to
+    send a request head, idle keep-alive."""
+    return GuardedAppRunner(
+        app,
+        head_timeout=settings.header_timeout_s,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        keepalive_timeout=settings.keepalive_timeout_s,
+        max_line_size=settings.max_header_bytes,
+        max_field_size=settings.max_header_bytes,
+    )
 
 
 async def serve(settings: Settings) -> None:
@@ -37,9 +53,7 @@ async def serve(settings: Settings) -> None:
         probe_interval=settings.kafka_probe_interval_s,
     )
     app = make_app(settings, producer)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
-    )
+    runner = runner_for(app, settings)
     try:
         await runner.setup()
     except KafkaUnavailable:
