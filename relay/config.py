@@ -90,6 +90,19 @@ class Settings:
     app_id: int | None = _setting(
         None, "RELAY_APP_ID", "appId answered by /app-start (503 while unset)."
     )
+    rights_unknown: str = _setting(
+        "allow",
+        "RELAY_RIGHTS_UNKNOWN",
+        "/play of a clip with unknown rights: allow (default), or deny until /music-check says.",
+    )
+    upstream_answer_timeout_s: float = _setting(
+        2.0,
+        "RELAY_UPSTREAM_ANSWER_TIMEOUT_S",
+        "Bound on asking the upstream while a client waits (appId, fail-closed rights).",
+    )
+    rights_check_s: float = _setting(
+        300.0, "RELAY_RIGHTS_CHECK_S", "How often forward re-checks recently played clips."
+    )
     shutdown_timeout_s: float = _setting(
         10.0, "RELAY_SHUTDOWN_TIMEOUT_S", "Bound on finishing in-flight requests at SIGTERM."
     )
@@ -241,6 +254,10 @@ class Settings:
         ):
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{env} must be a port number, got {port}")
+        if self.rights_unknown not in ("allow", "deny"):
+            raise ConfigError(
+                f"RELAY_RIGHTS_UNKNOWN must be allow or deny, not {self.rights_unknown!r}"
+            )
         if self.concurrency_initial > self.concurrency_max:
             raise ConfigError("RELAY_CONCURRENCY_INITIAL must not exceed RELAY_CONCURRENCY_MAX")
         if self.upstream_budget_rps < 0 or self.retry_max_attempts < 0 or self.forward_drain_s < 0:

@@ -14,9 +14,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["VERSION", "Envelope", "new_event_id"]
+__all__ = ["DELIVERED_HEADER", "VERSION", "Envelope", "new_event_id"]
 
 VERSION = 1
+# On an envelope the relay already delivered upstream (ingest, to learn an appId):
+# forwarders record it and never send it again.
+DELIVERED_HEADER = ("relay-delivered", b"upstream")
 
 
 def new_event_id(now_ms: int) -> str:

@@ -81,6 +81,7 @@ class EventType:
     fields: tuple[Field, ...]
     description: str
     answer: Answer = Answer.NO_CONTENT
+    rights_checked: bool = False  # the front door answers the clip's streaming rights
 
     def field(self, name: str) -> Field:
         for field in self.fields:
@@ -142,6 +143,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
             Field("offline", Kind.BOOLEAN, required=False),
         ),
         "A clip started playing (previews, UGC and every automatic loop included).",
+        rights_checked=True,
     ),
     EventType(
         "track-play",

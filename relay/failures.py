@@ -13,7 +13,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["DISPOSITIONS", "FAILURE_CODES", "Disposition", "failure_body", "failure_response"]
+__all__ = [
+    "DISPOSITIONS",
+    "EXPECTED_REFUSALS",
+    "FAILURE_CODES",
+    "Disposition",
+    "failure_body",
+    "failure_response",
+]
 
 
 class Disposition(enum.Enum):
@@ -44,6 +51,10 @@ DISPOSITIONS: Mapping[str, Disposition] = {
     "COLLECTION_NOT_FOUND": Disposition.PERMANENT,
 }
 FAILURE_CODES = tuple(DISPOSITIONS)
+
+# Permanent answers that are part of normal operation (rights come and go), not a sign
+# of a broken deployment: they are dead-lettered but never count towards the DLQ limit.
+EXPECTED_REFUSALS = frozenset({"NO_STREAMING_RIGHTS"})
 
 
 def failure_body(code: str, message: str, error_data: Mapping[str, Any] | None = None) -> bytes:

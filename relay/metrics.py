@@ -26,10 +26,18 @@ class IngestMetrics:
     in_flight: Gauge
     unknown_fields_dropped: Counter
     kafka_ready: Gauge
+    rights_refusals: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IngestMetrics:
         return cls(
+            rights_refusals=Counter(
+                "relay_ingest_rights_refusals_total",
+                "Plays answered NO_STREAMING_RIGHTS and not forwarded, by how it was known "
+                "(known: the shared rights; checked: /music-check asked for an unknown clip).",
+                ["source"],
+                registry=registry,
+            ),
             requests=Counter(
                 "relay_ingest_requests_total",
                 "Requests answered by ingest, by path and status.",

@@ -74,7 +74,7 @@ class Stack:
             "sandbox": "RELAY_SANDBOX_PORT",
         }[kind]
         env = self.base_env(**{port_variable: str(port)}, **extra)
-        if kind == "forward":
+        if kind in ("forward", "ingest") and self.sandbox_url:
             env.setdefault("RELAY_UPSTREAM_URL", self.sandbox_url)
         popen = subprocess.Popen([sys.executable, "-m", "relay", kind], env=env)
         process = Process(kind, f"http://127.0.0.1:{port}", popen)

@@ -29,9 +29,10 @@ from prometheus_client import Counter
 from relay.clock import Clock
 from relay.concurrency import AdaptiveConcurrency
 from relay.dlq import DeadLetter, DeadLetterGuard, DeadLetters
-from relay.envelope import Envelope
+from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.errors import KafkaUnavailable
 from relay.events import BY_NAME
+from relay.failures import EXPECTED_REFUSALS
 from relay.forward.offsets import PartitionOffsets
 from relay.metrics import ForwardMetrics
 from relay.ratelimit import Budget
@@ -141,6 +142,8 @@ class Dispatcher:
         # Told when a tenant pauses or a probe fails: the worker then stops fetching the
         # tenant's partitions and lets go of its parked events (see ForwardWorker).
         self.on_pause: Callable[[str], None] | None = None
+        # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
+        self.observer: Callable[[str, Envelope, Outcome], None] | None = None
         self.settled = asyncio.Event()  # set whenever an event settles: room, or drained
         for tenant in tenants.values():
             for event_type in BY_NAME:
@@ -219,6 +222,10 @@ class Dispatcher:
             return
         if envelope.tenant not in self._tenants:
             self._spawn_dead_letter(partition, incoming, "unknown_tenant", envelope.tenant[:64])
+            return
+        if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
+            self._metrics.deliveries.labels(envelope.type, "already_delivered").inc()
+            self._settle_offset(partition, incoming.offset)
             return
         event = _Event(partition, incoming, envelope, path, body)
         queue_key = (partition, incoming.key)
@@ -300,6 +307,8 @@ class Dispatcher:
         deliveries: Mapping[str, Counter],
     ) -> None:
         was_probe, event.probe = event.probe, False
+        if self.observer is not None and outcome is not None:
+            self.observer(tenant.name, event.envelope, outcome)
         if isinstance(outcome, Delivered):
             deliveries["delivered"].inc()
             tenant.guard.delivered()
@@ -321,7 +330,8 @@ class Dispatcher:
                 self._later(self._retry.delay(event.attempts, outcome.retry_after), lane, event)
         elif isinstance(outcome, Permanent):
             event.attempts += 1
-            if tenant.paused is None and tenant.guard.allow():
+            expected = outcome.code in EXPECTED_REFUSALS
+            if tenant.paused is None and (expected or tenant.guard.allow()):
                 await self._dead_letter(event, "permanent", outcome.code, outcome.status)
             else:
                 tenant.parked.append(event)

@@ -21,7 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.dlq import DeadLetterGuard, DeadLetters
+from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
+from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
 from relay.metrics import ForwardMetrics
 from relay.producer import KafkaProducer
@@ -51,6 +53,7 @@ class Forwarder:
         self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
         self.configured = tenants if tenants is not None else load_tenants(settings)
         self.tenants: dict[str, Tenant] = {}
+        self.clients: dict[str, UpstreamClient] = {}
         for name, configured in self.configured.by_name.items():
             tokens = Tokens(
                 session,
@@ -60,9 +63,13 @@ class Forwarder:
                 clock,
                 settings.upstream_timeout_s,
             )
+            client = UpstreamClient(
+                session, settings.upstream_url, tokens, settings.upstream_timeout_s
+            )
+            self.clients[name] = client
             self.tenants[name] = Tenant(
                 name,
-                UpstreamClient(session, settings.upstream_url, tokens, settings.upstream_timeout_s),
+                client,
                 Budget(0.0, clock),  # the rate is this worker's share, set on assignment
                 DeadLetterGuard(
                     settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window
@@ -84,6 +91,10 @@ class Forwarder:
             metrics=self.metrics,
             clock=clock,
         )
+        self.facts = Facts()
+        self.publisher = FactPublisher(settings, clock)
+        self.learner = Learner(self.facts, self.publisher, self.clients, settings.rights_check_s)
+        self.dispatcher.observer = self.learner.observe
         self.worker = ForwardWorker(
             settings, self.dispatcher, self.tenants, self.configured, self.metrics, clock
         )
@@ -146,6 +157,7 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     tenants = load_tenants(settings)
     await create_missing_topics(settings, [*tenants.topics(settings), settings.dlq_topic])
+    await create_facts_topic(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -154,6 +166,12 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         forwarder = Forwarder(settings, session, clock, tenants)
         await forwarder.dlq_producer.start()
+        await forwarder.publisher.start()
+        stop_facts = asyncio.Event()
+        aside = [
+            asyncio.create_task(forwarder.facts.follow(settings, stop_facts), name="facts"),
+            asyncio.create_task(forwarder.learner.check_rights_forever(), name="rights-check"),
+        ]
         try:
             async with _http(forwarder.http_app(), settings.forward_host, settings.forward_port):
                 log.info(
@@ -167,6 +185,12 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
                 )
                 await forwarder.worker.run(stop)
         finally:
+            stop_facts.set()
+            for task in aside:
+                task.cancel()
+            await asyncio.gather(*aside, return_exceptions=True)
+            await forwarder.learner.drain()
+            await forwarder.publisher.stop()
             await forwarder.dlq_producer.stop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)

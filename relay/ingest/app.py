@@ -7,7 +7,7 @@ their own that answer with the failure envelope.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -15,13 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.events import EVENT_TYPES
+from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
+from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
 from relay.metrics import IngestMetrics
 from relay.openapi import openapi
 from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
+from relay.upstream import UpstreamClient
 
 __all__ = ["PRODUCER", "SHUTTING_DOWN", "make_app"]
 
@@ -38,6 +41,9 @@ def make_app(
     clock: Clock | None = None,
     manage_producer: bool = True,
     tenants: Tenants | None = None,
+    facts: Facts | None = None,
+    upstream: Mapping[str, UpstreamClient] | None = None,
+    publisher: FactPublisher | None = None,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
     (after in-flight requests finished: aiohttp runs cleanup contexts last)."""
@@ -52,6 +58,14 @@ def make_app(
 
     tenants = tenants if tenants is not None else load_tenants(settings)
     gate = Gate(tenants, clock)
+    # Without facts or an upstream to ask (tests, mostly): configured appIds only.
+    answers = Answers(
+        settings,
+        facts if facts is not None else Facts(),
+        upstream or {},
+        publisher,
+        metrics.rights_refusals,
+    )
     in_flight = InFlight(settings.max_in_flight, metrics)
     responder = Responder(metrics, clock)
     for event_type in EVENT_TYPES:
@@ -64,6 +78,7 @@ def make_app(
             responder=responder,
             gate=gate,
             tenants=tenants,
+            answers=answers,
             clock=clock,
         )
         app.router.add_post(event_type.path, handler.handle)

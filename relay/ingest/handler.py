@@ -8,6 +8,7 @@ request, and a 2xx is sent only after Kafka acknowledged the write.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,10 +18,11 @@ from prometheus_client import Counter, Histogram
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.envelope import Envelope, new_event_id
+from relay.envelope import DELIVERED_HEADER, Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
+from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
 from relay.metrics import IngestMetrics
 from relay.producer import Producer, Record
@@ -29,6 +31,8 @@ from relay.tenants import Tenants
 __all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]
 
 EVENT_ID_HEADER = "X-Relay-Event-Id"
+
+log = logging.getLogger("relay.ingest")
 
 
 class InFlight:
@@ -82,11 +86,6 @@ class _Refusal:
 
 
 _NOT_JSON = _Refusal(415, "INVALID_PARAMETERS", "Content-Type must be application/json")
-_APP_ID_UNSET = _Refusal(
-    503,
-    "SERVICE_UNAVAILABLE",
-    "the relay has no appId to answer; set app_id for the tenant (or RELAY_APP_ID)",
-)
 _BUSY = _Refusal(503, "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later")
 
 
@@ -104,18 +103,16 @@ class EventHandler:
         responder: Responder,
         gate: Gate,
         tenants: Tenants,
+        answers: Answers,
         clock: Clock,
     ) -> None:
+        self._answers = answers
         self._type = event_type
         self._gate = gate
         self._topics = {
             name: tenants.topic(settings, name, event_type.name) for name in tenants.by_name
         }
-        self._app_ids = {
-            name: orjson.dumps({"appId": tenant.app_id})
-            for name, tenant in tenants.by_name.items()
-            if tenant.app_id is not None
-        }
+
         self._settings = settings
         self._producer = producer
         self._in_flight = in_flight
@@ -174,9 +171,10 @@ class EventHandler:
             return failure_response(400, exc.failure_code, exc.message, field=exc.field)
         if event.unknown_fields:
             self._unknown_dropped.inc(len(event.unknown_fields))
-        app_id_body = self._app_ids.get(tenant.name)
-        if self._type.answer is Answer.APP_ID and app_id_body is None:
-            return self._refuse(_APP_ID_UNSET)
+        if self._type.rights_checked:
+            refusal = await self._answers.rights_refusal(tenant, event.body)
+            if refusal is not None:
+                return refusal
 
         envelope = Envelope(
             id=new_event_id(int(wall * 1000)),
@@ -186,21 +184,35 @@ class EventHandler:
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
         )
+        headers = envelope.headers()
+        app_id: int | None = None
+        delivered = False
+        if self._type.answer is Answer.APP_ID:
+            app_id = self._answers.app_id(tenant)
+            if app_id is None:
+                learned = await self._answers.learn_app_id(
+                    tenant, self._type.path, orjson.dumps(event.body), envelope.id
+                )
+                if isinstance(learned, web.Response):
+                    return learned
+                app_id, delivered = learned.app_id, learned.delivered
+                if delivered:
+                    headers.append(DELIVERED_HEADER)
         if not self._in_flight.try_enter():
             return self._refuse(_BUSY)
         produce_started = self._clock.monotonic()
         try:
             await self._producer.send(
-                Record(
-                    self._topics[tenant.name],
-                    envelope.key,
-                    envelope.encode(),
-                    tuple(envelope.headers()),
-                ),
+                Record(self._topics[tenant.name], envelope.key, envelope.encode(), tuple(headers)),
                 settings.produce_timeout_s,
             )
         except KafkaUnavailable as exc:
             self._produce_failures.inc()
+            if delivered:  # it reached the upstream, which is what a 2xx promises
+                log.warning(
+                    "an app-start delivered upstream is not on Kafka", extra={"id": envelope.id}
+                )
+                return self._app_id_answer(app_id, envelope.id)
             return failure_response(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -211,12 +223,18 @@ class EventHandler:
             self._in_flight.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
-        headers = {EVENT_ID_HEADER: envelope.id}
-        if app_id_body is not None and self._type.answer is Answer.APP_ID:
-            return web.Response(
-                status=200, body=app_id_body, content_type="application/json", headers=headers
-            )
-        return web.Response(status=204, headers=headers)
+        if app_id is not None:
+            return self._app_id_answer(app_id, envelope.id)
+        return web.Response(status=204, headers={EVENT_ID_HEADER: envelope.id})
+
+    @staticmethod
+    def _app_id_answer(app_id: int | None, event_id: str) -> web.Response:
+        return web.Response(
+            status=200,
+            body=orjson.dumps({"appId": app_id}),
+            content_type="application/json",
+            headers={EVENT_ID_HEADER: event_id},
+        )
 
     def _refuse(self, refusal: _Refusal, field: str | None = None) -> web.Response:
         retry_after = self._settings.retry_after_s if refusal.status == 503 else None

@@ -24,11 +24,9 @@ from relay.events import EVENT_TYPES, Answer, EventType, normalise
 from relay.failures import failure_response
 from relay.sandbox.faults import Faults, FaultsError
 from relay.sandbox.ledger import Ledger
-from relay.upstream import AUTH_PATH, IDEMPOTENCY_HEADER
+from relay.upstream import AUTH_PATH, IDEMPOTENCY_HEADER, MUSIC_CHECK_PATH
 
 __all__ = ["Credential", "SandboxState", "make_sandbox_app"]
-
-MUSIC_CHECK_PATH = "/music-check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +78,22 @@ def make_sandbox_app(state: SandboxState, clock: Clock | None = None) -> web.App
     return app
 
 
+def _outage(request: web.Request) -> web.Response | None:
+    """The answer during an outage, for every upstream endpoint (controls excepted)."""
+    faults = request.app[_STATE].faults
+    if faults.outage == "refuse" and request.transport is not None:
+        request.transport.close()  # a connection opened before the port closed
+        return web.Response(status=503)  # never reaches the caller
+    if faults.outage == "unavailable":
+        return failure_response(503, "SERVICE_UNAVAILABLE", "the service is unavailable")
+    return None
+
+
 async def _authenticate(request: web.Request) -> web.Response:
     state = request.app[_STATE]
+    down = _outage(request)
+    if down is not None:
+        return down
     try:
         body = orjson.loads(await request.read())
         token, secret = body["token"], body["secret"]
@@ -153,11 +165,10 @@ def _event_handler(event_type: EventType) -> Callable[[web.Request], Awaitable[w
             state.ledger.refuse(path, status, code, key, credential, clock.wall())
             return failure_response(status, code, message, field=field, retry_after=retry_after)
 
-        if faults.outage == "refuse" and request.transport is not None:
-            request.transport.close()  # a connection opened before the port closed
-            return web.Response(status=503)  # never reaches the caller
-        if faults.outage == "unavailable":
-            return refuse(503, "SERVICE_UNAVAILABLE", "the service is unavailable", None)
+        down = _outage(request)
+        if down is not None:
+            state.ledger.refuse(path, down.status, "outage", key, None, clock.wall())
+            return down
         credential = _credential_of(request)
         if isinstance(credential, web.Response):
             state.ledger.refuse(path, credential.status, "auth", key, None, clock.wall())
@@ -207,6 +218,9 @@ def _event_handler(event_type: EventType) -> Callable[[web.Request], Awaitable[w
 
 async def _music_check(request: web.Request) -> web.Response:
     """Clip ids in (``{"clipIds": [...]}``), those that are not playable out."""
+    down = _outage(request)
+    if down is not None:
+        return down
     credential = _credential_of(request)
     if isinstance(credential, web.Response):
         return credential

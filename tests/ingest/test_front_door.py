@@ -223,14 +223,14 @@ async def test_unknown_fields_are_refused_when_set(
     assert written(memory_producer) == []
 
 
-async def test_app_start_without_an_app_id_is_503_and_writes_nothing(
+async def test_app_start_without_an_app_id_or_upstream_is_503_and_writes_nothing(
     make_client: MakeClient, settings: Settings, memory_producer: MemoryProducer
 ) -> None:
     client = await make_client(Settings(**{**_fields(settings), "app_id": None}), memory_producer)
     response = await client.post("/app-start", data=orjson.dumps(VALID["app-start"]), headers=JSON)
     assert response.status == 503
     assert "Retry-After" in response.headers
-    assert "RELAY_APP_ID" in (await response.json())["message"]
+    assert "appId" in (await response.json())["message"]
     assert written(memory_producer) == []
 
 

@@ -1,0 +1,173 @@
+"""Rights on /play and the learned appId, with the sandbox as the upstream (in process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from relay.clock import SystemClock
+from relay.config import Settings
+from relay.envelope import DELIVERED_HEADER
+from relay.facts import Facts
+from relay.ingest.app import make_app
+from relay.producer import MemoryProducer
+from relay.tenants import load_tenants
+from relay.upstream import Tokens, UpstreamClient
+from tests.test_events import VALID
+
+JSON = {"Content-Type": "application/json"}
+Client = TestClient[object, object]
+Front = Callable[..., Any]
+
+
+@pytest.fixture
+async def front(
+    sandbox: Client, memory_producer: MemoryProducer
+) -> AsyncIterator[Callable[..., Any]]:
+    """An ingest app whose open tenant uses the sandbox's credential "tok"."""
+    made: list[Client] = []
+    session = aiohttp.ClientSession()
+
+    async def make(facts: Facts, **overrides: Any) -> Client:
+        settings = Settings(
+            upstream_token="tok",
+            upstream_secret="sec",
+            upstream_answer_timeout_s=2.0,
+            **overrides,
+        )
+        base = str(sandbox.make_url("")).rstrip("/")
+        tenants = load_tenants(settings)
+        clock = SystemClock()
+        upstream = {
+            name: UpstreamClient(
+                session, base, Tokens(session, base, "tok", "sec", clock, 2.0), 2.0
+            )
+            for name in tenants.by_name
+        }
+        app = make_app(
+            settings,
+            memory_producer,
+            registry=CollectorRegistry(),
+            tenants=tenants,
+            facts=facts,
+            upstream=upstream,
+        )
+        client: Client = TestClient(TestServer(app))
+        await client.start_server()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+    await session.close()
+
+
+def denied(facts: Facts, clip: int, message: str = "sold") -> None:
+    facts.apply(
+        f"rights:default:{clip}".encode(),
+        orjson.dumps(
+            {
+                "playable": False,
+                "failureCode": "NO_STREAMING_RIGHTS",
+                "message": message,
+                "learnedAt": 1.0,
+            }
+        ),
+    )
+
+
+async def play(client: Client, clip: int) -> tuple[int, Any]:
+    response = await client.post(
+        "/play", data=orjson.dumps({**VALID["play"], "clipId": clip}), headers=JSON
+    )
+    raw = await response.read()
+    return response.status, orjson.loads(raw) if raw else None
+
+
+async def test_a_clip_known_not_playable_is_answered_and_not_forwarded(
+    front: Front, memory_producer: MemoryProducer
+) -> None:
+    facts = Facts()
+    denied(facts, 123, "rights sold")
+    client = await front(facts)
+    status, body = await play(client, 123)
+    assert status == 200
+    assert body == {
+        "success": False,
+        "failureCode": "NO_STREAMING_RIGHTS",
+        "message": "rights sold",
+    }
+    assert not memory_producer.records
+    assert (await play(client, 124))[0] == 204  # unknown: playable by default
+    text = await (await client.get("/metrics")).text()
+    assert 'relay_ingest_rights_refusals_total{source="known"} 1.0' in text
+
+
+async def test_a_restored_clip_plays_again(front: Front) -> None:
+    facts = Facts()
+    denied(facts, 5)
+    client = await front(facts)
+    assert (await play(client, 5))[0] == 200
+    facts.apply(b"rights:default:5", orjson.dumps({"playable": True, "learnedAt": 2.0}))
+    assert (await play(client, 5))[0] == 204
+
+
+async def test_fail_closed_asks_music_check_for_unknown_clips(
+    front: Front, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    await sandbox.post("/_sandbox/faults", json={"no_rights_clips": [7]})
+    client = await front(Facts(), rights_unknown="deny")
+    status, body = await play(client, 7)
+    assert (status, body["failureCode"]) == (200, "NO_STREAMING_RIGHTS")
+    assert (await play(client, 8))[0] == 204
+    assert len(memory_producer.records["relay.play"]) == 1
+
+
+async def test_fail_closed_without_an_upstream_answers_503(
+    front: Front, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    await sandbox.post("/_sandbox/faults", json={"outage": "unavailable"})
+    client = await front(Facts(), rights_unknown="deny")
+    response = await client.post("/play", data=orjson.dumps(VALID["play"]), headers=JSON)
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    assert not memory_producer.records
+
+
+async def test_the_app_id_is_learned_once_from_the_upstream(
+    front: Front, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    client = await front(Facts())
+
+    async def start() -> Any:
+        response = await client.post(
+            "/app-start", data=orjson.dumps(VALID["app-start"]), headers=JSON
+        )
+        return response.status, await response.json()
+
+    answers = await asyncio.gather(*(start() for _ in range(20)))
+    assert answers == [(200, {"appId": 77})] * 20  # the sandbox's appId for "tok"
+    ledger = await (await sandbox.get("/_sandbox/ledger")).json()
+    assert ledger["counts"] == {"/app-start": 1}  # only the one that taught it
+    records = memory_producer.records["relay.app-start"]
+    assert len(records) == 20  # every event durable
+    assert sum(1 for r in records if DELIVERED_HEADER in r.headers) == 1
+
+
+async def test_no_app_id_is_made_up_when_the_upstream_cannot_answer(
+    front: Front, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    await sandbox.post("/_sandbox/faults", json={"outage": "unavailable"})
+    client = await front(Facts())
+    response = await client.post("/app-start", data=orjson.dumps(VALID["app-start"]), headers=JSON)
+    assert response.status == 503
+    assert (await response.json())["failureCode"] == "SERVICE_UNAVAILABLE"
+    assert not memory_producer.records
