@@ -24,36 +24,34 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
         runner.run(coroutine)
 
 
-def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from relay.ingest import serve
-
-    settings = Settings.from_env(ingest_host=args.host, ingest_port=args.port)
+def _serve(name: str, coroutine: Coroutine[Any, Any, None]) -> int:
+    """Run a process until it stops; turn the errors a user can fix into a message."""
     try:
-        _run(serve(settings))
+        _run(coroutine)
     except KafkaUnavailable as exc:
         print(
-            f"relay ingest: {exc}\n"
+            f"relay {name}: {exc}\n"
             "Start a broker with `make kafka-up`, or point RELAY_KAFKA_BOOTSTRAP at one.",
             file=sys.stderr,
         )
         return 2
+    except ConfigError as exc:
+        print(f"relay {name}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-def _forward(args: argparse.Namespace, settings: Settings) -> int:
+def _ingest(args: argparse.Namespace, _settings: Settings) -> int:
+    from relay.ingest import serve
+
+    return _serve("ingest", serve(Settings.from_env(ingest_host=args.host, ingest_port=args.port)))
+
+
+def _forward(args: argparse.Namespace, _settings: Settings) -> int:
     from relay.forward import serve_forward
 
     settings = Settings.from_env(forward_host=args.host, forward_port=args.port)
-    try:
-        _run(serve_forward(settings))
-    except KafkaUnavailable as exc:
-        print(
-            f"relay forward: {exc}\n"
-            "Start a broker with `make kafka-up`, or point RELAY_KAFKA_BOOTSTRAP at one.",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
+    return _serve("forward", serve_forward(settings))
 
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,6 @@ spellings are accepted and one is sent on: ids become integers, ``preview`` and
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -277,11 +276,20 @@ _NORMALISERS: Mapping[Kind, _Normaliser] = {
 }
 
 
-@functools.cache
-def _plan(event_type: EventType) -> tuple[tuple[tuple[Field, _Normaliser], ...], frozenset[str]]:
+_Plan = tuple[tuple[tuple[Field, _Normaliser], ...], frozenset[str]]
+# By identity: hashing a frozen EventType hashes every field, on every request.
+_PLANS: dict[int, tuple[EventType, _Plan]] = {}
+
+
+def _plan(event_type: EventType) -> _Plan:
     """The fields with their normalisers, and the known names: worked out once per type."""
+    known = _PLANS.get(id(event_type))
+    if known is not None and known[0] is event_type:
+        return known[1]
     steps = tuple((field, _NORMALISERS[field.kind]) for field in event_type.fields)
-    return steps, frozenset(field.name for field in event_type.fields)
+    plan = (steps, frozenset(field.name for field in event_type.fields))
+    _PLANS[id(event_type)] = (event_type, plan)  # holding it keeps the id from being reused
+    return plan
 
 
 def normalise(

@@ -1,4 +1,4 @@
-"""Creating the relay's topics: one per event type, read from the event table."""
+"""Creating the relay's topics (which ones: relay/tenants.py, from the event table)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
-from relay.events import EVENT_TYPES
 
-__all__ = ["create_missing_topics", "event_topics"]
+__all__ = ["create_missing_topics"]
 
 log = logging.getLogger(__name__)
-
-
-def event_topics(settings: Settings) -> list[str]:
-    return [settings.topic(event_type.name) for event_type in EVENT_TYPES]
 
 
 async def create_missing_topics(settings: Settings, topics: Iterable[str]) -> list[str]:

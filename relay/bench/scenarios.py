@@ -85,6 +85,26 @@ async def _ingest_server(ctx: Context, prefix: str) -> Proc:
     )
 
 
+async def _forward_worker(
+    ctx: Context, prefix: str, sandbox: Proc, *, core: int | None = SERVER_CORE, **env: str
+) -> Proc:
+    """One `relay forward` delivering ``prefix``'s topics to ``sandbox`` (budget off
+    unless ``env`` says otherwise)."""
+    port = ctx.port()
+    return await start(
+        "forward",
+        ["relay", "forward"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(
+            prefix,
+            RELAY_FORWARD_PORT=str(port),
+            RELAY_UPSTREAM_URL=sandbox.url,
+            **{"RELAY_UPSTREAM_BUDGET_RPS": "0", **env},
+        ),
+        core=core,
+    )
+
+
 async def _ceiling_server(ctx: Context) -> Proc:
     port = ctx.port()
     return await start(
@@ -255,20 +275,12 @@ async def _forward_rounds(ctx: Context, latency_ms: float) -> dict[str, list[flo
             sandbox.stop()
         ctx.progress(f"round {number + 1}/{ctx.rounds}: relay forward, {latency_ms:g} ms")
         sandbox = await _sandbox(ctx, latency_ms)
-        port = ctx.port()
-        forward = await start(
-            "forward",
-            ["relay", "forward"],
-            url=f"http://127.0.0.1:{port}",
-            env=ctx.relay_env(
-                prefix,
-                RELAY_FORWARD_PORT=str(port),
-                RELAY_UPSTREAM_URL=sandbox.url,
-                RELAY_UPSTREAM_BUDGET_RPS="0",
-                RELAY_CONSUMER_GROUP=f"{prefix}-{number}-{latency_ms:g}",  # the whole backlog again
-                RELAY_CONCURRENCY_MAX=str(CONNECTIONS),
-            ),
-            core=SERVER_CORE,
+        forward = await _forward_worker(
+            ctx,
+            prefix,
+            sandbox,
+            RELAY_CONSUMER_GROUP=f"{prefix}-{number}-{latency_ms:g}",  # the whole backlog again
+            RELAY_CONCURRENCY_MAX=str(CONNECTIONS),
         )
         try:
             rates["relay"].append(await _rate(sandbox, 2, ctx.seconds))
@@ -304,19 +316,7 @@ async def budget(ctx: Context) -> dict[str, Any]:
     prefix = ctx.prefix()
     await produce_backlog(ctx.bootstrap, prefix, example_bodies(int(rate * (seconds + 10))))
     sandbox = await _sandbox(ctx)
-    port = ctx.port()
-    worker = await start(
-        "forward",
-        ["relay", "forward"],
-        url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(
-            prefix,
-            RELAY_FORWARD_PORT=str(port),
-            RELAY_UPSTREAM_URL=sandbox.url,
-            RELAY_UPSTREAM_BUDGET_RPS=str(rate),
-        ),
-        core=SERVER_CORE,
-    )
+    worker = await _forward_worker(ctx, prefix, sandbox, RELAY_UPSTREAM_BUDGET_RPS=str(rate))
     try:
         ctx.progress(f"budget {rate:g}/s for {seconds} s")
         await asyncio.sleep(3 + seconds + 1)
@@ -408,20 +408,7 @@ def _percentile(values: list[float], share: float) -> float:
 async def _stack_run(ctx: Context, rate: float, with_forward: bool) -> dict[str, float]:
     prefix = ctx.prefix()
     sandbox = await _sandbox(ctx)
-    port = ctx.port()
-    worker = None
-    if with_forward:
-        worker = await start(
-            "forward",
-            ["relay", "forward"],
-            url=f"http://127.0.0.1:{port}",
-            env=ctx.relay_env(
-                prefix,
-                RELAY_FORWARD_PORT=str(port),
-                RELAY_UPSTREAM_URL=sandbox.url,
-                RELAY_UPSTREAM_BUDGET_RPS="0",
-            ),
-        )
+    worker = await _forward_worker(ctx, prefix, sandbox, core=None) if with_forward else None
     front = await _ingest_server(ctx, prefix)
     try:
         ctx.progress(f"{'ingest+forward' if with_forward else 'ingest alone'} at {rate:.0f}/s")
@@ -477,19 +464,7 @@ async def memory(ctx: Context) -> dict[str, Any]:
     ctx.progress(f"writing a backlog of {events:,} events")
     await produce_backlog(ctx.bootstrap, prefix, example_bodies(events), partitions=12)
     sandbox = await _sandbox(ctx)
-    port = ctx.port()
-    worker = await start(
-        "forward",
-        ["relay", "forward"],
-        url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(
-            prefix,
-            RELAY_FORWARD_PORT=str(port),
-            RELAY_UPSTREAM_URL=sandbox.url,
-            RELAY_UPSTREAM_BUDGET_RPS="0",
-        ),
-        core=SERVER_CORE,
-    )
+    worker = await _forward_worker(ctx, prefix, sandbox)
     samples = []
     try:
         for tick in range(30):

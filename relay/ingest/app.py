@@ -7,7 +7,7 @@ their own that answer with the failure envelope.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -82,12 +82,12 @@ def make_app(
             clock=clock,
         )
         app.router.add_post(event_type.path, handler.handle)
-        app.router.add_route("*", event_type.path, _method_not_allowed)
+        app.router.add_route("*", event_type.path, _counted(responder, clock, _method_not_allowed))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
+    app.router.add_route("*", "/{tail:.*}", _counted(responder, clock, _not_found, "other"))
 
     if manage_producer:
         app.cleanup_ctx.append(_producer_lifecycle)
@@ -99,6 +99,22 @@ async def _producer_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await producer.start()
     yield
     await producer.stop()
+
+
+def _counted(
+    responder: Responder,
+    clock: Clock,
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+    path: str | None = None,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``handler`` with its answers counted; unknown paths are labelled ``path`` so that
+    clients cannot create label values."""
+
+    async def counted(request: web.Request) -> web.Response:
+        started = clock.monotonic()
+        return responder.answer(path or request.path, started, await handler(request))
+
+    return counted
 
 
 async def _method_not_allowed(request: web.Request) -> web.Response:

@@ -55,6 +55,12 @@ def runner_for(app: web.Application, settings: Settings) -> web.AppRunner:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
     tenants = load_tenants(settings)
+    if tenants.open:
+        log.warning(
+            "no RELAY_TENANTS_FILE: one open tenant, event requests need no key "
+            "(fine on a laptop, not in production)",
+            extra={"tenant": settings.tenant},
+        )
     await create_missing_topics(settings, tenants.topics(settings))
     await create_facts_topic(settings)
     producer = KafkaProducer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
@@ -12,23 +12,12 @@ import orjson
 import pytest
 
 from relay.envelope import Envelope
-from tests.brokers import Broker
 from tests.kafka_helpers import read_topics
 from tests.stack import Stack
 from tests.test_events import VALID
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def stack(kafka: Broker, prefix: str) -> AsyncIterator[Stack]:
-    stack = Stack(kafka.bootstrap, prefix)
-    await stack.start("sandbox")
-    try:
-        yield stack
-    finally:
-        await stack.stop_all()
 
 
 async def play(url: str, clip: int) -> tuple[int, dict[str, object] | None]:
@@ -87,7 +76,11 @@ async def test_the_app_id_is_learned_without_a_duplicate_app_start(stack: Stack)
                 url + "/app-start", data=orjson.dumps(VALID["app-start"]), headers=JSON
             ) as response,
         ):
-            return response.status, await response.json(), response.headers.get("X-Relay-Event-Id", "")
+            return (
+                response.status,
+                await response.json(),
+                response.headers.get("X-Relay-Event-Id", ""),
+            )
 
     answers = await asyncio.gather(*(start(ingests[n % 2].url) for n in range(20)))
     assert {(status, str(body)) for status, body, _ in answers} == {(200, "{'appId': 1}")}

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 
-from relay.bench.backlog import produce_backlog
+from relay.bench.backlog import example_bodies, produce_backlog
 from relay.envelope import Envelope
-from relay.events import BY_NAME, EVENT_TYPES, normalise
-from tests.brokers import Broker
+from relay.events import BY_NAME, EVENT_TYPES
 from tests.kafka_helpers import read_for, read_topics
 from tests.stack import Stack
 from tests.test_events import VALID
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-NOW = datetime(2026, 11, 26, tzinfo=UTC)
-
-
-def bodies(count: int, names: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """``count`` valid, normalised events spread over ``names`` and 97 users."""
-    names = names or [event_type.name for event_type in EVENT_TYPES]
-    made = []
-    for number in range(count):
-        name = names[number % len(names)]
-        body = normalise(BY_NAME[name], VALID[name], NOW).body
-        body["clientId"] = f"user-{number % 97:04d}"
-        made.append((name, body))
-    return made
-
-
-@pytest.fixture
-async def stack(kafka: Broker, prefix: str) -> AsyncIterator[Stack]:
-    stack = Stack(kafka.bootstrap, prefix)
-    await stack.start("sandbox")
-    try:
-        yield stack
-    finally:
-        await stack.stop_all()
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -84,7 +58,7 @@ async def test_twenty_thousand_events_through_ingest_are_all_delivered(
 ) -> None:
     ingest = await stack.start("ingest")
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
-    ids = await stack.post_events(ingest, bodies(20_000), concurrency=200)
+    ids = await stack.post_events(ingest, example_bodies(20_000), concurrency=200)
     assert len(set(ids)) == 20_000
     ledger = await stack.wait_ledger(set(ids), bound=300)
     report(f"20,000 events: {ledger['total']} received, {ledger['duplicates']} duplicates")
@@ -95,11 +69,11 @@ async def test_a_30_second_outage_loses_nothing_and_dead_letters_nothing(
 ) -> None:
     ingest = await stack.start("ingest")
     forward = await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0", RELAY_RETRY_CAP_S="2")
-    before = await stack.post_events(ingest, bodies(200))
+    before = await stack.post_events(ingest, example_bodies(200))
     await stack.wait_ledger(set(before), bound=60)
     outage_began = time.time()
     await stack.faults(outage="refuse", outage_seconds=30)  # the port, controls included
-    during = await stack.post_events(ingest, bodies(500))
+    during = await stack.post_events(ingest, example_bodies(500))
     await asyncio.sleep(5)
     status, _ = await get(forward.url + "/readyz")
     assert status == 200  # an outage is waited out, not a reason to pause
@@ -114,7 +88,7 @@ async def test_retry_after_is_honoured(stack: Stack) -> None:
     ingest = await stack.start("ingest")
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
     await stack.faults(rate_limit=40, retry_after_s=2)
-    ids = await stack.post_events(ingest, bodies(300))
+    ids = await stack.post_events(ingest, example_bodies(300))
     ledger = await stack.wait_ledger(set(ids), bound=120)
     limited = [entry["at"] for entry in ledger["refused"] if entry["status"] == 429]
     assert limited, "the rate limit never answered 429"
@@ -127,7 +101,9 @@ async def test_retry_after_is_honoured(stack: Stack) -> None:
 
 async def test_two_workers_share_a_budget(stack: Stack, report: Callable[[str], None]) -> None:
     budget, seconds = 200.0, 20
-    await produce_backlog(stack.bootstrap, stack.prefix, bodies(int(budget * (seconds + 8) * 1.3)))
+    await produce_backlog(
+        stack.bootstrap, stack.prefix, example_bodies(int(budget * (seconds + 8) * 1.3))
+    )
     for _ in range(2):
         await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS=str(budget))
     await asyncio.sleep(4)  # both joined, partitions shared
@@ -152,7 +128,7 @@ async def test_two_workers_share_a_budget(stack: Stack, report: Callable[[str], 
 async def test_kill_9_twice_loses_nothing_and_counts_duplicates(
     stack: Stack, report: Callable[[str], None]
 ) -> None:
-    ids = await produce_backlog(stack.bootstrap, stack.prefix, bodies(8000))
+    ids = await produce_backlog(stack.bootstrap, stack.prefix, example_bodies(8000))
     settings = {"RELAY_UPSTREAM_BUDGET_RPS": "1000", "RELAY_COMMIT_INTERVAL_S": "0.5"}
     first = await stack.start("forward", **settings)
     await stack.start("forward", **settings)
@@ -172,10 +148,10 @@ async def test_kill_9_twice_loses_nothing_and_counts_duplicates(
 async def test_tokens_expired_mid_run_cost_one_refresh(stack: Stack) -> None:
     ingest = await stack.start("ingest")
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
-    first = await stack.post_events(ingest, bodies(300))
+    first = await stack.post_events(ingest, example_bodies(300))
     await stack.wait_ledger(set(first), bound=60)
     await stack.faults(expire_tokens=True)
-    second = await stack.post_events(ingest, bodies(300))
+    second = await stack.post_events(ingest, example_bodies(300))
     ledger = await stack.wait_ledger(set(second), bound=60)
     assert ledger["authentications"] == 2
     assert await dead_letters(stack, 0) == []
@@ -187,8 +163,8 @@ async def test_validation_errors_are_dead_lettered_not_retried(stack: Stack) -> 
     await stack.faults(
         error_rate=1.0, error_status=400, error_code="VALIDATION_ERROR", error_paths=["/add"]
     )
-    adds = await stack.post_events(ingest, bodies(5, ["add"]))
-    plays = await stack.post_events(ingest, bodies(20, ["play"]))
+    adds = await stack.post_events(ingest, example_bodies(5, ["add"]))
+    plays = await stack.post_events(ingest, example_bodies(20, ["play"]))
     await stack.wait_ledger(set(plays), bound=60)
     letters = await dead_letters(stack, 5)
     assert {Envelope.decode(record.value).id for record in letters} == set(adds)
@@ -210,7 +186,7 @@ async def test_revoked_credentials_pause_delivery_and_drop_readiness(stack: Stac
         RELAY_DLQ_MAX_CONSECUTIVE="5",
     )
     await stack.faults(revoked=True)
-    ids = await stack.post_events(ingest, bodies(100))
+    ids = await stack.post_events(ingest, example_bodies(100))
     async with asyncio.timeout(30):
         while (await get(forward.url + "/readyz"))[0] != 503:
             await asyncio.sleep(0.2)
@@ -225,7 +201,7 @@ async def test_revoked_credentials_pause_delivery_and_drop_readiness(stack: Stac
 async def test_sigterm_commits_and_a_restart_resumes_without_loss(
     stack: Stack, report: Callable[[str], None]
 ) -> None:
-    ids = await produce_backlog(stack.bootstrap, stack.prefix, bodies(3000))
+    ids = await produce_backlog(stack.bootstrap, stack.prefix, example_bodies(3000))
     forward = await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="500")
     async with asyncio.timeout(60):
         while (await stack.ledger(entries=False))["total"] < 1000:
@@ -247,8 +223,8 @@ async def test_dlq_inspect_and_replay_send_letters_back_once(stack: Stack) -> No
     await stack.faults(
         error_rate=1.0, error_status=400, error_code="CLIP_NOT_FOUND", error_paths=["/share"]
     )
-    shares = await stack.post_events(ingest, bodies(4, ["share"]))
-    plays = await stack.post_events(ingest, bodies(3, ["play"]))
+    shares = await stack.post_events(ingest, example_bodies(4, ["share"]))
+    plays = await stack.post_events(ingest, example_bodies(3, ["play"]))
     await dead_letters(stack, 4)
     await stack.wait_ledger(set(plays), bound=60)
     settings = Settings(kafka_bootstrap=stack.bootstrap, topic_prefix=stack.prefix)

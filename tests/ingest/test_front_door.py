@@ -185,11 +185,15 @@ async def test_default_body_limit_is_64_kib(client: Client) -> None:
     assert (await post(client, "/play", padded(65537)))[0] == 413
 
 
-async def test_unknown_path_is_404_with_the_envelope(client: Client) -> None:
+async def test_unknown_path_is_404_with_the_envelope(
+    client: Client, registry: CollectorRegistry
+) -> None:
     status, answer = await post(client, "/plays", VALID["play"])
     assert status == 404
     assert answer["failureCode"] == "INVALID_PARAMETERS"
     assert "/play" in answer["message"]
+    labels = {"path": "other", "status": "404"}  # never the client's path as a label
+    assert registry.get_sample_value("relay_ingest_requests_total", labels) == 1
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])

@@ -13,7 +13,8 @@ from relay.envelope import Envelope
 from relay.events import EVENT_TYPES
 from relay.ingest.handler import EVENT_ID_HEADER
 from relay.producer import KafkaProducer
-from relay.topics import create_missing_topics, event_topics
+from relay.tenants import load_tenants
+from relay.topics import create_missing_topics
 from tests.brokers import Broker
 from tests.ingest.conftest import MakeClient
 from tests.kafka_helpers import read_topics
@@ -26,7 +27,7 @@ JSON = {"Content-Type": "application/json"}
 async def test_each_endpoint_writes_one_envelope_to_its_topic(
     make_client: MakeClient, kafka_settings: Settings
 ) -> None:
-    await create_missing_topics(kafka_settings, event_topics(kafka_settings))
+    await create_missing_topics(kafka_settings, load_tenants(kafka_settings).topics(kafka_settings))
     client = await make_client(kafka_settings, KafkaProducer(kafka_settings.kafka_bootstrap))
     answered: dict[str, str] = {}
     for event_type in EVENT_TYPES:
@@ -57,7 +58,7 @@ async def test_each_endpoint_writes_one_envelope_to_its_topic(
 async def test_two_thousand_concurrent_requests_all_land_once(
     make_client: MakeClient, kafka_settings: Settings
 ) -> None:
-    await create_missing_topics(kafka_settings, event_topics(kafka_settings))
+    await create_missing_topics(kafka_settings, load_tenants(kafka_settings).topics(kafka_settings))
     client = await make_client(kafka_settings, KafkaProducer(kafka_settings.kafka_bootstrap))
 
     async def one(number: int) -> str:
@@ -92,7 +93,7 @@ async def test_broker_down_means_503_within_the_bound_and_recovery_without_resta
         produce_timeout_s=1.0,
         kafka_probe_interval_s=0.5,
     )
-    await create_missing_topics(settings, event_topics(settings))
+    await create_missing_topics(settings, load_tenants(settings).topics(settings))
     client = await make_client(
         settings, KafkaProducer(settings.kafka_bootstrap, probe_interval=0.5)
     )
