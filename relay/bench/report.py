@@ -44,7 +44,7 @@ def _verdict(name: str, value: float) -> str:
         "<=": value <= target,
         "abs<=": abs(value) <= target,
     }[comparison]
-    shown = comparison.replace("abs", "|x| ")
+    shown = comparison.replace("abs<=", "within ±")
     return f"{shown} {target:g}: {'met' if met else 'MISSED'}"
 
 
@@ -92,6 +92,9 @@ def _table(stored: dict[str, Any], source: Path) -> None:
 
 
 _NOTES = """
+Where a target is missed, [PERFORMANCE.md](PERFORMANCE.md) says by how much, what
+limits it (profiled) and what would close the gap.
+
 ## How the figures are taken
 
 - **Pinning.** The process under test (or its ceiling) runs on core 0 with `taskset`,
