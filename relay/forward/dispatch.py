@@ -112,6 +112,10 @@ class Tenant:
         self.lanes: dict[str, _Lane] = {}
 
 
+def _reader(limit: AdaptiveConcurrency) -> Callable[[], float]:
+    return lambda: limit.limit
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -155,6 +159,14 @@ class Dispatcher:
                 )
                 tenant.lanes[event_type] = _Lane(limit)
         self._lane_limits = lane_limits
+        # Gauges read at scrape time: a locked update per event costs more than it tells.
+        metrics.held.set_function(lambda: float(self.held))
+        metrics.in_flight.set_function(lambda: float(self.in_flight))
+        for tenant in tenants.values():
+            for event_type, lane in tenant.lanes.items():
+                metrics.concurrency_limit.labels(tenant.name, event_type).set_function(
+                    _reader(lane.limit)
+                )
 
     @property
     def room(self) -> int:
@@ -211,7 +223,6 @@ class Dispatcher:
         partition.offsets.take(incoming.offset)
         partition.held += 1
         self.held += 1
-        self._metrics.held.set(self.held)
         try:
             envelope = Envelope.decode(incoming.value)
             path = BY_NAME[envelope.type].path
@@ -241,7 +252,6 @@ class Dispatcher:
         partition.revoked = True
         self.held -= partition.held
         partition.held = 0
-        self._metrics.held.set(self.held)
         for queue_key in [key for key in self._keys if key[0] is partition]:
             del self._keys[queue_key]
         for tenant in self._tenants.values():
@@ -266,7 +276,6 @@ class Dispatcher:
             for name in ("delivered", "retry", "dead_letter", "parked")
         }
         latency = metrics.upstream_seconds.labels(event_type)
-        limit_gauge = metrics.concurrency_limit.labels(tenant.name, event_type)
         budget_wait = metrics.budget_wait_seconds.labels(tenant.name)
         while True:
             event = await lane.ready.get()
@@ -279,21 +288,20 @@ class Dispatcher:
             await lane.limit.acquire()
             event.partition.in_flight += 1
             self.in_flight += 1
-            metrics.in_flight.set(self.in_flight)
             outcome: Outcome | None = None
             started = clock.monotonic()
             try:
-                budget_wait.inc(await tenant.budget.acquire())
+                waited = await tenant.budget.acquire()
+                if waited:
+                    budget_wait.inc(waited)
                 started = clock.monotonic()
                 outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
             finally:
                 rtt = clock.monotonic() - started
                 overload = isinstance(outcome, Retry) and outcome.overload
                 lane.limit.release(rtt, overload=overload)
-                limit_gauge.set(lane.limit.limit)
                 event.partition.in_flight -= 1
                 self.in_flight -= 1
-                metrics.in_flight.set(self.in_flight)
                 self.settled.set()
             latency.observe(rtt)
             await self._settle(tenant, lane, event, outcome, deliveries)
@@ -428,7 +436,6 @@ class Dispatcher:
         partition.offsets.done(offset)
         partition.held -= 1
         self.held -= 1
-        self._metrics.held.set(self.held)
         self.settled.set()
 
     def _pause(self, tenant: Tenant, reason: str) -> None:
