@@ -86,8 +86,10 @@ class ForwardWorker:
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             # What aiokafka prefetches is bounded too, not only the dispatcher's window.
-            fetch_max_bytes=8 * 1024 * 1024,
-            max_partition_fetch_bytes=1024 * 1024,
+            # Small fetches (2 MiB, 256 KiB per partition) measured better on both counts
+            # than 8 MiB / 1 MiB: peak RSS 193 -> 116 MB, deliveries 8.9k -> 9.3-9.7k/s.
+            fetch_max_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=256 * 1024,
             isolation_level="read_committed",
         )
 
