@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,17 +58,13 @@ def write(results: dict[str, dict[str, Any]], context: dict[str, Any]) -> Path:
     stored.setdefault("scenarios", {}).update(results)
     stored["context"] = {
         **context,
-        "machine": f"{platform.machine()}, {platform.python_version()}, {_cpus()} cores",
+        "machine": (
+            f"{platform.machine()}, {platform.python_version()}, {os.cpu_count() or 0} cores"
+        ),
     }
     path.write_bytes(orjson.dumps(stored, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     _table(stored, path)
     return path
-
-
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 def _table(stored: dict[str, Any], source: Path) -> None:

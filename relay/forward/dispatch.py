@@ -248,7 +248,9 @@ class Dispatcher:
             self._lane_of(event).ready.put_nowait(event)
 
     def revoke(self, partition: Partition) -> None:
-        """Forget a partition taken away: its events will be delivered by its new owner."""
+        """Forget every event held from ``partition``: it was taken away (its new owner
+        delivers them) or its tenant is paused (the worker fetches them again later).
+        They stay uncommitted either way."""
         partition.revoked = True
         self.held -= partition.held
         partition.held = 0
@@ -451,11 +453,6 @@ class Dispatcher:
     def _notify_pause(self, tenant: Tenant) -> None:
         if self.on_pause is not None:
             self.on_pause(tenant.name)
-
-    def release(self, partition: Partition) -> None:
-        """Let go of every event held from ``partition`` (its tenant is paused): they
-        stay uncommitted, and the worker fetches them again when the tenant resumes."""
-        self.revoke(partition)
 
     def _unpause(self, tenant: Tenant) -> None:
         if tenant.paused is not None:

@@ -140,15 +140,19 @@ class ForwardWorker:
         await self._share_budget()
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
-    async def release(self, revoked: set[TopicPartition]) -> None:
-        """Before partitions go: let their requests in flight finish (bounded), commit."""
-        leaving = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+    async def _wind_down(self, leaving: list[Partition]) -> None:
+        """Send nothing new from ``leaving``, let its requests in flight finish
+        (bounded by RELAY_FORWARD_DRAIN_S), then commit what is done."""
         for partition in leaving:
             partition.closing = True
         await self._dispatcher.wait_for(
             lambda: not any(p.in_flight for p in leaving), self._settings.forward_drain_s
         )
         await self._commit()
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions go to another worker: wind them down, then forget them."""
+        await self._wind_down([self._partitions[tp] for tp in revoked if tp in self._partitions])
         for tp in revoked:
             if tp in self._partitions:
                 self._dispatcher.revoke(self._partitions.pop(tp))
@@ -183,17 +187,12 @@ class ForwardWorker:
             self._held_back.update(tps)
             self._consumer.pause(*tps)
             leaving = [self._partitions[tp] for tp in tps]
-            for partition in leaving:
-                partition.closing = True
-            await self._dispatcher.wait_for(
-                lambda: not any(p.in_flight for p in leaving), self._settings.forward_drain_s
-            )
-            await self._commit()
+            await self._wind_down(leaving)
             for tp, old in zip(tps, leaving, strict=True):
                 if self._partitions.get(tp) is not old:
                     continue  # revoked meanwhile
                 restart = self._committed.get(tp, old.offsets.first)
-                self._dispatcher.release(old)
+                self._dispatcher.revoke(old)  # its events are fetched again from `restart`
                 self._partitions[tp] = Partition(tp.topic, tp.partition)
                 if restart is not None:
                     self._consumer.seek(tp, restart)
