@@ -8,14 +8,17 @@ INSTALLED := $(VENV)/.installed
 KAFKACTL := deploy/kafka/kafkactl
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-jars kafka-up kafka-down run test test-fast lint fmt bench clean
+.PHONY: help venv kafka-jars kafka-up kafka-down prometheus chromium run test test-fast lint fmt \
+	bench dashboards screenshot clean
 
 help:
 	@echo "make run         the local stack (Kafka + ingest) in the foreground; Ctrl-C stops it"
 	@echo "make test        the whole test suite (starts its own Kafka on 127.0.0.1:19092)"
 	@echo "make test-fast   unit tests only, no broker"
 	@echo "make bench       benchmarks against ceilings (SCENARIO=ingest,... ROUNDS= SECONDS=)"
-	@echo "make lint        ruff and mypy"
+	@echo "make lint        ruff, mypy, promtool on the alert rules"
+	@echo "make dashboards  regenerate the dashboard, alert rules and docs/METRICS.md from code"
+	@echo "make screenshot  docs/prometheus-lag.png: Prometheus' lag graph on the live stack"
 	@echo "make fmt         format the code"
 	@echo "make kafka-up    start the local broker (KAFKA_PORT, default 9092); kafka-down stops it"
 
@@ -30,6 +33,17 @@ venv: $(INSTALLED)
 kafka-jars:
 	@$(KAFKACTL) jars
 
+# Debian's prometheus package: promtool for `make lint`, the server for the live
+# monitoring test and `make run`.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  apt-get install -y -q prometheus >/dev/null || \
+	  { echo "needs Debian's prometheus package: apt-get install prometheus"; exit 1; }
+
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null || \
+	  { echo "needs Debian's chromium package: apt-get install chromium"; exit 1; }
+
 kafka-up:
 	@$(KAFKACTL) up
 
@@ -39,7 +53,7 @@ kafka-down:
 run: venv kafka-jars
 	@deploy/run-local.sh
 
-test: venv kafka-jars
+test: venv kafka-jars prometheus
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv
@@ -54,10 +68,22 @@ bench: venv kafka-jars
 	$(BIN)/relay bench $(if $(SCENARIO),--scenario $(SCENARIO)) \
 	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
-lint: venv
+lint: venv prometheus
 	$(BIN)/ruff check relay tests bench
 	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy
+	cd deploy/prometheus && promtool check rules alerts.yml && \
+	  promtool test rules alerts_test.yml && promtool check config prometheus.yml
+
+# The files built from code: deploy/grafana/relay-dashboard.json,
+# deploy/prometheus/alerts.yml, docs/METRICS.md (tests fail when they are stale).
+dashboards: venv
+	$(BIN)/python -m relay.monitoring
+
+# Runs the live monitoring test, which photographs the lag graph after an outage.
+screenshot: venv kafka-jars prometheus chromium
+	RELAY_SCREENSHOT=$(CURDIR)/docs/prometheus-lag.png \
+	  $(BIN)/pytest tests/monitoring/test_live_prometheus.py
 
 fmt: venv
 	$(BIN)/ruff format relay tests bench

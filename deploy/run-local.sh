@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole local stack in the foreground: Kafka, the sandbox upstream, ingest and
-# forward. Ctrl-C (or SIGTERM) stops them in order: ingest first (it drains and
-# flushes), then forward (it drains and commits), the sandbox, and last the broker
-# (only if this script started it).
+# forward, and Prometheus (scraping both, with the alert rules) when it is installed.
+# Ctrl-C (or SIGTERM) stops them in order: Prometheus, ingest (it drains and
+# flushes), forward (it drains and commits), the sandbox, and last the broker (only
+# if this script started it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ export RELAY_APP_ID="${RELAY_APP_ID:-1}"
 ingest_port="${RELAY_INGEST_PORT:-8080}"
 forward_port="${RELAY_FORWARD_PORT:-9101}"
 sandbox_port="${RELAY_SANDBOX_PORT:-8090}"
+prometheus_port="${PROMETHEUS_PORT:-9090}"
 export RELAY_UPSTREAM_URL="${RELAY_UPSTREAM_URL:-http://127.0.0.1:$sandbox_port}"
 
 # A demo tenant with a fresh inbound key, for this run only.
@@ -34,8 +36,12 @@ started_kafka=0
 if ! deploy/kafka/kafkactl status; then deploy/kafka/kafkactl up; started_kafka=1; fi
 
 pids=()
+prom_pid=""
 stop() {
   trap - INT TERM EXIT
+  if [ -n "$prom_pid" ] && kill -0 "$prom_pid" 2>/dev/null; then
+    kill -TERM "$prom_pid"; wait "$prom_pid" || true
+  fi
   # reverse order of start: ingest, forward, sandbox
   for (( i=${#pids[@]}-1; i>=0; i-- )); do
     pid=${pids[$i]}
@@ -60,6 +66,29 @@ wait_http "http://127.0.0.1:$forward_port/healthz" forward
 .venv/bin/relay ingest & pids+=($!)
 wait_http "http://127.0.0.1:$ingest_port/healthz" ingest
 
+# Prometheus is a convenience: if it cannot start, the relay stays up and says why.
+prometheus_line="Prometheus not running: install Debian's prometheus package (make test does)"
+if command -v prometheus >/dev/null; then
+  prom_dir=.cache/prometheus
+  mkdir -p "$prom_dir"
+  sed -e "s/127.0.0.1:8080/127.0.0.1:$ingest_port/" -e "s/127.0.0.1:9101/127.0.0.1:$forward_port/" \
+    -e "s#alerts.yml#$PWD/deploy/prometheus/alerts.yml#" deploy/prometheus/prometheus.yml \
+    > "$prom_dir/prometheus.yml"
+  prometheus --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" > "$prom_dir/prometheus.log" 2>&1 &
+  prom_pid=$!
+  prometheus_line="Prometheus did not start (see $prom_dir/prometheus.log); the relay runs without it"
+  # (it is stopped first at exit, and its own exit does not stop the relay)
+  for _ in $(seq 1 100); do
+    if curl -fs -o /dev/null "http://127.0.0.1:$prometheus_port/-/ready"; then
+      prometheus_line="prometheus http://127.0.0.1:$prometheus_port   (alerts: /alerts; the lag: /graph?g0.expr=relay_forward_oldest_undelivered_seconds)"
+      break
+    fi
+    kill -0 "$prom_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+fi
+
 cat <<TXT
 
   relay is up:
@@ -67,6 +96,7 @@ cat <<TXT
     sandbox   http://127.0.0.1:$sandbox_port   (the stand-in upstream; /_sandbox/ledger, /_sandbox/faults)
     forward   http://127.0.0.1:$forward_port   (/metrics, /healthz, /readyz)
     ingest    http://127.0.0.1:$ingest_port   (POST /play, /app-start, ...; /metrics, /healthz, /readyz)
+    $prometheus_line
 
   demo tenant "demo", inbound key (shown once):  $demo_key
 

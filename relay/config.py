@@ -180,6 +180,11 @@ class Settings:
     commit_interval_s: float = _setting(
         0.5, "RELAY_COMMIT_INTERVAL_S", "How often done offsets are committed."
     )
+    backlog_probe_s: float = _setting(
+        5.0,
+        "RELAY_BACKLOG_PROBE_S",
+        "How often forward measures its backlog (lag in events and in seconds).",
+    )
     forward_drain_s: float = _setting(
         10.0,
         "RELAY_FORWARD_DRAIN_S",
@@ -244,6 +249,7 @@ class Settings:
             "RELAY_DLQ_RATIO_WINDOW": self.dlq_ratio_window,
             "RELAY_PAUSE_PROBE_S": self.pause_probe_s,
             "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
+            "RELAY_BACKLOG_PROBE_S": self.backlog_probe_s,
         }
         for env, value in positive.items():
             if value <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -48,6 +49,11 @@ class Envelope:
     received_at: str  # UTC ISO-8601 with Z
     timestamp_stamped: bool
     body: dict[str, Any]
+
+    @property
+    def received_epoch(self) -> float:
+        """``received_at`` as seconds since the Unix epoch (ages are measured from it)."""
+        return datetime.fromisoformat(self.received_at).timestamp()
 
     @property
     def key(self) -> bytes:

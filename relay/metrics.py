@@ -1,20 +1,85 @@
 """Every Prometheus metric of the relay, defined once.
 
 Each process builds its metrics on a registry passed in, so tests get a fresh one
-and nothing leaks between them. Label values come from the event table or fixed
-sets, never from client input (a path label is "other" for unknown paths).
+and nothing leaks between them. Label values come from configuration (tenants), the
+event table or the fixed sets below, never from client input (a path label is
+"other" for unknown paths, a tenant label "none" before a key was checked).
+
+Series whose label values are known in advance are created at start with value 0,
+so that a healthy stack shows 0 on the dashboard, not "No data".
+docs/METRICS.md is generated from this module (``make dashboards``).
 """
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
-__all__ = ["ForwardMetrics", "IngestMetrics"]
+import relay
+from relay.events import EVENT_TYPES, Answer
+
+__all__ = [
+    "DEAD_LETTER_REASONS",
+    "NO_TENANT",
+    "OUTCOMES",
+    "PAUSE_REASONS",
+    "STATUS_CLASSES",
+    "ForwardMetrics",
+    "IngestMetrics",
+    "status_class",
+]
+
+NO_TENANT = "none"  # the tenant label of answers given before a key was checked
+OUTCOMES = ("delivered", "retry", "dead_letter", "parked", "already_delivered")
+DEAD_LETTER_REASONS = ("permanent", "retries_exhausted", "undecodable", "unknown_tenant")
+PAUSE_REASONS = ("dlq_limit", "credentials_rejected")
+# Upstream answers by class; "timeout" and "transport" are attempts that got no answer.
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "timeout", "transport")
 
 # Loopback produce latencies are sub-millisecond; 503s arrive at the produce bound.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# From a fresh delivery (tens of ms) to a day-long backlog.
+_AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 21600, 86400)
+_REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def status_class(status: int | None, reason: str = "transport") -> str:
+    """``"2xx"`` ... ``"5xx"`` for an answer; ``"timeout"`` or ``"transport"`` for none."""
+    if status is None:
+        return "timeout" if "timeout" in reason else "transport"
+    return f"{status // 100}xx"
+
+
+def upstream_buckets(timeout_s: float) -> tuple[float, ...]:
+    """Latency buckets up to the upstream timeout, so a request that ran into it is
+    told apart from one that took half as long."""
+    return (*(b for b in _UPSTREAM_BUCKETS if b < timeout_s), timeout_s)
+
+
+def _standard_collectors(registry: CollectorRegistry) -> Gauge:
+    """process_*, python_* and relay_build_info, as on prometheus-client's default
+    registry (which the relay does not use, so that tests get fresh registries)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    build_info = Gauge(
+        "relay_build_info",
+        "1, labelled with the relay's version and the versions it runs on.",
+        ["version", "python", "aiokafka", "aiohttp"],
+        registry=registry,
+    )
+    build_info.labels(
+        relay.__version__, platform.python_version(), version("aiokafka"), version("aiohttp")
+    ).set(1)
+    return build_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +89,15 @@ class IngestMetrics:
     produce_seconds: Histogram
     produce_failures: Counter
     in_flight: Gauge
+    in_flight_limit: Gauge
     unknown_fields_dropped: Counter
     kafka_ready: Gauge
     rights_refusals: Counter
+    build_info: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> IngestMetrics:
-        return cls(
+    def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
+        metrics = cls(
             rights_refusals=Counter(
                 "relay_ingest_rights_refusals_total",
                 "Plays answered NO_STREAMING_RIGHTS and not forwarded, by how it was known "
@@ -40,8 +107,9 @@ class IngestMetrics:
             ),
             requests=Counter(
                 "relay_ingest_requests_total",
-                "Requests answered by ingest, by path and status.",
-                ["path", "status"],
+                "Requests answered by ingest, by tenant ('none' before a key was checked), "
+                "path ('other' for unknown paths) and HTTP status; 5xx of any cause included.",
+                ["tenant", "path", "status"],
                 registry=registry,
             ),
             request_seconds=Histogram(
@@ -69,6 +137,11 @@ class IngestMetrics:
                 "Events waiting for Kafka's acknowledgement.",
                 registry=registry,
             ),
+            in_flight_limit=Gauge(
+                "relay_ingest_in_flight_limit",
+                "The bound on events waiting for Kafka (RELAY_INGEST_MAX_IN_FLIGHT); 503 beyond.",
+                registry=registry,
+            ),
             unknown_fields_dropped=Counter(
                 "relay_ingest_unknown_fields_dropped_total",
                 "Fields the event table does not know, dropped from accepted events.",
@@ -77,67 +150,131 @@ class IngestMetrics:
             ),
             kafka_ready=Gauge(
                 "relay_kafka_ready",
-                "1 when the last metadata probe of Kafka succeeded.",
+                "1 when the last probe of Kafka succeeded, 0 when Kafka is unreachable.",
                 registry=registry,
             ),
+            build_info=_standard_collectors(registry),
         )
+        metrics._initialise(tenants)
+        return metrics
+
+    def _initialise(self, tenants: Iterable[str]) -> None:
+        for source in ("known", "checked"):
+            self.rights_refusals.labels(source)
+        for event_type in EVENT_TYPES:
+            self.produce_seconds.labels(event_type.name)
+            self.produce_failures.labels(event_type.name)
+            self.unknown_fields_dropped.labels(event_type.name)
+            self.request_seconds.labels(event_type.path)
+            success = "200" if event_type.answer is Answer.APP_ID else "204"
+            for tenant in tenants:
+                for status in (success, "400", "503"):
+                    self.requests.labels(tenant, event_type.path, status)
+            self.requests.labels(NO_TENANT, event_type.path, "401")
+        self.requests.labels(NO_TENANT, "other", "404")
 
 
 @dataclass(frozen=True, slots=True)
 class ForwardMetrics:
     deliveries: Counter
+    upstream_responses: Counter
     upstream_seconds: Histogram
     retries: Counter
     dead_letters: Counter
+    refusals: Counter
     consumer_lag: Gauge
+    oldest_undelivered_seconds: Gauge
+    event_age_seconds: Histogram
     concurrency_limit: Gauge
     budget_wait_seconds: Counter
     budget_rate: Gauge
     in_flight: Gauge
     held: Gauge
+    window: Gauge
     paused: Gauge
     commits: Counter
-    token_refreshes: Gauge
+    commit_failures: Counter
+    rebalances: Counter
+    rebalance_seconds: Histogram
+    token_refreshes: Counter
+    build_info: Gauge
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> ForwardMetrics:
-        return cls(
+    def create(
+        cls,
+        registry: CollectorRegistry,
+        tenants: Sequence[str] = (),
+        *,
+        upstream_timeout_s: float = 10.0,
+    ) -> ForwardMetrics:
+        per_topic = ["tenant", "type"]
+        metrics = cls(
             deliveries=Counter(
                 "relay_forward_deliveries_total",
-                "Delivery attempts by event type and outcome "
-                "(delivered, retry, dead_letter, parked).",
-                ["type", "outcome"],
+                "Delivery attempts by tenant, event type and outcome "
+                "(delivered, retry, dead_letter, parked, already_delivered).",
+                [*per_topic, "outcome"],
+                registry=registry,
+            ),
+            upstream_responses=Counter(
+                "relay_forward_upstream_responses_total",
+                "Upstream requests by tenant, event type and status class "
+                "(2xx, 4xx, 5xx; timeout and transport: no answer).",
+                [*per_topic, "status_class"],
                 registry=registry,
             ),
             upstream_seconds=Histogram(
                 "relay_forward_upstream_seconds",
-                "Upstream request latency, by event type.",
-                ["type"],
-                buckets=_LATENCY_BUCKETS,
+                "Upstream request latency, by tenant and event type; the last bucket is "
+                "the upstream timeout (RELAY_UPSTREAM_TIMEOUT_S).",
+                per_topic,
+                buckets=upstream_buckets(upstream_timeout_s),
                 registry=registry,
             ),
             retries=Counter(
                 "relay_forward_retries_total",
-                "Attempts that will be retried, by event type and reason.",
-                ["type", "reason"],
+                "Attempts that will be retried, by tenant, event type and reason "
+                "(timeout, transport, http_<status> or the upstream's failureCode).",
+                [*per_topic, "reason"],
                 registry=registry,
             ),
             dead_letters=Counter(
                 "relay_forward_dead_letters_total",
-                "Events written to the DLQ, by event type, reason and failure code.",
-                ["type", "reason", "code"],
+                "Events written to the DLQ, by tenant, event type and reason "
+                "(permanent, retries_exhausted, undecodable, unknown_tenant).",
+                [*per_topic, "reason"],
+                registry=registry,
+            ),
+            refusals=Counter(
+                "relay_forward_refusals_total",
+                "Permanent refusals by the upstream, by tenant, event type and failureCode.",
+                [*per_topic, "code"],
                 registry=registry,
             ),
             consumer_lag=Gauge(
                 "relay_forward_consumer_lag",
                 "Events between the committed offset and the end of each assigned partition.",
-                ["topic", "partition"],
+                [*per_topic, "partition"],
+                registry=registry,
+            ),
+            oldest_undelivered_seconds=Gauge(
+                "relay_forward_oldest_undelivered_seconds",
+                "Age (now - received_at) of the event at the committed offset, the oldest "
+                "in the backlog, over this worker's partitions; 0 when all is committed.",
+                per_topic,
+                registry=registry,
+            ),
+            event_age_seconds=Histogram(
+                "relay_forward_event_age_seconds",
+                "Age of events (now - received_at) when the upstream accepted them.",
+                per_topic,
+                buckets=_AGE_BUCKETS,
                 registry=registry,
             ),
             concurrency_limit=Gauge(
                 "relay_forward_concurrency_limit",
                 "The adaptive concurrency limit, by tenant and event type.",
-                ["tenant", "type"],
+                per_topic,
                 registry=registry,
             ),
             budget_wait_seconds=Counter(
@@ -147,8 +284,9 @@ class ForwardMetrics:
                 registry=registry,
             ),
             budget_rate=Gauge(
-                "relay_forward_budget_rate",
-                "This worker's share of the tenant's upstream budget, requests/s.",
+                "relay_forward_budget_requests_per_second",
+                "This worker's share of the tenant's upstream budget (the sum over workers "
+                "is the budget); 0: unlimited.",
                 ["tenant"],
                 registry=registry,
             ),
@@ -162,6 +300,11 @@ class ForwardMetrics:
                 "Events fetched and not yet delivered or dead-lettered (bounded by the window).",
                 registry=registry,
             ),
+            window=Gauge(
+                "relay_forward_window",
+                "The most events a worker holds (RELAY_FORWARD_WINDOW); fetching pauses there.",
+                registry=registry,
+            ),
             paused=Gauge(
                 "relay_forward_paused",
                 "1 while delivery for a tenant is paused, by reason "
@@ -171,13 +314,52 @@ class ForwardMetrics:
             ),
             commits=Counter(
                 "relay_forward_commits_total",
-                "Offset commits sent to Kafka.",
+                "Offset commits Kafka accepted.",
                 registry=registry,
             ),
-            token_refreshes=Gauge(
-                "relay_forward_token_refreshes",
-                "Bearer tokens fetched from /authenticate since start, by tenant.",
+            commit_failures=Counter(
+                "relay_forward_commit_failures_total",
+                "Offset commits Kafka refused (mostly during a rebalance); what they held "
+                "is delivered again by the partition's next owner.",
+                registry=registry,
+            ),
+            rebalances=Counter(
+                "relay_forward_rebalances_total",
+                "Partition assignments this worker received from the group.",
+                registry=registry,
+            ),
+            rebalance_seconds=Histogram(
+                "relay_forward_rebalance_seconds",
+                "Time from partitions revoked (or start) to the next assignment: a gap "
+                "in delivery.",
+                buckets=_REBALANCE_BUCKETS,
+                registry=registry,
+            ),
+            token_refreshes=Counter(
+                "relay_forward_token_refreshes_total",
+                "Bearer tokens fetched from /authenticate, by tenant.",
                 ["tenant"],
                 registry=registry,
             ),
+            build_info=_standard_collectors(registry),
         )
+        metrics._initialise(tenants)
+        return metrics
+
+    def _initialise(self, tenants: Iterable[str]) -> None:
+        for tenant in tenants:
+            self.budget_wait_seconds.labels(tenant)
+            self.token_refreshes.labels(tenant)
+            for reason in PAUSE_REASONS:
+                self.paused.labels(tenant, reason).set(0)
+            for event_type in EVENT_TYPES:
+                name = event_type.name
+                for outcome in OUTCOMES:
+                    self.deliveries.labels(tenant, name, outcome)
+                for status in STATUS_CLASSES:
+                    self.upstream_responses.labels(tenant, name, status)
+                for reason in DEAD_LETTER_REASONS:
+                    self.dead_letters.labels(tenant, name, reason)
+                self.upstream_seconds.labels(tenant, name)
+                self.event_age_seconds.labels(tenant, name)
+                self.oldest_undelivered_seconds.labels(tenant, name).set(0)

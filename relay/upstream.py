@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,9 +133,11 @@ class Tokens:
         secret: str,
         clock: Clock,
         timeout: float,
+        on_refresh: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
         self._url = base_url.rstrip("/") + AUTH_PATH
+        self._on_refresh = on_refresh  # counts refreshes in a metric; must not block
         self._credentials = orjson.dumps({"token": token, "secret": secret})
         self._clock = clock
         self._timeout = timeout
@@ -181,6 +184,8 @@ class Tokens:
             self._bearer = bearer
             self._refresh_at = self._clock.monotonic() + lifetime * REFRESH_AT_SHARE
             self.refreshes += 1
+            if self._on_refresh is not None:
+                self._on_refresh()
             log.info("upstream token refreshed", extra={"lifetime_s": lifetime})
             return bearer
 

@@ -34,6 +34,7 @@ class Process:
     kind: str
     url: str
     popen: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
 
     def kill9(self) -> None:
         self.popen.send_signal(signal.SIGKILL)
@@ -77,12 +78,20 @@ class Stack:
         if kind in ("forward", "ingest") and self.sandbox_url:
             env.setdefault("RELAY_UPSTREAM_URL", self.sandbox_url)
         popen = subprocess.Popen([sys.executable, "-m", "relay", kind], env=env)
-        process = Process(kind, f"http://127.0.0.1:{port}", popen)
+        process = Process(kind, f"http://127.0.0.1:{port}", popen, env)
         self.processes.append(process)
         await self.wait_up(process)
         if kind == "sandbox":
             self.sandbox_url = process.url
         return process
+
+    async def restart(self, process: Process) -> None:
+        """Start a stopped process again, on the same port with the same settings."""
+        assert process.popen.poll() is not None, f"relay {process.kind} is still running"
+        process.popen = subprocess.Popen(
+            [sys.executable, "-m", "relay", process.kind], env=process.env
+        )
+        await self.wait_up(process)
 
     async def wait_up(self, process: Process, bound: float = 60.0) -> None:
         path = "/healthz"

@@ -34,7 +34,7 @@ from relay.errors import KafkaUnavailable
 from relay.events import BY_NAME
 from relay.failures import EXPECTED_REFUSALS
 from relay.forward.offsets import PartitionOffsets
-from relay.metrics import ForwardMetrics
+from relay.metrics import STATUS_CLASSES, ForwardMetrics, status_class
 from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
 from relay.upstream import CredentialsRejected, Delivered, Deliverer, Outcome, Permanent, Retry
@@ -50,6 +50,9 @@ class Partition:
 
     topic: str
     number: int
+    # Label values for what cannot be decoded: the topic's tenant and event type.
+    tenant: str = "unknown"
+    type: str = "unknown"
     offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
     revoked: bool = False
     closing: bool = False  # being revoked: finish what is in flight, send nothing new
@@ -74,6 +77,7 @@ class _Event:
     envelope: Envelope
     path: str
     body: bytes
+    received_epoch: float  # for the event's age at delivery
     attempts: int = 0
     probe: bool = False  # sent while its tenant is paused, to test whether to resume
 
@@ -227,6 +231,7 @@ class Dispatcher:
             envelope = Envelope.decode(incoming.value)
             path = BY_NAME[envelope.type].path
             body = orjson.dumps(envelope.body)
+            received_epoch = envelope.received_epoch
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("undecodable record", extra={"topic": partition.topic, "error": str(exc)})
             self._spawn_dead_letter(partition, incoming, "undecodable", "UNDECODABLE")
@@ -235,10 +240,12 @@ class Dispatcher:
             self._spawn_dead_letter(partition, incoming, "unknown_tenant", envelope.tenant[:64])
             return
         if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
-            self._metrics.deliveries.labels(envelope.type, "already_delivered").inc()
+            self._metrics.deliveries.labels(
+                envelope.tenant, envelope.type, "already_delivered"
+            ).inc()
             self._settle_offset(partition, incoming.offset)
             return
-        event = _Event(partition, incoming, envelope, path, body)
+        event = _Event(partition, incoming, envelope, path, body, received_epoch)
         queue_key = (partition, incoming.key)
         queue = self._keys.get(queue_key)
         if queue is not None:
@@ -274,10 +281,15 @@ class Dispatcher:
     async def _send_loop(self, tenant: Tenant, event_type: str, lane: _Lane) -> None:
         clock, metrics = self._clock, self._metrics
         deliveries = {
-            name: metrics.deliveries.labels(event_type, name)
+            name: metrics.deliveries.labels(tenant.name, event_type, name)
             for name in ("delivered", "retry", "dead_letter", "parked")
         }
-        latency = metrics.upstream_seconds.labels(event_type)
+        latency = metrics.upstream_seconds.labels(tenant.name, event_type)
+        answers = {
+            name: metrics.upstream_responses.labels(tenant.name, event_type, name)
+            for name in STATUS_CLASSES
+        }
+        age = metrics.event_age_seconds.labels(tenant.name, event_type)
         budget_wait = metrics.budget_wait_seconds.labels(tenant.name)
         while True:
             event = await lane.ready.get()
@@ -305,7 +317,11 @@ class Dispatcher:
                 event.partition.in_flight -= 1
                 self.in_flight -= 1
                 self.settled.set()
-            latency.observe(rtt)
+            if outcome is not None:
+                latency.observe(rtt)
+                answers[_answer_class(outcome)].inc()
+                if isinstance(outcome, Delivered):
+                    age.observe(clock.wall() - event.received_epoch)
             await self._settle(tenant, lane, event, outcome, deliveries)
 
     async def _settle(
@@ -328,7 +344,7 @@ class Dispatcher:
         elif isinstance(outcome, Retry):
             event.attempts += 1
             deliveries["retry"].inc()
-            self._metrics.retries.labels(event.envelope.type, outcome.reason).inc()
+            self._metrics.retries.labels(tenant.name, event.envelope.type, outcome.reason).inc()
             if outcome.status == 429 and outcome.retry_after:
                 tenant.budget.block_until(self._clock.monotonic() + outcome.retry_after)
             if was_probe:
@@ -341,6 +357,7 @@ class Dispatcher:
         elif isinstance(outcome, Permanent):
             event.attempts += 1
             expected = outcome.code in EXPECTED_REFUSALS
+            self._metrics.refusals.labels(tenant.name, event.envelope.type, outcome.code).inc()
             if tenant.paused is None and (expected or tenant.guard.allow()):
                 await self._dead_letter(event, "permanent", outcome.code, outcome.status)
             else:
@@ -360,8 +377,9 @@ class Dispatcher:
             # Not durable in the DLQ: keep the event and go through delivery again.
             self._later(self._retry.delay(max(1, event.attempts)), self._lane_of(event), event)
             return
-        self._metrics.deliveries.labels(event.envelope.type, "dead_letter").inc()
-        self._metrics.dead_letters.labels(event.envelope.type, reason, code).inc()
+        tenant, event_type = event.envelope.tenant, event.envelope.type
+        self._metrics.deliveries.labels(tenant, event_type, "dead_letter").inc()
+        self._metrics.dead_letters.labels(tenant, event_type, reason).inc()
         self._done(event)
 
     def _spawn_dead_letter(
@@ -377,7 +395,7 @@ class Dispatcher:
                     await self._clock.sleep(delay)
                     delay = min(self._retry.cap_s, delay * 2)
                     continue
-                self._metrics.dead_letters.labels("unknown", reason, code).inc()
+                self._metrics.dead_letters.labels(partition.tenant, partition.type, reason).inc()
                 self._settle_offset(partition, incoming.offset)
                 return
 
@@ -476,3 +494,9 @@ class Dispatcher:
                 continue
             event.probe = True
             self._lane_of(event).ready.put_nowait(event)
+
+
+def _answer_class(outcome: Outcome) -> str:
+    if isinstance(outcome, Retry):
+        return status_class(outcome.status, outcome.reason)
+    return status_class(outcome.status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -48,10 +48,15 @@ class Forwarder:
         clock: Clock,
         tenants: Tenants | None = None,
     ) -> None:
-        self.registry = CollectorRegistry()
-        self.metrics = ForwardMetrics.create(self.registry)
-        self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
         self.configured = tenants if tenants is not None else load_tenants(settings)
+        self.registry = CollectorRegistry()
+        self.metrics = ForwardMetrics.create(
+            self.registry,
+            list(self.configured.by_name),
+            upstream_timeout_s=settings.upstream_timeout_s,
+        )
+        self.metrics.window.set(settings.forward_window)
+        self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
         self.tenants: dict[str, Tenant] = {}
         self.clients: dict[str, UpstreamClient] = {}
         for name, configured in self.configured.by_name.items():
@@ -62,6 +67,7 @@ class Forwarder:
                 configured.upstream_secret,
                 clock,
                 settings.upstream_timeout_s,
+                on_refresh=self.metrics.token_refreshes.labels(name).inc,
             )
             client = UpstreamClient(
                 session, settings.upstream_url, tokens, settings.upstream_timeout_s
@@ -76,7 +82,6 @@ class Forwarder:
                 ),
                 configured.upstream_budget_rps,
             )
-            self.metrics.token_refreshes.labels(name).set_function(_refreshes_of(tokens))
         self.dispatcher = Dispatcher(
             self.tenants,
             DeadLetters(self.dlq_producer, settings.dlq_topic, clock, settings.produce_timeout_s),
@@ -135,10 +140,6 @@ class Forwarder:
         app.router.add_get("/readyz", readyz)
         app.router.add_post("/resume", resume)
         return app
-
-
-def _refreshes_of(tokens: Tokens) -> Callable[[], float]:
-    return lambda: float(tokens.refreshes)
 
 
 @asynccontextmanager

@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from relay.clock import Clock
 from relay.config import Settings
 from relay.events import EVENT_TYPES
+from relay.forward.backlog import BacklogProbe
 from relay.forward.dispatch import Dispatcher, Incoming, Partition, Tenant
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
@@ -64,11 +65,13 @@ class ForwardWorker:
         self._metrics = metrics
         self._clock = clock
         self._topics = configured.topics(settings)
-        self._tenant_of = {
-            configured.topic(settings, name, event_type.name): name
+        # topic -> (tenant, event type): the labels of everything measured per topic
+        self._owner_of = {
+            configured.topic(settings, name, event_type.name): (name, event_type.name)
             for name in configured.by_name
             for event_type in EVENT_TYPES
         }
+        self._tenant_of = {topic: owner[0] for topic, owner in self._owner_of.items()}
         self._held_back: set[TopicPartition] = set()  # partitions of paused tenants
         self._releasing: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -77,7 +80,9 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._paused_fetch = False
+        self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
         self.assigned = False
+        self._backlog = BacklogProbe(settings.kafka_bootstrap, clock)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.consumer_group,
@@ -97,8 +102,10 @@ class ForwardWorker:
         consumer = self._consumer
         consumer.subscribe(self._topics, listener=_Rebalance(self))
         await consumer.start()
+        await self._backlog.start()
         self._dispatcher.start()
         committer = asyncio.create_task(self._commit_loop(), name="commit")
+        prober = asyncio.create_task(self._backlog_loop(), name="backlog")
         try:
             while not stop.is_set():
                 room = self._dispatcher.room
@@ -121,22 +128,30 @@ class ForwardWorker:
         finally:
             log.info("stopping: draining requests in flight, then committing")
             self._dispatcher.quiesce()
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, prober):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._drain(self._settings.forward_drain_s)
             await self._commit()
             for task in list(self._background):
                 task.cancel()
             await self._dispatcher.stop()
+            await self._backlog.stop()
             await consumer.stop()
             log.info("stopped")
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
             if tp not in self._partitions:
-                self._partitions[tp] = Partition(tp.topic, tp.partition)
+                self._partitions[tp] = self._new_partition(tp)
         self.assigned = True
+        self._metrics.rebalances.inc()
+        if self._unassigned_since is not None:
+            self._metrics.rebalance_seconds.observe(
+                self._clock.monotonic() - self._unassigned_since
+            )
+            self._unassigned_since = None
         await self._share_budget()
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
@@ -150,15 +165,21 @@ class ForwardWorker:
         )
         await self._commit()
 
+    def _new_partition(self, tp: TopicPartition) -> Partition:
+        tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
+        return Partition(tp.topic, tp.partition, tenant, event_type)
+
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Before partitions go to another worker: wind them down, then forget them."""
+        self._unassigned_since = self._clock.monotonic()
         await self._wind_down([self._partitions[tp] for tp in revoked if tp in self._partitions])
         for tp in revoked:
             if tp in self._partitions:
                 self._dispatcher.revoke(self._partitions.pop(tp))
             self._committed.pop(tp, None)
+            tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
             with contextlib.suppress(KeyError):
-                self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+                self._metrics.consumer_lag.remove(tenant, event_type, str(tp.partition))
 
     def _pause_fetching(self, full: bool) -> None:
         if full == self._paused_fetch:
@@ -193,14 +214,14 @@ class ForwardWorker:
                     continue  # revoked meanwhile
                 restart = self._committed.get(tp, old.offsets.first)
                 self._dispatcher.revoke(old)  # its events are fetched again from `restart`
-                self._partitions[tp] = Partition(tp.topic, tp.partition)
+                self._partitions[tp] = self._new_partition(tp)
                 if restart is not None:
                     self._consumer.seek(tp, restart)
             log.warning(
                 "paused tenant released: fetching again after the probe interval",
                 extra={"tenant": tenant, "partitions": len(tps)},
             )
-            await asyncio.sleep(self._settings.pause_probe_s)
+            await self._clock.sleep(self._settings.pause_probe_s)
         finally:
             self._held_back.difference_update(tps)
             self._releasing.discard(tenant)
@@ -247,9 +268,8 @@ class ForwardWorker:
 
     async def _commit_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.commit_interval_s)
+            await self._clock.sleep(self._settings.commit_interval_s)
             await self._commit()
-            self._report_lag()
 
     async def _commit(self) -> None:
         offsets = {}
@@ -264,15 +284,44 @@ class ForwardWorker:
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance is under way; the new owner starts from the last commit.
             log.warning("commit failed", extra={"error": str(exc), "partitions": len(offsets)})
+            self._metrics.commit_failures.inc()
             return
         self._committed.update(offsets)
         self._metrics.commits.inc()
 
-    def _report_lag(self) -> None:
-        for tp, partition in self._partitions.items():
-            end = self._consumer.highwater(tp)
-            position = self._committed.get(tp, partition.offsets.next_commit)
-            if position is None:
-                position = partition.offsets.first
-            if end is not None and position is not None:
-                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(end - position)
+    async def _backlog_loop(self) -> None:
+        while True:
+            try:
+                await self._report_backlog()
+            except KafkaError as exc:
+                log.warning("backlog probe failed", extra={"error": str(exc)})
+            await self._clock.sleep(self._settings.backlog_probe_s)
+
+    async def _report_backlog(self) -> None:
+        """Lag in events per partition, and the oldest undelivered event's age per
+        tenant and type, from the offset each partition would resume at."""
+        committed: dict[TopicPartition, int | None] = {}
+        for tp, partition in list(self._partitions.items()):
+            committed[tp] = self._committed.get(tp, partition.offsets.first)
+            if committed[tp] is None:
+                committed[tp] = await self._resume_offset(tp)
+        backlogs = await self._backlog.measure(committed)
+        oldest = dict.fromkeys(self._owner_of.values(), 0.0)
+        for tp, backlog in backlogs.items():
+            if tp not in self._partitions:
+                continue  # revoked while measuring
+            owner = self._owner_of.get(tp.topic, ("unknown", "unknown"))
+            self._metrics.consumer_lag.labels(*owner, str(tp.partition)).set(backlog.events)
+            oldest[owner] = max(oldest.get(owner, 0.0), backlog.age_s)
+        for owner, age in oldest.items():
+            self._metrics.oldest_undelivered_seconds.labels(*owner).set(age)
+
+    async def _resume_offset(self, tp: TopicPartition) -> int | None:
+        """Where the group would resume ``tp``, for a partition nothing was fetched
+        from since assignment; None when the group never committed it."""
+        try:
+            async with asyncio.timeout(self._settings.backlog_probe_s):
+                offset = await self._consumer.committed(tp)
+        except (TimeoutError, KafkaError):
+            return None
+        return int(offset) if offset is not None else None

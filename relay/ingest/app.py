@@ -20,7 +20,7 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
-from relay.metrics import IngestMetrics
+from relay.metrics import NO_TENANT, IngestMetrics
 from relay.openapi import openapi
 from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
@@ -49,14 +49,13 @@ def make_app(
     (after in-flight requests finished: aiohttp runs cleanup contexts last)."""
     registry = registry if registry is not None else CollectorRegistry()
     clock = clock if clock is not None else SystemClock()
-    metrics = IngestMetrics.create(registry)
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[PRODUCER] = producer
     app[SHUTTING_DOWN] = [False]
     app[_REGISTRY] = registry
-    metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
-
     tenants = tenants if tenants is not None else load_tenants(settings)
+    metrics = IngestMetrics.create(registry, list(tenants.by_name))
+    metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
     gate = Gate(tenants, clock)
     # Without facts or an upstream to ask (tests, mostly): configured appIds only.
     answers = Answers(
@@ -82,7 +81,9 @@ def make_app(
             clock=clock,
         )
         app.router.add_post(event_type.path, handler.handle)
-        app.router.add_route("*", event_type.path, _counted(responder, clock, _method_not_allowed))
+        app.router.add_route(
+            "*", event_type.path, _counted(responder, clock, _method_not_allowed, event_type.path)
+        )
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -105,14 +106,14 @@ def _counted(
     responder: Responder,
     clock: Clock,
     handler: Callable[[web.Request], Awaitable[web.Response]],
-    path: str | None = None,
+    path: str,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """``handler`` with its answers counted; unknown paths are labelled ``path`` so that
-    clients cannot create label values."""
+    """``handler`` with its answers counted under ``path`` (a route's, or "other" for
+    unknown paths, so that clients cannot create label values)."""
 
     async def counted(request: web.Request) -> web.Response:
         started = clock.monotonic()
-        return responder.answer(path or request.path, started, await handler(request))
+        return responder.answer(NO_TENANT, path, started, await handler(request))
 
     return counted
 

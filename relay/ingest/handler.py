@@ -24,9 +24,9 @@ from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
-from relay.metrics import IngestMetrics
+from relay.metrics import NO_TENANT, IngestMetrics
 from relay.producer import Producer, Record
-from relay.tenants import Tenants
+from relay.tenants import Tenant, Tenants
 
 __all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]
 
@@ -43,6 +43,7 @@ class InFlight:
         self.count = 0
         # Read at scrape time: two locked gauge updates per request cost more than they tell.
         metrics.in_flight.set_function(lambda: float(self.count))
+        metrics.in_flight_limit.set(limit)
 
     def try_enter(self) -> bool:
         if self.count >= self.limit:
@@ -61,14 +62,20 @@ class Responder:
         self._requests = metrics.requests
         self._seconds = metrics.request_seconds
         self._clock = clock
-        self._counters: dict[tuple[str, int], Counter] = {}
+        self._counters: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[str, Histogram] = {}
 
-    def answer(self, path: str, started: float, response: web.Response) -> web.Response:
-        key = (path, response.status)
+    def answer(
+        self, tenant: str, path: str, started: float, response: web.Response
+    ) -> web.Response:
+        """Count ``response`` under a tenant name from configuration (or NO_TENANT)
+        and a path from the routes (or "other"), and time it; return it."""
+        key = (tenant, path, response.status)
         counter = self._counters.get(key)
         if counter is None:
-            counter = self._counters[key] = self._requests.labels(path, str(response.status))
+            counter = self._counters[key] = self._requests.labels(
+                tenant, path, str(response.status)
+            )
         counter.inc()
         timer = self._timers.get(path)
         if timer is None:
@@ -123,13 +130,20 @@ class EventHandler:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = self._clock.monotonic()
-        return self._responder.answer(self._type.path, started, await self._handle(request))
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        settings = self._settings
         tenant = self._gate.admit(request)
         if isinstance(tenant, web.Response):
-            return tenant
+            return self._responder.answer(NO_TENANT, self._type.path, started, tenant)
+        try:
+            response = await self._handle(request, tenant)
+        except Exception:
+            log.exception("unexpected error answering an event", extra={"path": self._type.path})
+            response = failure_response(
+                500, "INTERNAL_ERROR", "the relay failed unexpectedly; retry later"
+            )
+        return self._responder.answer(tenant.name, self._type.path, started, response)
+
+    async def _handle(self, request: web.Request, tenant: Tenant) -> web.Response:
+        settings = self._settings
         if request.content_type != "application/json":
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.brokers import Broker
+from tests.forward.harness import make_harness  # noqa: F401 (a fixture of the dispatcher's tests)
 from tests.stack import Stack
 
 

@@ -3,123 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-import orjson
-import pytest
-from prometheus_client import CollectorRegistry
-
-from relay.clock import SystemClock
-from relay.dlq import DeadLetterGuard, DeadLetters
-from relay.envelope import Envelope, new_event_id
-from relay.forward.dispatch import Dispatcher, Incoming, LaneLimits, Partition, Tenant
-from relay.metrics import ForwardMetrics
-from relay.producer import MemoryProducer
-from relay.ratelimit import Budget
-from relay.retry import RetryPolicy
+from relay.envelope import Envelope
+from relay.forward.dispatch import Incoming
 from relay.upstream import CredentialsRejected, Delivered, Outcome, Permanent, Retry
-
-DLQ = "t.dlq"
-Script = Callable[[str, dict[str, object]], Outcome]
-
-
-@dataclass
-class FakeUpstream:
-    """Answers by a script of (event id, body) -> outcome, after a little random delay,
-    and records what it accepted and when."""
-
-    script: Script = lambda _id, _body: Delivered(204, b"")
-    delivered: list[tuple[str, dict[str, object]]] = field(default_factory=list)
-    calls: list[tuple[float, str]] = field(default_factory=list)
-
-    async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
-        loop = asyncio.get_running_loop()
-        self.calls.append((loop.time(), idempotency_key))
-        await asyncio.sleep(random.uniform(0, 0.003))
-        decoded = orjson.loads(body)
-        outcome = self.script(idempotency_key, decoded)
-        if isinstance(outcome, Delivered):
-            self.delivered.append((idempotency_key, decoded))
-        return outcome
-
-
-@dataclass
-class Harness:
-    dispatcher: Dispatcher
-    upstream: FakeUpstream
-    dlq: MemoryProducer
-    tenant: Tenant
-    partition: Partition = field(default_factory=lambda: Partition("t.play", 0))
-    next_offset: int = 0
-
-    def submit(self, key: str, number: int) -> str:
-        event_id = new_event_id(1_795_000_000_000 + self.next_offset)
-        envelope = Envelope(
-            event_id,
-            "play",
-            "default",
-            "2026-11-26T00:00:00Z",
-            False,
-            {"clientId": key, "clipId": number, "method": "Stream"},
-        )
-        self.dispatcher.submit(
-            self.partition,
-            Incoming(self.next_offset, key.encode(), envelope.encode(), tuple(envelope.headers())),
-        )
-        self.next_offset += 1
-        return event_id
-
-    async def settled(self, bound: float = 10.0) -> None:
-        assert await self.dispatcher.wait_for(
-            lambda: self.partition.offsets.next_commit == self.next_offset, bound
-        ), f"not settled: next commit {self.partition.offsets.next_commit}"
-
-    def dead_letters(self) -> list[dict[str, bytes]]:
-        return [dict(record.headers) for record in self.dlq.records[DLQ]]
-
-
-@pytest.fixture
-async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
-    harnesses: list[Harness] = []
-
-    def make(
-        script: Script | None = None,
-        *,
-        window: int = 1000,
-        max_attempts: int = 0,
-        max_consecutive: int = 1000,
-        rate: float = 0.0,
-    ) -> Harness:
-        upstream = FakeUpstream() if script is None else FakeUpstream(script)
-        clock = SystemClock()
-        tenant = Tenant(
-            "default",
-            upstream,
-            Budget(rate, clock),
-            DeadLetterGuard(max_consecutive, 1.0, 1000),
-            rate,
-        )
-        dlq = MemoryProducer()
-        dispatcher = Dispatcher(
-            {"default": tenant},
-            DeadLetters(dlq, DLQ, clock, 1.0),
-            retry=RetryPolicy(base_s=0.01, cap_s=0.02, max_attempts=max_attempts),
-            lane_limits=LaneLimits(initial=4, maximum=8),
-            window=window,
-            probe_s=0.05,
-            metrics=ForwardMetrics.create(CollectorRegistry()),
-            clock=clock,
-        )
-        dispatcher.start()
-        harness = Harness(dispatcher, upstream, dlq, tenant)
-        harnesses.append(harness)
-        return harness
-
-    yield make
-    for harness in harnesses:
-        await harness.dispatcher.stop()
+from tests.forward.harness import DLQ, FakeUpstream, Harness
 
 
 async def test_events_of_one_key_are_delivered_in_order_and_keys_in_parallel(

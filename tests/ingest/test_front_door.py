@@ -192,7 +192,8 @@ async def test_unknown_path_is_404_with_the_envelope(
     assert status == 404
     assert answer["failureCode"] == "INVALID_PARAMETERS"
     assert "/play" in answer["message"]
-    labels = {"path": "other", "status": "404"}  # never the client's path as a label
+    # never the client's path as a label
+    labels = {"tenant": "none", "path": "other", "status": "404"}
     assert registry.get_sample_value("relay_ingest_requests_total", labels) == 1
 
 
@@ -293,8 +294,8 @@ async def test_health_and_metrics_are_served(client: Client) -> None:
     await post(client, "/play", VALID["play"])
     await post(client, "/play", b"nope")
     text = await (await client.get("/metrics")).text()
-    assert 'relay_ingest_requests_total{path="/play",status="204"} 1.0' in text
-    assert 'relay_ingest_requests_total{path="/play",status="400"} 1.0' in text
+    assert 'relay_ingest_requests_total{path="/play",status="204",tenant="default"} 1.0' in text
+    assert 'relay_ingest_requests_total{path="/play",status="400",tenant="default"} 1.0' in text
     assert "relay_ingest_request_seconds_bucket" in text
     assert "relay_ingest_produce_seconds_bucket" in text
     assert "relay_ingest_in_flight 0.0" in text

@@ -1,0 +1,115 @@
+"""How far behind delivery is, in events and in seconds, measured from Kafka.
+
+The worker knows the committed offset of each partition it owns; this reads the
+record at that offset (the oldest event not yet delivered) with a consumer of its
+own, outside the group, and reports its age, ``now - received_at``. It does so also
+when the worker holds nothing of a partition (a paused tenant, a full window, a
+partition just assigned), which is when an age taken from held events would lie.
+
+A probe costs one ListOffsets request and one small fetch per partition with a
+backlog, every RELAY_BACKLOG_PROBE_S: cheap beside the deliveries it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from relay.clock import Clock
+from relay.envelope import Envelope
+
+__all__ = ["Backlog", "BacklogProbe"]
+
+log = logging.getLogger("relay.forward")
+
+# A fetch returns at least one record batch whatever these say; small values keep the
+# probe from reading the backlog it measures.
+_PROBE_PARTITION_BYTES = 16 * 1024
+_PROBE_TOTAL_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """One partition's backlog: events after the committed offset, and the age of
+    the first of them (0.0 when there are none)."""
+
+    events: int
+    age_s: float
+
+
+class BacklogProbe:
+    def __init__(self, bootstrap: str, clock: Clock, *, bound_s: float = 5.0) -> None:
+        self._clock = clock
+        self._bound_s = bound_s
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,  # reads only; never joins the group or commits
+            client_id="relay-forward-backlog",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=_PROBE_PARTITION_BYTES,
+            fetch_max_bytes=_PROBE_TOTAL_BYTES,
+            isolation_level="read_committed",
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def measure(
+        self, committed: Mapping[TopicPartition, int | None]
+    ) -> dict[TopicPartition, Backlog]:
+        """The backlog of each partition, from its committed offset (None: nothing
+        committed yet, so the log's start). Partitions Kafka did not answer for
+        within the bound are left out. Raises ``KafkaError`` when Kafka cannot be
+        asked at all."""
+        tps = list(committed)
+        if not tps:
+            return {}
+        consumer = self._consumer
+        ends = await consumer.end_offsets(tps)
+        unknown = [tp for tp in tps if committed[tp] is None]
+        starts = await consumer.beginning_offsets(unknown) if unknown else {}
+        positions = {
+            tp: offset if (offset := committed[tp]) is not None else starts.get(tp, 0) for tp in tps
+        }
+        result = {tp: Backlog(0, 0.0) for tp in tps if positions[tp] >= ends[tp]}
+        behind = [tp for tp in tps if tp not in result]
+        if not behind:
+            return result
+        consumer.assign(behind)
+        for tp in behind:
+            consumer.seek(tp, positions[tp])
+        now = self._clock.wall()
+        waiting = set(behind)
+        try:
+            async with asyncio.timeout(self._bound_s):
+                while waiting:
+                    batch = await consumer.getmany(*waiting, timeout_ms=500)
+                    for tp, records in batch.items():
+                        if tp in waiting and records:
+                            waiting.discard(tp)
+                            age = now - _received_epoch(records[0].value, records[0].timestamp)
+                            result[tp] = Backlog(ends[tp] - positions[tp], max(0.0, age))
+        except TimeoutError:
+            log.warning(
+                "backlog probe: no record within the bound", extra={"partitions": len(waiting)}
+            )
+        finally:
+            consumer.pause(*behind)  # no background fetching between probes
+        return result
+
+
+def _received_epoch(value: bytes | None, timestamp_ms: int) -> float:
+    """The envelope's receive time; Kafka's record time for what is not an envelope
+    (it is dead-lettered, but it is still the backlog's head)."""
+    try:
+        return Envelope.decode(value or b"").received_epoch
+    except (ValueError, KeyError, TypeError):
+        return timestamp_ms / 1000

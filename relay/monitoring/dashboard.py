@@ -1,0 +1,439 @@
+"""The relay's Grafana dashboard, generated with Grafana's own SDK (grafana-foundation-sdk,
+the build for Grafana 11.6) and checked in as ``deploy/grafana/relay-dashboard.json``.
+
+Every query names its scrape job (``relay-ingest`` or ``relay-forward``) and returns data
+on a healthy stack: the relay initialises its labelled series, and shares divide by a
+clamped total, so no panel is empty by construction. Threshold lines come from
+``relay.monitoring.thresholds``, the same values the alert rules use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.models import dashboard as model
+
+from relay.monitoring.thresholds import DEFAULT, Thresholds
+
+__all__ = ["DASHBOARD_PATH", "build", "panel_queries", "render", "write"]
+
+DASHBOARD_PATH = Path("deploy/grafana/relay-dashboard.json")
+
+INGEST = 'job="relay-ingest"'
+FORWARD = 'job="relay-forward"'
+JOBS = (INGEST, FORWARD)
+RATE = "$__rate_interval"
+# Panels and variables follow the dashboard's own datasource variable, so the JSON
+# imports as-is (no __inputs) and works whatever the Prometheus datasource's uid is.
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# Shares divide by the total clamped to this, so an idle front door shows 0, not nothing.
+NO_TRAFFIC = "1e-9"
+PANEL_WIDTH = 8  # three panels to a line of Grafana's 24-column grid
+PANEL_HEIGHT = 8
+
+# Values panel_queries gives Grafana's built-in variables unless told otherwise.
+_BUILTIN_VALUES = {"__rate_interval": "1m", "__interval": "30s", "__range": "1h"}
+# $name, ${name}, ${name:format} and the deprecated [[name]]: Grafana's own forms.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\$(\w+)|\[\[(\w+)(?::[^\]]*)?\]\]")
+_ALL = ("All", "$__all")
+
+Target = tuple[str, str]  # (PromQL expression, legend)
+
+
+def build(thresholds: Thresholds = DEFAULT) -> model.Dashboard:
+    """The dashboard; ``thresholds`` places the answer-time and lag threshold lines."""
+    board = (
+        dashboard_builders.Dashboard("Relay")
+        .uid("relay")
+        .description("Front door (ingest), forwarding to the upstream, and both processes.")
+        .tags(["relay", "kafka"])
+        .refresh("30s")
+        .time("now-1h", "now")
+        .timezone("browser")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .annotation(
+            # Grafana's built-in annotations (alerts, manual notes), as its own export has.
+            dashboard_builders.AnnotationQuery()
+            .name("Annotations & Alerts")
+            .datasource(model.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+            .type("dashboard")
+            .built_in(1)
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+        )
+        .with_variable(
+            dashboard_builders.DatasourceVariable("datasource")
+            .label("Data source")
+            .type("prometheus")
+        )
+        .with_variable(_label_variable("tenant", "Tenant"))
+        .with_variable(_label_variable("type", "Event type"))
+    )
+    # Rows stay open: their panels follow them at the top level, as Grafana keeps them.
+    for title, panels in (
+        ("Front door", _front_door(thresholds)),
+        ("Forwarding", _forwarding(thresholds)),
+        ("Processes", _processes()),
+    ):
+        board.with_row(dashboard_builders.Row(title))
+        for panel in panels:
+            board.with_panel(panel)
+    built = board.build()
+    # Grafana wants ids unique within the dashboard; numbering in order keeps them stable.
+    for panel_id, placed in enumerate(built.panels or [], start=1):
+        placed.id_val = panel_id
+    return built
+
+
+def render(thresholds: Thresholds = DEFAULT) -> str:
+    """The dashboard as stable JSON: sorted keys, two-space indent, a final newline."""
+    return json.dumps(build(thresholds), cls=JSONEncoder, sort_keys=True, indent=2) + "\n"
+
+
+def write(root: Path) -> Path:
+    """Write the dashboard under ``root`` (the repository) and return the file's path."""
+    path = root / DASHBOARD_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(), encoding="utf-8")
+    return path
+
+
+def panel_queries(
+    dashboard_json: Mapping[str, Any], variables: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(panel title, expression) for every target of every panel, rows' panels included,
+    with template variables replaced as Grafana would.
+
+    A variable given "All" (or "$__all") takes the variable's ``allValue``; built-ins
+    (``__rate_interval`` ...) default to fixed values. Raises ValueError for a variable
+    with no value.
+    """
+    all_values = {
+        variable["name"]: variable.get("allValue") or ".*"
+        for variable in dashboard_json.get("templating", {}).get("list", [])
+        if variable.get("includeAll")
+    }
+    values = {**_BUILTIN_VALUES, **variables}
+
+    def substitute(match: re.Match[str]) -> str:
+        name = next(group for group in match.groups() if group)
+        if name not in values:
+            raise ValueError(f"no value for template variable ${name}")
+        value = values[name]
+        return all_values[name] if value in _ALL and name in all_values else value
+
+    return [
+        (panel["title"], _VARIABLE.sub(substitute, target["expr"]))
+        for panel in _panels(dashboard_json)
+        for target in panel.get("targets") or []
+    ]
+
+
+def _panels(dashboard_json: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for panel in dashboard_json.get("panels") or []:
+        if panel.get("type") == "row":
+            yield from panel.get("panels") or []
+        else:
+            yield panel
+
+
+def _label_variable(name: str, label: str) -> dashboard_builders.QueryVariable:
+    return (
+        dashboard_builders.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(f"label_values(relay_forward_deliveries_total, {name})")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
+    requests = "relay_ingest_requests_total"
+    tenant = f'{INGEST}, tenant=~"$tenant"'
+    return [
+        _timeseries(
+            "Requests/s by path and status class",
+            "Front door answers per second, one series per event path and status class.",
+            units.RequestsPerSecond,
+            *[
+                (f"sum by (path) ({_rate(requests, _status_class(tenant, digit))})", legend)
+                for digit, legend in (
+                    ("2", "{{path}} 2xx"),
+                    ("4", "{{path}} 4xx"),
+                    ("5", "{{path}} 5xx"),
+                )
+            ],
+        ),
+        _timeseries(
+            "Answer time p50 / p99",
+            "Time to answer an event (all paths; the histogram has no tenant label). "
+            "The red line is the p99 alert threshold.",
+            units.Seconds,
+            *_quantiles("relay_ingest_request_seconds", INGEST),
+        )
+        .thresholds(_threshold(thresholds.answer_p99_s))
+        .thresholds_style(_line()),
+        _timeseries(
+            "4xx and 503 share",
+            "Share of answers that are client errors, and 503s (Kafka not acknowledging "
+            "in time, or the in-flight limit reached).",
+            units.PercentUnit,
+            (_share(requests, _status_class(tenant, "4"), tenant), "4xx"),
+            (_share(requests, f'{tenant}, status="503"', tenant), "503"),
+        ).min(0),
+        _timeseries(
+            "In flight against limit",
+            "Requests being handled per ingest process, and the configured bound; at the "
+            "bound the front door answers 503.",
+            units.Short,
+            (f"sum by (instance) (relay_ingest_in_flight{{{INGEST}}})", "{{instance}} in flight"),
+            (f"sum by (instance) (relay_ingest_in_flight_limit{{{INGEST}}})", "{{instance}} limit"),
+        ).min(0),
+        _timeseries(
+            "Produce latency p50 / p99",
+            "Time for Kafka to acknowledge an event.",
+            units.Seconds,
+            *_quantiles("relay_ingest_produce_seconds", f'{INGEST}, type=~"$type"'),
+        ),
+        _kafka_ready(),
+    ]
+
+
+def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
+    selected = f'{FORWARD}, tenant=~"$tenant", type=~"$type"'
+    tenant_only = f'{FORWARD}, tenant=~"$tenant"'
+    return [
+        _timeseries(
+            "Deliveries/s by outcome",
+            "Delivery attempts per second: delivered, retry, dead_letter, parked, "
+            "already_delivered.",
+            units.EventsPerSecond,
+            (
+                f"sum by (outcome) ({_rate('relay_forward_deliveries_total', selected)})",
+                "{{outcome}}",
+            ),
+        ),
+        _timeseries(
+            "Upstream latency p50 / p99",
+            "Upstream request latency; the last bucket is the upstream timeout.",
+            units.Seconds,
+            *_quantiles("relay_forward_upstream_seconds", selected),
+        ),
+        _timeseries(
+            "Budget used against budget",
+            "Upstream requests per second per tenant (all event types) against the "
+            "tenant's budget, summed over workers. A budget of 0 means unlimited.",
+            units.RequestsPerSecond,
+            (
+                f"sum by (tenant) ({_rate('relay_forward_upstream_seconds_count', tenant_only)})",
+                "{{tenant}} used",
+            ),
+            (
+                f"sum by (tenant) (relay_forward_budget_requests_per_second{{{tenant_only}}})",
+                "{{tenant}} budget",
+            ),
+        ).min(0),
+        _timeseries(
+            "Concurrency limit per type",
+            "Adaptive concurrency limit per tenant and event type, summed over workers.",
+            units.Short,
+            (
+                f"sum by (tenant, type) (relay_forward_concurrency_limit{{{selected}}})",
+                "{{tenant}} {{type}}",
+            ),
+        ).min(0),
+        _timeseries(
+            "Lag (events)",
+            "Events between the committed offset and the end of the partitions.",
+            units.Short,
+            (
+                f"sum by (tenant, type) (relay_forward_consumer_lag{{{selected}}})",
+                "{{tenant}} {{type}}",
+            ),
+        ).min(0),
+        _timeseries(
+            "Lag (seconds)",
+            "Age of the oldest event not yet delivered (0 when all is committed). The red "
+            "line is the lag alert threshold.",
+            units.Seconds,
+            (
+                f"max by (tenant, type) (relay_forward_oldest_undelivered_seconds{{{selected}}})",
+                "{{tenant}} {{type}}",
+            ),
+        )
+        .min(0)
+        .thresholds(_threshold(thresholds.lag_high_s))
+        .thresholds_style(_line()),
+        _timeseries(
+            "Event age at delivery p50 / p99",
+            "Time from the front door's receipt to the upstream's acceptance.",
+            units.Seconds,
+            *_quantiles("relay_forward_event_age_seconds", selected),
+        ),
+        _timeseries(
+            "Dead letters by reason",
+            "Events written to the DLQ per minute, by tenant and reason.",
+            units.EventsPerMinute,
+            (
+                "60 * sum by (tenant, reason) "
+                f"({_rate('relay_forward_dead_letters_total', selected)})",
+                "{{tenant}} {{reason}}",
+            ),
+        ).min(0),
+        _timeseries(
+            "Paused tenants",
+            "1 while delivery for a tenant is paused (dlq_limit, credentials_rejected).",
+            units.NoUnit,
+            (
+                f"max by (tenant, reason) (relay_forward_paused{{{tenant_only}}})",
+                "{{tenant}} {{reason}}",
+            ),
+        )
+        .min(0)
+        .max(1)
+        .decimals(0)
+        .line_interpolation(common.LineInterpolation.STEP_AFTER),
+        _timeseries(
+            "Token refreshes",
+            "Bearer tokens fetched from /authenticate per tenant, in each rate interval.",
+            units.Short,
+            (
+                "sum by (tenant) "
+                f"({_rate('relay_forward_token_refreshes_total', tenant_only, 'increase')})",
+                "{{tenant}}",
+            ),
+        ).min(0),
+    ]
+
+
+def _processes() -> list[Builder[model.Panel]]:
+    def per_instance(metric: str, *, rate: bool = False) -> list[Target]:
+        def expr(job: str) -> str:
+            series = _rate(metric, job) if rate else f"{metric}{{{job}}}"
+            return f"sum by (job, instance) ({series})"
+
+        return [(expr(job), "{{job}} {{instance}}") for job in JOBS]
+
+    return [
+        _timeseries(
+            "CPU",
+            "CPU time per second of each process (1 = one core).",
+            units.PercentUnit,
+            *per_instance("process_cpu_seconds_total", rate=True),
+        ).min(0),
+        _timeseries(
+            "Resident memory",
+            "Resident set size of each process.",
+            units.BytesIEC,
+            *per_instance("process_resident_memory_bytes"),
+        ).min(0),
+        _timeseries(
+            "Open file descriptors",
+            "Open file descriptors of each process (sockets included).",
+            units.Short,
+            *per_instance("process_open_fds"),
+        ).min(0),
+    ]
+
+
+def _timeseries(title: str, description: str, unit: str, *targets: Target) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(DATASOURCE)
+        .span(PANEL_WIDTH)
+        .height(PANEL_HEIGHT)
+    )
+    for index, (expr, legend) in enumerate(targets):
+        panel.with_target(_query(chr(ord("A") + index), expr, legend))
+    return panel
+
+
+def _kafka_ready() -> stat.Panel:
+    ready = model.ValueMap(
+        {
+            "0": model.ValueMappingResult(text="not ready", color="red", index=0),
+            "1": model.ValueMappingResult(text="ready", color="green", index=1),
+        }
+    )
+    return (
+        stat.Panel()
+        .title("Kafka ready")
+        .description("Whether each ingest process has a Kafka producer that acknowledges.")
+        .unit(units.NoUnit)
+        .datasource(DATASOURCE)
+        .span(PANEL_WIDTH)
+        .height(PANEL_HEIGHT)
+        .with_target(
+            _query("A", f"min by (instance) (relay_kafka_ready{{{INGEST}}})", "{{instance}}")
+        )
+        .mappings([ready])
+        .thresholds(
+            dashboard_builders.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps([model.Threshold(None, "red"), model.Threshold(1, "green")])
+        )
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+    )
+
+
+def _query(ref_id: str, expr: str, legend: str) -> prometheus.Dataquery:
+    return (
+        prometheus.Dataquery()
+        .ref_id(ref_id)
+        .datasource(DATASOURCE)
+        .expr(expr)
+        .legend_format(legend)
+        .range()
+    )
+
+
+def _rate(counter: str, selector: str, function: str = "rate") -> str:
+    return f"{function}({counter}{{{selector}}}[{RATE}])"
+
+
+def _status_class(selector: str, first_digit: str) -> str:
+    # status is the code ("503"); a class is a regex over it, which the relay initialises
+    # for 2xx (the success status), 4xx ("400") and 5xx ("503").
+    return f'{selector}, status=~"{first_digit}.."'
+
+
+def _share(counter: str, part: str, whole: str) -> str:
+    return f"sum({_rate(counter, part)}) / clamp_min(sum({_rate(counter, whole)}), {NO_TRAFFIC})"
+
+
+def _quantiles(histogram: str, selector: str) -> list[Target]:
+    buckets = f"sum by (le) ({_rate(f'{histogram}_bucket', selector)})"
+    return [(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}") for q in (0.5, 0.99)]
+
+
+def _threshold(value: float) -> dashboard_builders.ThresholdsConfig:
+    return (
+        dashboard_builders.ThresholdsConfig()
+        .mode(model.ThresholdsMode.ABSOLUTE)
+        .steps([model.Threshold(None, "green"), model.Threshold(value, "red")])
+    )
+
+
+def _line() -> common_builders.GraphThresholdsStyleConfig:
+    return common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)

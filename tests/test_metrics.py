@@ -1,0 +1,108 @@
+"""Metric definitions: names, label sets known in advance, the standard collectors."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from relay.events import EVENT_TYPES
+from relay.metrics import (
+    DEAD_LETTER_REASONS,
+    OUTCOMES,
+    PAUSE_REASONS,
+    STATUS_CLASSES,
+    ForwardMetrics,
+    IngestMetrics,
+    status_class,
+    upstream_buckets,
+)
+
+
+def test_forward_series_known_in_advance_start_at_zero() -> None:
+    registry = CollectorRegistry()
+    ForwardMetrics.create(registry, ["acme", "globex"])
+    value = registry.get_sample_value
+    for tenant in ("acme", "globex"):
+        for event_type in EVENT_TYPES:
+            labels = {"tenant": tenant, "type": event_type.name}
+            for outcome in OUTCOMES:
+                assert value("relay_forward_deliveries_total", {**labels, "outcome": outcome}) == 0
+            for status in STATUS_CLASSES:
+                assert (
+                    value(
+                        "relay_forward_upstream_responses_total", {**labels, "status_class": status}
+                    )
+                    == 0
+                )
+            for reason in DEAD_LETTER_REASONS:
+                assert value("relay_forward_dead_letters_total", {**labels, "reason": reason}) == 0
+            assert value("relay_forward_oldest_undelivered_seconds", labels) == 0
+            assert value("relay_forward_event_age_seconds_count", labels) == 0
+        for reason in PAUSE_REASONS:
+            assert value("relay_forward_paused", {"tenant": tenant, "reason": reason}) == 0
+        assert value("relay_forward_token_refreshes_total", {"tenant": tenant}) == 0
+    # Client input never becomes a tenant: nothing is created for a tenant not configured.
+    assert (
+        value(
+            "relay_forward_deliveries_total",
+            {"tenant": "x", "type": "play", "outcome": "delivered"},
+        )
+        is None
+    )
+
+
+def test_ingest_series_known_in_advance_start_at_zero() -> None:
+    registry = CollectorRegistry()
+    IngestMetrics.create(registry, ["acme"])
+    value = registry.get_sample_value
+    for event_type in EVENT_TYPES:
+        for status in ("400", "503"):
+            labels = {"tenant": "acme", "path": event_type.path, "status": status}
+            assert value("relay_ingest_requests_total", labels) == 0
+        assert value("relay_ingest_produce_failures_total", {"type": event_type.name}) == 0
+    assert (
+        value("relay_ingest_requests_total", {"tenant": "acme", "path": "/play", "status": "204"})
+        == 0
+    )
+    assert (
+        value(
+            "relay_ingest_requests_total", {"tenant": "acme", "path": "/app-start", "status": "200"}
+        )
+        == 0
+    )
+
+
+@pytest.mark.parametrize("create", [IngestMetrics.create, ForwardMetrics.create])
+def test_standard_collectors_and_build_info_on_both_processes(create: object) -> None:
+    registry = CollectorRegistry()
+    create(registry)  # type: ignore[operator]
+    text = generate_latest(registry).decode()
+    assert "process_resident_memory_bytes" in text
+    assert "process_open_fds" in text
+    assert "process_cpu_seconds_total" in text
+    assert "python_info{" in text
+    assert "python_gc_objects_collected_total" in text
+    build = [line for line in text.splitlines() if line.startswith("relay_build_info{")]
+    assert len(build) == 1
+    for label in ("version=", "python=", "aiokafka=", "aiohttp="):
+        assert label in build[0]
+    assert build[0].endswith(" 1.0")
+
+
+def test_upstream_latency_buckets_reach_the_upstream_timeout() -> None:
+    assert upstream_buckets(10.0)[-1] == 10.0
+    assert upstream_buckets(3.0)[-2:] == (2.5, 3.0)
+    assert upstream_buckets(45.0)[-2:] == (30, 45.0)
+    registry = CollectorRegistry()
+    ForwardMetrics.create(registry, ["acme"], upstream_timeout_s=7.0)
+    labels = {"tenant": "acme", "type": "play", "le": "7.0"}
+    assert registry.get_sample_value("relay_forward_upstream_seconds_bucket", labels) == 0
+
+
+def test_status_classes() -> None:
+    assert status_class(204) == "2xx"
+    assert status_class(429) == "4xx"
+    assert status_class(503) == "5xx"
+    assert status_class(None, "timeout") == "timeout"
+    assert status_class(None, "auth_timeout") == "timeout"
+    assert status_class(None, "transport: ClientConnectorError") == "transport"
