@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -106,3 +109,19 @@ def test_status_classes() -> None:
     assert status_class(None, "timeout") == "timeout"
     assert status_class(None, "auth_timeout") == "timeout"
     assert status_class(None, "transport: ClientConnectorError") == "transport"
+
+
+@pytest.mark.parametrize("create", [IngestMetrics.create, ForwardMetrics.create])
+def test_promtool_finds_nothing_to_fix_in_the_exposition(create: object) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make test` installs Debian's prometheus package"
+    registry = CollectorRegistry()
+    create(registry, ["acme"])  # type: ignore[operator]
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=generate_latest(registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()

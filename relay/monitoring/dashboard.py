@@ -319,6 +319,23 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
                 "{{tenant}}",
             ),
         ).min(0),
+        _timeseries(
+            "Rebalances and commit failures",
+            "Where duplicates come from: partition assignments, and offset commits Kafka "
+            "refused (their events are delivered again by the next owner), per instance "
+            "in each rate interval.",
+            units.Short,
+            (
+                "sum by (instance) "
+                f"({_rate('relay_forward_rebalances_total', FORWARD, 'increase')})",
+                "{{instance}} rebalances",
+            ),
+            (
+                "sum by (instance) "
+                f"({_rate('relay_forward_commit_failures_total', FORWARD, 'increase')})",
+                "{{instance}} commit failures",
+            ),
+        ).min(0),
     ]
 
 

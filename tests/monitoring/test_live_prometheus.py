@@ -153,6 +153,9 @@ async def test_every_panel_and_alert_holds_on_the_live_stack(
 
     await wait_for(enough_samples, 30, "five scrapes of each target")
     assert await prometheus.targets_up() == {"relay-ingest": 1.0, "relay-forward": 1.0}
+    # The worker's first assignment is a rebalance, with its duration.
+    for name in ("relay_forward_rebalances_total", "relay_forward_rebalance_seconds_count"):
+        assert float((await prometheus.query(f"sum({name})"))[0]["value"][1]) >= 1, name
 
     # Every query of every panel returns data, for All and for one tenant and type.
     dashboard = orjson.loads((ROOT / DASHBOARD_PATH).read_bytes())
@@ -177,6 +180,9 @@ async def test_every_panel_and_alert_holds_on_the_live_stack(
 
     # The upstream stops: events wait, the lag alerts fire; it comes back: they resolve.
     assert await prometheus.firing() == set()
+    # Deliveries right up to the stop, so RelayDeliveryStalled must wait out its window.
+    recent = await stack.post_events(live.ingest, every_type(1), concurrency=7)
+    await stack.wait_ledger(set(recent), bound=30)
     await live.sandbox.terminate()
     waiting = await stack.post_events(live.ingest, every_type(2), concurrency=7)
     fired: dict[str, float] = {}
@@ -191,6 +197,8 @@ async def test_every_panel_and_alert_holds_on_the_live_stack(
     await wait_for(lag_alerts_fired, 120, "RelayLagHigh and RelayDeliveryStalled firing")
     await stack.restart(live.sandbox)
     restarted = time.monotonic()
+    # Not while the window still held a delivery (20 s; 10 s leaves room for scrapes).
+    assert fired["RelayDeliveryStalled"] >= 10, fired
 
     async def lag_alerts_resolved() -> bool:
         return not await prometheus.firing() & {"RelayLagHigh", "RelayDeliveryStalled"}
