@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from relay.clock import Clock
-from relay.failures import failure_response
+from relay.metrics import NO_TENANT
 from relay.ratelimit import TokenBucket
 from relay.tenants import Tenant, Tenants
 
-__all__ = ["KEY_HEADER", "Gate"]
+__all__ = ["KEY_HEADER", "Gate", "Refused"]
 
 KEY_HEADER = "X-Relay-Key"
 
 log = logging.getLogger("relay.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why the gate refused a request: the answer's status, failureCode and message,
+    and the tenant when the key was known (a 429), for the metrics."""
+
+    status: int
+    code: str
+    message: str
+    tenant: str = NO_TENANT
+    retry_after: int | None = None
 
 
 class Gate:
@@ -31,8 +44,8 @@ class Gate:
         self._buckets: dict[str, TokenBucket] = {}  # by key hash: one per key in the file
         self._open_tenant = next(iter(tenants.by_name.values())) if tenants.open else None
 
-    def admit(self, request: web.Request) -> Tenant | web.Response:
-        """The calling tenant, or the 401/429 to answer. Never raises, never blocks."""
+    def admit(self, request: web.Request) -> Tenant | Refused:
+        """The calling tenant, or why to answer 401/429. Never raises, never blocks."""
         if self._open_tenant is not None:
             return self._open_tenant
         key = request.headers.get(KEY_HEADER)
@@ -41,7 +54,7 @@ class Gate:
             if authorization[:7].lower() == "bearer ":
                 key = authorization[7:].strip()
         if not key:
-            return failure_response(
+            return Refused(
                 401,
                 "MISSING_HEADERS",
                 f"send the relay key as Authorization: Bearer <key> or {KEY_HEADER}: <key>",
@@ -49,7 +62,7 @@ class Gate:
         found = self._tenants.authenticate(key)
         if found is None:
             log.debug("refused an unknown or revoked relay key", extra={"remote": request.remote})
-            return failure_response(401, "AUTHENTICATION_FAILED", "unknown or revoked relay key")
+            return Refused(401, "AUTHENTICATION_FAILED", "unknown or revoked relay key")
         tenant, inbound = found
         if tenant.inbound_rps > 0:
             bucket = self._buckets.get(inbound.sha256)
@@ -58,10 +71,11 @@ class Gate:
                 self._buckets[inbound.sha256] = bucket
             wait = bucket.take()
             if wait:
-                return failure_response(
+                return Refused(
                     429,
                     "SERVICE_UNAVAILABLE",
                     f"over this key's limit of {tenant.inbound_rps:g} requests/s; retry later",
+                    tenant.name,
                     retry_after=max(1, math.ceil(wait)),
                 )
         return tenant

@@ -23,8 +23,8 @@ from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
-from relay.ingest.gate import Gate
-from relay.metrics import NO_TENANT, IngestMetrics
+from relay.ingest.gate import Gate, Refused
+from relay.metrics import IngestMetrics
 from relay.producer import Producer, Record
 from relay.tenants import Tenant, Tenants
 
@@ -131,8 +131,11 @@ class EventHandler:
     async def handle(self, request: web.Request) -> web.Response:
         started = self._clock.monotonic()
         tenant = self._gate.admit(request)
-        if isinstance(tenant, web.Response):
-            return self._responder.answer(NO_TENANT, self._type.path, started, tenant)
+        if isinstance(tenant, Refused):
+            response = failure_response(
+                tenant.status, tenant.code, tenant.message, retry_after=tenant.retry_after
+            )
+            return self._responder.answer(tenant.tenant, self._type.path, started, response)
         try:
             response = await self._handle(request, tenant)
         except Exception:

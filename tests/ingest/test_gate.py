@@ -160,3 +160,16 @@ async def test_keys_never_reach_the_logs(
     assert caplog.records, "nothing was logged, so the check proves nothing"
     for key in keys.values():
         assert key not in text
+
+
+async def test_refusals_are_counted_under_the_tenant_when_the_key_is_known(
+    gated: tuple[Client, MemoryProducer], keys: dict[str, str]
+) -> None:
+    client, _ = gated
+    statuses = [(await play(client, {"X-Relay-Key": keys["a"]}))[0] for _ in range(4)]
+    assert statuses == [204, 204, 204, 429]
+    assert (await play(client, {"X-Relay-Key": "nope"}))[0] == 401
+    text = await (await client.get("/metrics")).text()
+    assert 'relay_ingest_requests_total{path="/play",status="429",tenant="alpha"} 1.0' in text
+    assert 'relay_ingest_requests_total{path="/play",status="204",tenant="alpha"} 3.0' in text
+    assert 'relay_ingest_requests_total{path="/play",status="401",tenant="none"} 1.0' in text
