@@ -184,14 +184,27 @@ async def test_revoked_credentials_pause_delivery_and_drop_readiness(stack: Stac
         RELAY_UPSTREAM_BUDGET_RPS="0",
         RELAY_PAUSE_PROBE_S="1",
         RELAY_DLQ_MAX_CONSECUTIVE="5",
+        RELAY_BACKLOG_PROBE_S="0.5",
     )
     await stack.faults(revoked=True)
     ids = await stack.post_events(ingest, example_bodies(100))
-    async with asyncio.timeout(30):
-        while (await get(forward.url + "/readyz"))[0] != 503:
+    async with asyncio.timeout(30):  # 503 before assignment too: wait for the pause
+        while "paused" not in (await get(forward.url + "/readyz"))[1]:
             await asyncio.sleep(0.2)
+    assert (await get(forward.url + "/readyz"))[0] == 503
     _, metrics = await get(forward.url + "/metrics")
     assert 'relay_forward_paused{reason="credentials_rejected",tenant="default"} 1.0' in metrics
+
+    # The backlog's age is read from Kafka, so it grows while the paused tenant's events
+    # are let go (the worker holds none of them between probes).
+    async def age() -> float:
+        return oldest_undelivered((await get(forward.url + "/metrics"))[1])
+
+    async with asyncio.timeout(10):
+        while (first := await age()) <= 0:
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)
+    assert await age() >= first + 1.0
     assert await dead_letters(stack, 0) == []
     await stack.faults(revoked=False)
     await stack.wait_ledger(set(ids), bound=60)
@@ -246,3 +259,14 @@ async def test_dlq_inspect_and_replay_send_letters_back_once(stack: Stack) -> No
     assert (again.replayed, again.skipped_already_replayed) == (0, 4)
     ledger = await stack.ledger()
     assert sum(1 for e in ledger["entries"] if e["idempotencyKey"] in set(shares)) == 4
+
+
+def oldest_undelivered(metrics: str) -> float:
+    """The largest relay_forward_oldest_undelivered_seconds of the exposition."""
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("relay_forward_oldest_undelivered_seconds{")
+    ]
+    assert values, "relay_forward_oldest_undelivered_seconds is not exported"
+    return max(values)
