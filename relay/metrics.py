@@ -13,6 +13,7 @@ docs/METRICS.md is generated from this module (``make dashboards``).
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 import relay
 from relay.events import EVENT_TYPES, Answer
+from relay.failures import FAILURE_CODES
 
 __all__ = [
     "DEAD_LETTER_REASONS",
@@ -33,6 +35,8 @@ __all__ = [
     "STATUS_CLASSES",
     "ForwardMetrics",
     "IngestMetrics",
+    "code_label",
+    "reason_label",
     "status_class",
 ]
 
@@ -56,6 +60,23 @@ def status_class(status: int | None, reason: str = "transport") -> str:
     if status is None:
         return "timeout" if "timeout" in reason else "transport"
     return f"{status // 100}xx"
+
+
+def code_label(code: str) -> str:
+    """An upstream failureCode as a label value: the documented ones, else "other"
+    (the upstream's text must not create series)."""
+    return code if code in FAILURE_CODES else "other"
+
+
+def reason_label(reason: str) -> str:
+    """A retry reason as a label value: a documented failureCode, ``http_<status>``,
+    ``timeout``/``transport`` (with an ``auth_`` prefix when getting a token), or "other"."""
+    if reason in FAILURE_CODES or re.fullmatch(r"(auth_)?timeout|http_\d{3}", reason):
+        return reason
+    for kind in ("auth_transport", "transport"):
+        if reason.startswith(kind):
+            return kind
+    return "other"
 
 
 def upstream_buckets(timeout_s: float) -> tuple[float, ...]:
@@ -197,6 +218,7 @@ class ForwardMetrics:
     rebalances: Counter
     rebalance_seconds: Histogram
     token_refreshes: Counter
+    backlog_probe_failures: Counter
     build_info: Gauge
 
     @classmethod
@@ -339,6 +361,12 @@ class ForwardMetrics:
                 "relay_forward_token_refreshes_total",
                 "Bearer tokens fetched from /authenticate, by tenant.",
                 ["tenant"],
+                registry=registry,
+            ),
+            backlog_probe_failures=Counter(
+                "relay_forward_backlog_probe_failures_total",
+                "Backlog measurements that failed (Kafka unreachable or slow); lag and "
+                "oldest-undelivered gauges keep their last values meanwhile.",
                 registry=registry,
             ),
             build_info=_standard_collectors(registry),

@@ -16,6 +16,8 @@ from relay.metrics import (
     STATUS_CLASSES,
     ForwardMetrics,
     IngestMetrics,
+    code_label,
+    reason_label,
     status_class,
     upstream_buckets,
 )
@@ -125,3 +127,26 @@ def test_promtool_finds_nothing_to_fix_in_the_exposition(create: object) -> None
         check=False,
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("timeout", "timeout"),
+        ("auth_timeout", "auth_timeout"),
+        ("http_503", "http_503"),
+        ("SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"),
+        ("transport: ClientConnectorError", "transport"),
+        ("auth_transport: ServerDisconnectedError", "auth_transport"),
+        ("auth_unreadable_answer", "other"),
+        ("http_5030", "other"),
+        ("whatever the upstream invents", "other"),
+    ],
+)
+def test_retry_reasons_are_bounded_label_values(reason: str, label: str) -> None:
+    assert reason_label(reason) == label
+
+
+def test_failure_codes_are_bounded_label_values() -> None:
+    assert code_label("CLIP_NOT_FOUND") == "CLIP_NOT_FOUND"
+    assert code_label("NOT_A_DOCUMENTED_CODE") == "other"

@@ -6,7 +6,7 @@ own, outside the group, and reports its age, ``now - received_at``. It does so a
 when the worker holds nothing of a partition (a paused tenant, a full window, a
 partition just assigned), which is when an age taken from held events would lie.
 
-A probe costs one ListOffsets request and one small fetch per partition with a
+A probe costs two ListOffsets requests and one small fetch per partition with a
 backlog, every RELAY_BACKLOG_PROBE_S: cheap beside the deliveries it measures.
 """
 
@@ -35,16 +35,18 @@ _PROBE_TOTAL_BYTES = 256 * 1024
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """One partition's backlog: events after the committed offset, and the age of
-    the first of them (0.0 when there are none)."""
+    the first of them (0.0 when there are none; None when it could not be read
+    within the bound, so that a slow Kafka never reads as "no backlog")."""
 
     events: int
-    age_s: float
+    age_s: float | None
 
 
 class BacklogProbe:
     def __init__(self, bootstrap: str, clock: Clock, *, bound_s: float = 5.0) -> None:
         self._clock = clock
         self._bound_s = bound_s
+        self._assigned: frozenset[TopicPartition] = frozenset()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,  # reads only; never joins the group or commits
@@ -65,27 +67,27 @@ class BacklogProbe:
     async def measure(
         self, committed: Mapping[TopicPartition, int | None]
     ) -> dict[TopicPartition, Backlog]:
-        """The backlog of each partition, from its committed offset (None: nothing
-        committed yet, so the log's start). Partitions Kafka did not answer for
-        within the bound are left out. Raises ``KafkaError`` when Kafka cannot be
+        """The backlog of each partition, from its committed offset (None: never
+        committed, so the log's start). Raises ``KafkaError`` when Kafka cannot be
         asked at all."""
         tps = list(committed)
         if not tps:
             return {}
         consumer = self._consumer
+        self._assign(frozenset(tps))
         ends = await consumer.end_offsets(tps)
-        unknown = [tp for tp in tps if committed[tp] is None]
-        starts = await consumer.beginning_offsets(unknown) if unknown else {}
-        positions = {
-            tp: offset if (offset := committed[tp]) is not None else starts.get(tp, 0) for tp in tps
+        starts = await consumer.beginning_offsets(tps)
+        # A commit older than the log's start (retention deleted it) counts from the start.
+        positions = {tp: max(committed[tp] or 0, starts[tp]) for tp in tps}
+        result: dict[TopicPartition, Backlog] = {
+            tp: Backlog(0, 0.0) for tp in tps if positions[tp] >= ends[tp]
         }
-        result = {tp: Backlog(0, 0.0) for tp in tps if positions[tp] >= ends[tp]}
         behind = [tp for tp in tps if tp not in result]
         if not behind:
             return result
-        consumer.assign(behind)
         for tp in behind:
             consumer.seek(tp, positions[tp])
+        consumer.resume(*behind)
         now = self._clock.wall()
         waiting = set(behind)
         try:
@@ -103,7 +105,17 @@ class BacklogProbe:
             )
         finally:
             consumer.pause(*behind)  # no background fetching between probes
+        for tp in waiting:
+            result[tp] = Backlog(ends[tp] - positions[tp], None)
         return result
+
+    def _assign(self, tps: frozenset[TopicPartition]) -> None:
+        """Assign all the worker's partitions at once, paused, and only when they
+        change: each assignment narrows the consumer's metadata to its topics."""
+        if tps != self._assigned:
+            self._consumer.assign(list(tps))
+            self._consumer.pause(*tps)
+            self._assigned = tps
 
 
 def _received_epoch(value: bytes | None, timestamp_ms: int) -> float:

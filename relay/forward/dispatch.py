@@ -34,7 +34,13 @@ from relay.errors import KafkaUnavailable
 from relay.events import BY_NAME
 from relay.failures import EXPECTED_REFUSALS
 from relay.forward.offsets import PartitionOffsets
-from relay.metrics import STATUS_CLASSES, ForwardMetrics, status_class
+from relay.metrics import (
+    STATUS_CLASSES,
+    ForwardMetrics,
+    code_label,
+    reason_label,
+    status_class,
+)
 from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
 from relay.upstream import CredentialsRejected, Delivered, Deliverer, Outcome, Permanent, Retry
@@ -77,7 +83,7 @@ class _Event:
     envelope: Envelope
     path: str
     body: bytes
-    received_epoch: float  # for the event's age at delivery
+    received_epoch: float | None  # for the event's age at delivery, when readable
     attempts: int = 0
     probe: bool = False  # sent while its tenant is paused, to test whether to resume
 
@@ -231,7 +237,6 @@ class Dispatcher:
             envelope = Envelope.decode(incoming.value)
             path = BY_NAME[envelope.type].path
             body = orjson.dumps(envelope.body)
-            received_epoch = envelope.received_epoch
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("undecodable record", extra={"topic": partition.topic, "error": str(exc)})
             self._spawn_dead_letter(partition, incoming, "undecodable", "UNDECODABLE")
@@ -245,7 +250,7 @@ class Dispatcher:
             ).inc()
             self._settle_offset(partition, incoming.offset)
             return
-        event = _Event(partition, incoming, envelope, path, body, received_epoch)
+        event = _Event(partition, incoming, envelope, path, body, _received_epoch(envelope))
         queue_key = (partition, incoming.key)
         queue = self._keys.get(queue_key)
         if queue is not None:
@@ -320,7 +325,7 @@ class Dispatcher:
             if outcome is not None:
                 latency.observe(rtt)
                 answers[_answer_class(outcome)].inc()
-                if isinstance(outcome, Delivered):
+                if isinstance(outcome, Delivered) and event.received_epoch is not None:
                     age.observe(clock.wall() - event.received_epoch)
             await self._settle(tenant, lane, event, outcome, deliveries)
 
@@ -344,7 +349,9 @@ class Dispatcher:
         elif isinstance(outcome, Retry):
             event.attempts += 1
             deliveries["retry"].inc()
-            self._metrics.retries.labels(tenant.name, event.envelope.type, outcome.reason).inc()
+            self._metrics.retries.labels(
+                tenant.name, event.envelope.type, reason_label(outcome.reason)
+            ).inc()
             if outcome.status == 429 and outcome.retry_after:
                 tenant.budget.block_until(self._clock.monotonic() + outcome.retry_after)
             if was_probe:
@@ -357,7 +364,9 @@ class Dispatcher:
         elif isinstance(outcome, Permanent):
             event.attempts += 1
             expected = outcome.code in EXPECTED_REFUSALS
-            self._metrics.refusals.labels(tenant.name, event.envelope.type, outcome.code).inc()
+            self._metrics.refusals.labels(
+                tenant.name, event.envelope.type, code_label(outcome.code)
+            ).inc()
             if tenant.paused is None and (expected or tenant.guard.allow()):
                 await self._dead_letter(event, "permanent", outcome.code, outcome.status)
             else:
@@ -500,3 +509,11 @@ def _answer_class(outcome: Outcome) -> str:
     if isinstance(outcome, Retry):
         return status_class(outcome.status, outcome.reason)
     return status_class(outcome.status)
+
+
+def _received_epoch(envelope: Envelope) -> float | None:
+    """Best effort: an unreadable receive time costs the age metric, not the event."""
+    try:
+        return envelope.received_epoch
+    except (ValueError, TypeError):
+        return None

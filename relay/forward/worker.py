@@ -83,6 +83,7 @@ class ForwardWorker:
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
         self.assigned = False
         self._backlog = BacklogProbe(settings.kafka_bootstrap, clock)
+        self._ages: dict[TopicPartition, tuple[float, float]] = {}  # last age read, when
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.consumer_group,
@@ -101,8 +102,12 @@ class ForwardWorker:
     async def run(self, stop: asyncio.Event) -> None:
         consumer = self._consumer
         consumer.subscribe(self._topics, listener=_Rebalance(self))
-        await consumer.start()
         await self._backlog.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await self._backlog.stop()
+            raise
         self._dispatcher.start()
         committer = asyncio.create_task(self._commit_loop(), name="commit")
         prober = asyncio.create_task(self._backlog_loop(), name="backlog")
@@ -177,6 +182,7 @@ class ForwardWorker:
             if tp in self._partitions:
                 self._dispatcher.revoke(self._partitions.pop(tp))
             self._committed.pop(tp, None)
+            self._ages.pop(tp, None)
             tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(tenant, event_type, str(tp.partition))
@@ -290,11 +296,17 @@ class ForwardWorker:
         self._metrics.commits.inc()
 
     async def _backlog_loop(self) -> None:
+        """Measure the backlog every RELAY_BACKLOG_PROBE_S; a failed probe is counted
+        and logged, never fatal (the gauges then keep their last values)."""
         while True:
             try:
                 await self._report_backlog()
             except KafkaError as exc:
+                self._metrics.backlog_probe_failures.inc()
                 log.warning("backlog probe failed", extra={"error": str(exc)})
+            except Exception:  # a bug here must not stop delivery, nor its shutdown
+                self._metrics.backlog_probe_failures.inc()
+                log.exception("backlog probe failed unexpectedly")
             await self._clock.sleep(self._settings.backlog_probe_s)
 
     async def _report_backlog(self) -> None:
@@ -302,26 +314,37 @@ class ForwardWorker:
         tenant and type, from the offset each partition would resume at."""
         committed: dict[TopicPartition, int | None] = {}
         for tp, partition in list(self._partitions.items()):
-            committed[tp] = self._committed.get(tp, partition.offsets.first)
-            if committed[tp] is None:
-                committed[tp] = await self._resume_offset(tp)
+            offset = self._committed.get(tp, partition.offsets.first)
+            if offset is None:  # nothing fetched since assignment: ask the group
+                try:
+                    offset = await self._group_offset(tp)
+                except (TimeoutError, KafkaError):
+                    continue  # unknown for now (not "never committed"): keep the last figures
+            committed[tp] = offset
         backlogs = await self._backlog.measure(committed)
+        now = self._clock.wall()
         oldest = dict.fromkeys(self._owner_of.values(), 0.0)
-        for tp, backlog in backlogs.items():
-            if tp not in self._partitions:
-                continue  # revoked while measuring
+        for tp in list(self._partitions):
             owner = self._owner_of.get(tp.topic, ("unknown", "unknown"))
-            self._metrics.consumer_lag.labels(*owner, str(tp.partition)).set(backlog.events)
-            oldest[owner] = max(oldest.get(owner, 0.0), backlog.age_s)
+            backlog = backlogs.get(tp)
+            if backlog is not None:
+                self._metrics.consumer_lag.labels(*owner, str(tp.partition)).set(backlog.events)
+            if backlog is not None and backlog.age_s is not None:
+                age = backlog.age_s
+                self._ages[tp] = (age, now)
+            elif tp in self._ages:  # not read this time: the last age read, grown since
+                last_age, read_at = self._ages[tp]
+                age = last_age + (now - read_at)
+            else:
+                continue
+            oldest[owner] = max(oldest.get(owner, 0.0), age)
         for owner, age in oldest.items():
             self._metrics.oldest_undelivered_seconds.labels(*owner).set(age)
 
-    async def _resume_offset(self, tp: TopicPartition) -> int | None:
-        """Where the group would resume ``tp``, for a partition nothing was fetched
-        from since assignment; None when the group never committed it."""
-        try:
-            async with asyncio.timeout(self._settings.backlog_probe_s):
-                offset = await self._consumer.committed(tp)
-        except (TimeoutError, KafkaError):
-            return None
+    async def _group_offset(self, tp: TopicPartition) -> int | None:
+        """Where the group would resume ``tp``: its committed offset, None when it
+        never committed one. Raises ``TimeoutError`` or ``KafkaError`` when that cannot
+        be known now."""
+        async with asyncio.timeout(self._settings.backlog_probe_s):
+            offset = await self._consumer.committed(tp)
         return int(offset) if offset is not None else None

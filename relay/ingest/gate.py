@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from relay.clock import Clock
-from relay.metrics import NO_TENANT
 from relay.ratelimit import TokenBucket
 from relay.tenants import Tenant, Tenants
 
@@ -33,7 +32,7 @@ class Refused:
     status: int
     code: str
     message: str
-    tenant: str = NO_TENANT
+    tenant: str | None = None
     retry_after: int | None = None
 
 

@@ -24,7 +24,7 @@ from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate, Refused
-from relay.metrics import IngestMetrics
+from relay.metrics import NO_TENANT, IngestMetrics
 from relay.producer import Producer, Record
 from relay.tenants import Tenant, Tenants
 
@@ -130,15 +130,19 @@ class EventHandler:
 
     async def handle(self, request: web.Request) -> web.Response:
         started = self._clock.monotonic()
-        tenant = self._gate.admit(request)
-        if isinstance(tenant, Refused):
+        admitted = self._gate.admit(request)
+        if isinstance(admitted, Refused):
             response = failure_response(
-                tenant.status, tenant.code, tenant.message, retry_after=tenant.retry_after
+                admitted.status, admitted.code, admitted.message, retry_after=admitted.retry_after
             )
-            return self._responder.answer(tenant.tenant, self._type.path, started, response)
+            tenant_label = admitted.tenant or NO_TENANT
+            return self._responder.answer(tenant_label, self._type.path, started, response)
+        tenant = admitted
         try:
             response = await self._handle(request, tenant)
-        except Exception:
+        except ConnectionResetError:
+            raise  # the client went away mid-body: no answer to give or count
+        except Exception:  # a bug of ours: answered in the envelope, and counted
             log.exception("unexpected error answering an event", extra={"path": self._type.path})
             response = failure_response(
                 500, "INTERNAL_ERROR", "the relay failed unexpectedly; retry later"

@@ -69,7 +69,8 @@ def write(root: Path, thresholds: Thresholds = DEFAULT) -> Path:
 
 def _ingest(t: Thresholds) -> list[Rule]:
     requests = f"sum(rate(relay_ingest_requests_total{{{INGEST}}}[{t.rate_window}]))"
-    refused = f'sum(rate(relay_ingest_requests_total{{{INGEST}, status="503"}}[{t.rate_window}]))'
+    # 503 (Kafka slow, in-flight bound) and any other 5xx (a bug answers 500): all refused.
+    refused = f'sum(rate(relay_ingest_requests_total{{{INGEST}, status=~"5.."}}[{t.rate_window}]))'
     return [
         _down("Ingest", "relay-ingest", t),
         _alert(
@@ -87,11 +88,11 @@ def _ingest(t: Thresholds) -> list[Rule]:
             f"({refused} / {requests} > {_number(t.refusing_share)}) and ({requests} > 0)",
             t.refusing_for,
             "page",
-            summary=f"Ingest answers {SHARE} of requests with 503",
-            description=f"{SHARE} of ingest answers over the last {t.rate_window} were 503 "
-            f"(threshold {_percent(t.refusing_share)}): Kafka is slow to acknowledge or the "
-            "in-flight bound is reached. Clients retry after Retry-After; events they give "
-            "up on are lost.",
+            summary=f"Ingest answers {SHARE} of requests with 5xx",
+            description=f"{SHARE} of ingest answers over the last {t.rate_window} were 5xx "
+            f"(threshold {_percent(t.refusing_share)}): 503 when Kafka is slow to acknowledge "
+            "or the in-flight bound is reached, 500 for a bug of the relay. Clients retry "
+            "after Retry-After; events they give up on are lost.",
         ),
     ]
 
@@ -120,7 +121,9 @@ def _forward(t: Thresholds) -> list[Rule]:
         _down("Forward", "relay-forward", t),
         _alert(
             "RelayDeliveryStalled",
-            f"({lag} > 0) and on (tenant, type) ({delivered} == 0)",
+            # A paused tenant stalls by design; RelayTenantPaused says so, once.
+            f"(({lag} > 0) and on (tenant, type) ({delivered} == 0)) unless on (tenant) "
+            f"(max by (tenant) (relay_forward_paused{{{FORWARD}}}) == 1)",
             t.stalled_for,
             "page",
             summary=f"Delivery of {TENANT}/{TYPE} events has stalled",

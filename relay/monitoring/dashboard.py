@@ -322,8 +322,9 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         _timeseries(
             "Rebalances and commit failures",
             "Where duplicates come from: partition assignments, and offset commits Kafka "
-            "refused (their events are delivered again by the next owner), per instance "
-            "in each rate interval.",
+            "refused (their events are delivered again by the next owner); and failed "
+            "backlog probes (the lag panels then show stale values). Per instance, in "
+            "each rate interval.",
             units.Short,
             (
                 "sum by (instance) "
@@ -334,6 +335,11 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
                 "sum by (instance) "
                 f"({_rate('relay_forward_commit_failures_total', FORWARD, 'increase')})",
                 "{{instance}} commit failures",
+            ),
+            (
+                "sum by (instance) "
+                f"({_rate('relay_forward_backlog_probe_failures_total', FORWARD, 'increase')})",
+                "{{instance}} backlog probe failures",
             ),
         ).min(0),
     ]

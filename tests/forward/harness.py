@@ -23,6 +23,7 @@ from relay.retry import RetryPolicy
 from relay.upstream import Delivered, Outcome
 
 DLQ = "t.dlq"
+RECEIVED_AT = "2026-11-26T00:00:00Z"  # every event's receive time unless a test says
 Script = Callable[[str, dict[str, object]], Outcome]
 
 
@@ -56,13 +57,13 @@ class Harness:
     partition: Partition = field(default_factory=lambda: Partition("t.play", 0, "default", "play"))
     next_offset: int = 0
 
-    def submit(self, key: str, number: int) -> str:
+    def submit(self, key: str, number: int, received_at: str = RECEIVED_AT) -> str:
         event_id = new_event_id(1_795_000_000_000 + self.next_offset)
         envelope = Envelope(
             event_id,
             "play",
             "default",
-            "2026-11-26T00:00:00Z",
+            received_at,
             False,
             {"clientId": key, "clipId": number, "method": "Stream"},
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import datetime
 
 from relay.forward.dispatch import Incoming
 from relay.upstream import Delivered, Permanent, Retry
-from tests.forward.harness import Harness
+from tests.forward.harness import RECEIVED_AT, Harness
 
 PLAY = {"tenant": "default", "type": "play"}
 
@@ -27,9 +29,11 @@ async def test_deliveries_count_answers_and_the_age_of_events(
         return Delivered(204, b"")
 
     harness = make_harness(script)
+    before = time.time()
     for number in range(5):
         harness.submit(f"user-{number}", number + 1)
     await harness.settled()
+    after = time.time()
     name = "relay_forward_deliveries_total"
     assert sample(harness, name, outcome="delivered") == 5
     assert sample(harness, name, outcome="retry") == 5
@@ -39,12 +43,12 @@ async def test_deliveries_count_answers_and_the_age_of_events(
     assert sample(harness, answers, status_class="timeout") == 5
     assert sample(harness, answers, status_class="5xx") == 0
     assert sample(harness, "relay_forward_upstream_seconds_count") == 10
-    # The harness stamps every event received at 2026-11-26T00:00:00Z; the system clock
-    # is later, so each observed age is at least the time since then.
+    # Each age is now - received_at, taken between the first submit and the last settle.
+    received = datetime.fromisoformat(RECEIVED_AT).timestamp()
     assert sample(harness, "relay_forward_event_age_seconds_count") == 5
     age_sum = sample(harness, "relay_forward_event_age_seconds_sum")
     assert age_sum is not None
-    assert age_sum > 0
+    assert 5 * (before - received) <= age_sum <= 5 * (after - received)
     assert sample(harness, "relay_forward_retries_total", reason="timeout") == 5
 
 
@@ -64,3 +68,38 @@ async def test_dead_letters_are_counted_by_reason_and_refusals_by_code(
     assert sample(harness, "relay_forward_refusals_total", code="CLIP_NOT_FOUND") == 1
     assert sample(harness, "relay_forward_upstream_responses_total", status_class="4xx") == 1
     assert sample(harness, "relay_forward_deliveries_total", outcome="dead_letter") == 1
+
+
+async def test_label_values_stay_bounded_whatever_the_upstream_says(
+    make_harness: Callable[..., Harness],
+) -> None:
+    def script(_event_id: str, body: dict[str, object]) -> Permanent | Retry | Delivered:
+        if body["clipId"] == 1:
+            return Permanent("A_CODE_NOBODY_DOCUMENTED", "?", 400)
+        if body["clipId"] == 2 and not retried:
+            retried.append(True)
+            return Retry("transport: ClientOSError (errno 104) at 10.0.0.7")
+        return Delivered(204, b"")
+
+    retried: list[bool] = []
+    harness = make_harness(script)
+    harness.submit("a", 1)
+    harness.submit("b", 2)
+    await harness.settled()
+    assert sample(harness, "relay_forward_refusals_total", code="other") == 1
+    assert sample(harness, "relay_forward_retries_total", reason="transport") == 1
+    text = harness.registry.get_sample_value
+    assert (
+        text("relay_forward_refusals_total", {**PLAY, "code": "A_CODE_NOBODY_DOCUMENTED"}) is None
+    )
+
+
+async def test_an_unreadable_receive_time_costs_the_age_metric_not_the_event(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness()
+    harness.submit("a", 1, received_at="yesterday-ish")
+    await harness.settled()
+    assert len(harness.upstream.delivered) == 1
+    assert harness.dead_letters() == []
+    assert sample(harness, "relay_forward_event_age_seconds_count") == 0

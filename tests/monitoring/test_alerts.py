@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from relay.monitoring import alerts
-from relay.monitoring.thresholds import DEFAULT
+from relay.monitoring.thresholds import DEFAULT, Thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -136,3 +136,22 @@ def test_no_exact_matchers_on_bucket_or_quantile_labels() -> None:
     for name, rule in _rules(alerts.render()).items():
         expr = str(rule["expr"])
         assert not re.search(r'\b(le|quantile)\s*=\s*"', expr), name
+
+
+def test_the_runbook_table_gives_every_threshold_its_current_value() -> None:
+    """The runbook's table is prose around the values; the values must be the code's."""
+    rows = {}
+    for line in (ROOT / "docs" / "RUNBOOK.md").read_text().splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1]
+    for spec in dataclasses.fields(Thresholds):
+        value = getattr(DEFAULT, spec.name)
+        assert spec.name in rows, f"docs/RUNBOOK.md has no row for {spec.name}"
+        shown = rows[spec.name]
+        if isinstance(value, str):
+            assert shown == value, spec.name
+        else:
+            # "900 (15m)", "0.5 s", "10", or a share as "5%"
+            number = float(shown.split()[0].rstrip("%"))
+            assert number == (value * 100 if shown.endswith("%") else value), spec.name
