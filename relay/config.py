@@ -38,6 +38,48 @@ class Settings:
     topic_replication: int = _setting(
         1, "RELAY_TOPIC_REPLICATION", "Replication factor of created topics (3 in production)."
     )
+    dlq_retention_days: float = _setting(
+        30.0,
+        "RELAY_DLQ_RETENTION_DAYS",
+        "Retention of the dead-letter topic (and at least as long, its replay markers).",
+    )
+    topic_strict: bool = _setting(
+        False,
+        "RELAY_TOPIC_STRICT",
+        "Refuse to start when an existing topic has less replication or min ISR than set.",
+    )
+    # Kafka clients: security and compression (relay/kafka_client.py builds them)
+    kafka_security_protocol: str = _setting(
+        "PLAINTEXT",
+        "RELAY_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "PLAIN",
+        "RELAY_KAFKA_SASL_MECHANISM",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol).",
+    )
+    kafka_username: str = _setting("", "RELAY_KAFKA_USERNAME", "SASL username.")
+    kafka_username_file: str = _setting(
+        "", "RELAY_KAFKA_USERNAME_FILE", "File holding the SASL username (a mounted secret)."
+    )
+    kafka_password: str = _setting("", "RELAY_KAFKA_PASSWORD", "SASL password.")
+    kafka_password_file: str = _setting(
+        "", "RELAY_KAFKA_PASSWORD_FILE", "File holding the SASL password (a mounted secret)."
+    )
+    kafka_ca_file: str = _setting(
+        "", "RELAY_KAFKA_CA_FILE", "CA certificates (PEM) to trust; unset: the system's."
+    )
+    kafka_cert_file: str = _setting(
+        "", "RELAY_KAFKA_CERT_FILE", "Client certificate (PEM) for mutual TLS."
+    )
+    kafka_key_file: str = _setting("", "RELAY_KAFKA_KEY_FILE", "Client key (PEM) for mutual TLS.")
+    kafka_check_hostname: bool = _setting(
+        True, "RELAY_KAFKA_CHECK_HOSTNAME", "Check the broker certificate's hostname."
+    )
+    kafka_compression: str = _setting(
+        "none", "RELAY_KAFKA_COMPRESSION", "Producer compression: none, gzip, lz4 or zstd."
+    )
     ingest_host: str = _setting("127.0.0.1", "RELAY_INGEST_HOST", "Address ingest listens on.")
     ingest_port: int = _setting(8080, "RELAY_INGEST_PORT", "Port of ingest, /metrics and health.")
     max_body_bytes: int = _setting(
@@ -105,6 +147,25 @@ class Settings:
     )
     shutdown_timeout_s: float = _setting(
         10.0, "RELAY_SHUTDOWN_TIMEOUT_S", "Bound on finishing in-flight requests at SIGTERM."
+    )
+    shutdown_grace_s: float = _setting(
+        5.0,
+        "RELAY_SHUTDOWN_GRACE_S",
+        "At SIGTERM, ingest answers /readyz 503 and keeps serving this long before it "
+        "stops accepting (so load balancers stop sending first).",
+    )
+    admin_port: int | None = _setting(
+        None,
+        "RELAY_ADMIN_PORT",
+        "Port for /metrics, /healthz, /readyz (and forward's /resume); unset: the main port.",
+    )
+    admin_token: str = _setting(
+        "", "RELAY_ADMIN_TOKEN", "Bearer token forward's POST /resume requires; unset: disabled."
+    )
+    open_mode: bool = _setting(
+        False,
+        "RELAY_OPEN_MODE",
+        "Allow ingest without a tenants file on a non-loopback address.",
     )
     log_level: str = _setting("INFO", "RELAY_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")
     # The sandbox upstream
