@@ -63,6 +63,8 @@ class Stack:
             "RELAY_CONSUMER_GROUP": f"{self.prefix}-forward",
             "RELAY_APP_ID": "4242",
             "RELAY_LOG_LEVEL": "WARNING",
+            # No grace at SIGTERM unless a test is about it: the suite stays fast.
+            "RELAY_SHUTDOWN_GRACE_S": "0",
             **self.env,
             **extra,
         }

@@ -26,7 +26,7 @@ from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
 from relay.upstream import UpstreamClient
 
-__all__ = ["PRODUCER", "SHUTTING_DOWN", "make_app"]
+__all__ = ["PRODUCER", "SHUTTING_DOWN", "make_admin_app", "make_app"]
 
 PRODUCER = web.AppKey("producer", Producer)
 SHUTTING_DOWN = web.AppKey("shutting_down", list[bool])
@@ -44,9 +44,12 @@ def make_app(
     facts: Facts | None = None,
     upstream: Mapping[str, UpstreamClient] | None = None,
     publisher: FactPublisher | None = None,
+    admin_routes: bool = True,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
-    (after in-flight requests finished: aiohttp runs cleanup contexts last)."""
+    (after in-flight requests finished: aiohttp runs cleanup contexts last). Without
+    ``admin_routes``, /metrics and health are left to ``make_admin_app`` (another port)
+    and the public port serves the event endpoints and /openapi.json only."""
     registry = registry if registry is not None else CollectorRegistry()
     clock = clock if clock is not None else SystemClock()
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -66,7 +69,7 @@ def make_app(
         metrics.rights_refusals,
     )
     in_flight = InFlight(settings.max_in_flight, metrics)
-    responder = Responder(metrics, clock)
+    responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     for event_type in EVENT_TYPES:
         handler = EventHandler(
             event_type,
@@ -84,15 +87,31 @@ def make_app(
         app.router.add_route(
             "*", event_type.path, _counted(responder, clock, _method_not_allowed, event_type.path)
         )
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+    if admin_routes:
+        _add_admin_routes(app)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_route("*", "/{tail:.*}", _counted(responder, clock, _not_found, "other"))
 
     if manage_producer:
         app.cleanup_ctx.append(_producer_lifecycle)
     return app
+
+
+def make_admin_app(front_door: web.Application) -> web.Application:
+    """/metrics, /healthz and /readyz of ``front_door``, for a port of their own
+    (RELAY_ADMIN_PORT): the same registry, producer and shutdown flag."""
+    admin = web.Application()
+    admin[PRODUCER] = front_door[PRODUCER]
+    admin[SHUTTING_DOWN] = front_door[SHUTTING_DOWN]
+    admin[_REGISTRY] = front_door[_REGISTRY]
+    _add_admin_routes(admin)
+    return admin
+
+
+def _add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
 
 
 async def _producer_lifecycle(app: web.Application) -> AsyncIterator[None]:

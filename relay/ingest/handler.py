@@ -58,7 +58,12 @@ class InFlight:
 class Responder:
     """Counts and times every answer; label children are cached off the hot path."""
 
-    def __init__(self, metrics: IngestMetrics, clock: Clock) -> None:
+    def __init__(
+        self, metrics: IngestMetrics, clock: Clock, closing: list[bool] | None = None
+    ) -> None:
+        # While shutting down, answers carry Connection: close, so that clients and load
+        # balancers leave this process's keep-alive connections before it stops.
+        self._closing = closing if closing is not None else [False]
         self._requests = metrics.requests
         self._seconds = metrics.request_seconds
         self._clock = clock
@@ -81,6 +86,8 @@ class Responder:
         if timer is None:
             timer = self._timers[path] = self._seconds.labels(path)
         timer.observe(self._clock.monotonic() - started)
+        if self._closing[0]:
+            response.force_close()
         return response
 
 

@@ -190,12 +190,13 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         .thresholds(_threshold(thresholds.answer_p99_s))
         .thresholds_style(_line()),
         _timeseries(
-            "4xx and 503 share",
-            "Share of answers that are client errors, and 503s (Kafka not acknowledging "
-            "in time, or the in-flight limit reached).",
+            "4xx and 5xx share",
+            "Share of answers that are client errors, and of 5xx: 503 (Kafka not "
+            "acknowledging in time, or the in-flight limit reached) and 500 (a bug), as "
+            "RelayIngestRefusing counts them.",
             units.PercentUnit,
             (_share(requests, _status_class(tenant, "4"), tenant), "4xx"),
-            (_share(requests, f'{tenant}, status="503"', tenant), "503"),
+            (_share(requests, _status_class(tenant, "5"), tenant), "5xx"),
         ).min(0),
         _timeseries(
             "In flight against limit",

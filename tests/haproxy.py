@@ -1,0 +1,90 @@
+"""A real load balancer for the rolling-restart tests: HAProxy (Debian's package) on
+loopback, health-checking /readyz, configured never to resend a request."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+from tests.stack import free_port
+
+MISSING = "HAProxy is not installed: `make test` installs Debian's haproxy package"
+
+# No retry and no redispatch: a request HAProxy already sent is never sent again, so
+# a drop shows as a failure (and cannot become a hidden duplicate).
+_CONFIG = """\
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    retries 0
+    retry-on none
+    no option redispatch
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend relay
+backend relay
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 100ms fall 1 rise 2
+{servers}
+"""
+
+
+@dataclass
+class HAProxy:
+    folder: Path
+    backends: list[str]  # host:port of each server
+    port: int = 0
+    popen: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, bound: float = 30.0) -> None:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        servers = "\n".join(
+            f"    server s{number} {backend} check" for number, backend in enumerate(self.backends)
+        )
+        config = self.folder / "haproxy.cfg"
+        config.write_text(_CONFIG.format(port=self.port, servers=servers))
+        self.log = (self.folder / "haproxy.log").open("wb")
+        self.popen = subprocess.Popen(
+            [binary, "-db", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
+            while True:
+                assert self.popen.poll() is None, (self.folder / "haproxy.log").read_text()
+                try:
+                    async with session.get(f"{self.url}/openapi.json") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self.log is not None:
+            self.log.close()

@@ -1,0 +1,86 @@
+"""A bounded, open-loop load generator: /play events at a steady rate, every answer
+recorded, until told to stop or its bound (count, time) is reached."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+
+from tests.test_events import VALID
+
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class SteadyLoad:
+    url: str  # the front door (a load balancer or one ingest)
+    rate: float  # requests per second
+    max_seconds: float = 120.0
+    max_requests: int = 60_000
+    in_flight_limit: int = 200
+    accepted: list[str] = field(default_factory=list)
+    failed: Counter[int] = field(default_factory=Counter)  # non-2xx answers by status
+    errors: Counter[str] = field(default_factory=Counter)  # no answer, by error type
+    sent: int = 0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=60)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.in_flight_limit)
+        pending: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=self.in_flight_limit)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            started = loop.time()
+            while not self._stop.is_set() and self.sent < self.max_requests:
+                if loop.time() - started > self.max_seconds:
+                    break
+                await slots.acquire()
+                task = asyncio.create_task(self._one(session, self.sent, slots))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                self.sent += 1
+                # Open loop: the n-th request leaves at n / rate, however answers go.
+                delay = started + self.sent / self.rate - loop.time()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+            await asyncio.gather(*pending)
+
+    async def _one(
+        self, session: aiohttp.ClientSession, number: int, slots: asyncio.Semaphore
+    ) -> None:
+        body = {**VALID["play"], "clientId": f"load-{number % 997:04d}", "clipId": number + 1}
+        try:
+            async with session.post(
+                f"{self.url}/play", data=orjson.dumps(body), headers=JSON
+            ) as response:
+                await response.read()
+                if response.status in (200, 204):
+                    self.accepted.append(response.headers["X-Relay-Event-Id"])
+                else:
+                    self.failed[response.status] += 1
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.errors[type(exc).__name__] += 1
+        finally:
+            slots.release()
+
+    def summary(self) -> str:
+        return (
+            f"{self.sent} sent, {len(self.accepted)} accepted, "
+            f"{sum(self.failed.values())} failed {dict(self.failed)}, "
+            f"{sum(self.errors.values())} connection errors {dict(self.errors)}"
+        )
