@@ -8,23 +8,28 @@ INSTALLED := $(VENV)/.installed
 KAFKACTL := deploy/kafka/kafkactl
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-jars kafka-up kafka-down prometheus chromium run test test-fast lint fmt \
-	bench dashboards screenshot clean
+.PHONY: help venv kafka-jars kafka-up kafka-down kafka-cluster-up kafka-cluster-down prometheus haproxy chromium run test test-fast \
+	lint lock fmt bench dashboards screenshot clean
 
 help:
 	@echo "make run         the local stack (Kafka + ingest) in the foreground; Ctrl-C stops it"
 	@echo "make test        the whole test suite (starts its own Kafka on 127.0.0.1:19092)"
 	@echo "make test-fast   unit tests only, no broker"
 	@echo "make bench       benchmarks against ceilings (SCENARIO=ingest,... ROUNDS= SECONDS=)"
-	@echo "make lint        ruff, mypy, promtool on the alert rules"
+	@echo "make lint        ruff, mypy, promtool; the image, compose file and chart (deploy/lint.sh)"
+	@echo "make lock        regenerate requirements.lock (runtime packages with hashes)"
 	@echo "make dashboards  regenerate the dashboard, alert rules and docs/METRICS.md from code"
 	@echo "make screenshot  docs/prometheus-lag.png: Prometheus' lag graph on the live stack"
 	@echo "make fmt         format the code"
 	@echo "make kafka-up    start the local broker (KAFKA_PORT, default 9092); kafka-down stops it"
+	@echo "make kafka-cluster-up   three KRaft nodes (KAFKA_PORT, +10, +20); kafka-cluster-down"
 
-$(INSTALLED): pyproject.toml
+# Runtime packages come from the lock file (with hashes), as in the image; then the
+# package itself and the dev tools.
+$(INSTALLED): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -40,6 +45,10 @@ prometheus:
 	  apt-get install -y -q prometheus >/dev/null || \
 	  { echo "needs Debian's prometheus package: apt-get install prometheus"; exit 1; }
 
+haproxy:
+	@command -v haproxy >/dev/null || apt-get install -y -q haproxy >/dev/null || \
+	  { echo "needs Debian's haproxy package: apt-get install haproxy"; exit 1; }
+
 chromium:
 	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null || \
 	  { echo "needs Debian's chromium package: apt-get install chromium"; exit 1; }
@@ -50,10 +59,17 @@ kafka-up:
 kafka-down:
 	@$(KAFKACTL) down
 
+# Three KRaft nodes on KAFKA_PORT, +10, +20 (9092, 9102, 9112).
+kafka-cluster-up:
+	@KAFKA_NODES=3 $(KAFKACTL) up
+
+kafka-cluster-down:
+	@KAFKA_NODES=3 $(KAFKACTL) down
+
 run: venv kafka-jars
 	@deploy/run-local.sh
 
-test: venv kafka-jars prometheus
+test: venv kafka-jars prometheus haproxy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv
@@ -74,6 +90,11 @@ lint: venv prometheus
 	$(BIN)/mypy
 	cd deploy/prometheus && promtool check rules alerts.yml && \
 	  promtool test rules alerts_test.yml && promtool check config prometheus.yml
+	deploy/lint.sh
+
+# requirements.lock and deploy/build.lock from pyproject.toml (--upgrade: newest versions).
+lock: venv
+	deploy/lock.sh
 
 # The files built from code: deploy/grafana/relay-dashboard.json,
 # deploy/prometheus/alerts.yml, docs/METRICS.md (tests fail when they are stale).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ import uvloop
 
 from relay import __version__
 from relay.config import ConfigError, Settings
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaSecurityError, KafkaUnavailable
 from relay.logs import setup_logging
 
 __all__ = ["main"]
@@ -24,10 +24,19 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
         runner.run(coroutine)
 
 
-def _serve(name: str, coroutine: Coroutine[Any, Any, None]) -> int:
-    """Run a process until it stops; turn the errors a user can fix into a message."""
+async def _checked(settings: Settings, serve: Callable[[Settings], Awaitable[None]]) -> None:
+    # A refused password or an untrusted certificate stops the process here, named,
+    # before any client starts (theirs only say "Unable to bootstrap").
+    from relay.kafka_client import check_access
+
+    await check_access(settings)
+    await serve(settings)
+
+
+def _serve(name: str, settings: Settings, serve: Callable[[Settings], Awaitable[None]]) -> int:
+    """Run a process until it stops; turn the errors a user can fix into one line."""
     try:
-        _run(coroutine)
+        _run(_checked(settings, serve))
     except KafkaUnavailable as exc:
         print(
             f"relay {name}: {exc}\n"
@@ -35,7 +44,7 @@ def _serve(name: str, coroutine: Coroutine[Any, Any, None]) -> int:
             file=sys.stderr,
         )
         return 2
-    except ConfigError as exc:
+    except (ConfigError, KafkaSecurityError) as exc:
         print(f"relay {name}: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -44,14 +53,14 @@ def _serve(name: str, coroutine: Coroutine[Any, Any, None]) -> int:
 def _ingest(args: argparse.Namespace, _settings: Settings) -> int:
     from relay.ingest import serve
 
-    return _serve("ingest", serve(Settings.from_env(ingest_host=args.host, ingest_port=args.port)))
+    return _serve("ingest", Settings.from_env(ingest_host=args.host, ingest_port=args.port), serve)
 
 
 def _forward(args: argparse.Namespace, _settings: Settings) -> int:
     from relay.forward import serve_forward
 
     settings = Settings.from_env(forward_host=args.host, forward_port=args.port)
-    return _serve("forward", serve_forward(settings))
+    return _serve("forward", settings, serve_forward)
 
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,8 +83,10 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from relay import dlq_tools
+    from relay.kafka_client import check_access
 
     try:
+        asyncio.run(check_access(settings))
         if args.dlq_command == "inspect":
             report = dlq_tools.inspect(settings, sample=args.sample, progress=sys.stderr.isatty())
             inspection = asyncio.run(report)
@@ -103,7 +114,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
                 progress=sys.stderr.isatty(),
             )
         )
-    except KafkaUnavailable as exc:
+    except (KafkaUnavailable, KafkaSecurityError, ConfigError) as exc:
         print(f"relay dlq: {exc}", file=sys.stderr)
         return 2
     verb = "would replay" if args.dry_run else "replayed"

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from relay.config import Settings
 from relay.envelope import Envelope
 from relay.errors import KafkaUnavailable
+from relay.kafka_client import client_options, producer_options
+from relay.topics import create_missing_topics
 
 __all__ = ["Inspection", "Replay", "inspect", "replay"]
 
@@ -58,7 +60,7 @@ def _marker_key(record: ConsumerRecord[bytes, bytes]) -> bytes:
 @contextlib.asynccontextmanager
 async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id="relay-dlq-tool",
@@ -76,7 +78,7 @@ async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
 
 async def _partitions(settings: Settings, topic: str) -> list[int]:
     """The partitions of ``topic`` (none when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id="relay-dlq-tool")
     await admin.start()
     try:
         (description,) = await admin.describe_topics([topic])
@@ -144,23 +146,9 @@ async def inspect(settings: Settings, sample: int = 5, progress: bool = True) ->
 
 
 async def _ensure_marker_topic(settings: Settings, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            topic,
-                            1,
-                            settings.topic_replication,
-                            topic_configs={"cleanup.policy": "compact"},
-                        )
-                    ]
-                )
-    finally:
-        await admin.close()
+    """The replay markers' topic, created like every relay topic (replication, and a
+    compacted log that keeps a marker as long as its letter)."""
+    await create_missing_topics(settings, [topic])
 
 
 async def replay(
@@ -182,7 +170,10 @@ async def replay(
             record.key async for record in _read_all(settings, consumer, markers_topic, None)
         }
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
+            **producer_options(settings),
+            acks="all",
+            enable_idempotence=True,
+            client_id="relay-dlq-tool",
         )
         await producer.start()
         try:

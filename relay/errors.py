@@ -2,7 +2,9 @@
 
     RelayError
     ├── InvalidEvent            permanent: the client must fix the request (400)
-    └── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
+    ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
+    └── KafkaSecurityError      permanent: Kafka refused the credentials, the broker's
+                                certificate is not trusted, or the protocols differ
 
 Callers read ``retriable`` on the class rather than keeping lists of types, as
 aiokafka does. Errors of dependencies are translated at the seam that talks to them
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["InvalidEvent", "KafkaUnavailable", "RelayError"]
+__all__ = ["InvalidEvent", "KafkaSecurityError", "KafkaUnavailable", "RelayError"]
 
 
 class RelayError(Exception):
@@ -39,3 +41,13 @@ class KafkaUnavailable(RelayError):
     """Kafka did not acknowledge a write within the bound; nothing may be promised."""
 
     retriable = True
+
+
+class KafkaSecurityError(RelayError):
+    """Kafka and the relay could not agree on security: a refused password, an
+    untrusted certificate, another protocol. Waiting does not help; ``setting``
+    names the ``RELAY_KAFKA_*`` variable to fix, and the message says it too."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting

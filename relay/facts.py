@@ -10,18 +10,18 @@ within a fetch (well under the 2 s the product asks for).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
 from relay.clock import Clock
 from relay.config import Settings
+from relay.kafka_client import client_options, producer_options
+from relay.topics import TopicCheck, TopicSpec, ensure_topics
 
 __all__ = ["FactPublisher", "Facts", "Rights", "create_facts_topic", "facts_topic"]
 
@@ -86,7 +86,7 @@ class Facts:
         Survives broker outages (aiokafka reconnects); never raises but on cancel."""
         topic = facts_topic(settings)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
@@ -115,7 +115,7 @@ class FactPublisher:
         self._topic = facts_topic(settings)
         self._clock = clock
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", client_id="relay-facts"
+            **producer_options(settings), acks="all", client_id="relay-facts"
         )
 
     async def start(self) -> None:
@@ -148,21 +148,9 @@ class FactPublisher:
             log.warning("fact not published", extra={"fact": key, "error": str(exc)})
 
 
-async def create_facts_topic(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        if facts_topic(settings) not in await admin.list_topics():
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            facts_topic(settings),
-                            1,
-                            settings.topic_replication,
-                            topic_configs={"cleanup.policy": "compact"},
-                        )
-                    ]
-                )
-    finally:
-        await admin.close()
+async def create_facts_topic(settings: Settings) -> TopicCheck:
+    """Create the facts topic if missing (one partition: ``Facts.follow`` reads
+    partition 0; compacted: the latest value of each fact is the state), replicated
+    and checked as every topic of the relay (relay/topics.py)."""
+    spec = TopicSpec(facts_topic(settings), 1, {"cleanup.policy": "compact"})
+    return await ensure_topics(settings, [spec])

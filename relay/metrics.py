@@ -103,6 +103,18 @@ def _standard_collectors(registry: CollectorRegistry) -> Gauge:
     return build_info
 
 
+def _topic_under_replicated(registry: CollectorRegistry) -> Gauge:
+    """Shared by ingest and forward: both check the topics they use at start."""
+    return Gauge(
+        "relay_topic_under_replicated",
+        "1 when a topic the relay uses has fewer replicas or a lower min.insync.replicas "
+        "than RELAY_TOPIC_REPLICATION asks (checked at start; the log names the fix), "
+        "by topic.",
+        ["topic"],
+        registry=registry,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IngestMetrics:
     requests: Counter
@@ -114,6 +126,7 @@ class IngestMetrics:
     unknown_fields_dropped: Counter
     kafka_ready: Gauge
     rights_refusals: Counter
+    topic_under_replicated: Gauge
     build_info: Gauge
 
     @classmethod
@@ -174,6 +187,7 @@ class IngestMetrics:
                 "1 when the last probe of Kafka succeeded, 0 when Kafka is unreachable.",
                 registry=registry,
             ),
+            topic_under_replicated=_topic_under_replicated(registry),
             build_info=_standard_collectors(registry),
         )
         metrics._initialise(tenants)
@@ -219,6 +233,7 @@ class ForwardMetrics:
     rebalance_seconds: Histogram
     token_refreshes: Counter
     backlog_probe_failures: Counter
+    topic_under_replicated: Gauge
     build_info: Gauge
 
     @classmethod
@@ -369,6 +384,7 @@ class ForwardMetrics:
                 "oldest-undelivered gauges keep their last values meanwhile.",
                 registry=registry,
             ),
+            topic_under_replicated=_topic_under_replicated(registry),
             build_info=_standard_collectors(registry),
         )
         metrics._initialise(tenants)

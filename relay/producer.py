@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -66,14 +67,16 @@ class KafkaProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        options: Mapping[str, Any],
         *,
         linger_ms: int = 1,
         probe_interval: float = 1.0,
         client_id: str = "relay-ingest",
     ) -> None:
+        """``options`` come from ``relay.kafka_client.producer_options``: the
+        bootstrap servers, security and compression."""
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **options,
             acks="all",
             enable_idempotence=True,
             linger_ms=linger_ms,
@@ -82,7 +85,7 @@ class KafkaProducer:
             request_timeout_ms=30000,
             client_id=client_id,
         )
-        self._bootstrap = bootstrap
+        self._bootstrap = str(options["bootstrap_servers"])
         self._probe_interval = probe_interval
         self._probe: asyncio.Task[None] | None = None
         self._ready = False

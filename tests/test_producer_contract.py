@@ -9,6 +9,7 @@ import pytest
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
+from relay.kafka_client import producer_options
 from relay.producer import KafkaProducer, MemoryProducer, Producer, Record
 from relay.topics import create_missing_topics
 from tests.brokers import Broker
@@ -35,7 +36,7 @@ async def memory_backend(_prefix: str) -> Backend:
 async def kafka_backend(kafka: Broker, prefix: str) -> Backend:
     settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=1)
     await create_missing_topics(settings, [f"{prefix}.a", f"{prefix}.b"])
-    producer = KafkaProducer(kafka.bootstrap)
+    producer = KafkaProducer(producer_options(settings))
 
     async def read(topic: str, expected: int) -> Stored:
         records = await read_topics(kafka.bootstrap, [topic], expected)
@@ -86,6 +87,6 @@ async def test_stop_is_safe_twice_and_refuses_later_sends(backend: Backend, pref
 
 
 async def test_an_unreachable_cluster_fails_start_with_kafka_unavailable() -> None:
-    producer = KafkaProducer("127.0.0.1:1")
+    producer = KafkaProducer(producer_options(Settings(kafka_bootstrap="127.0.0.1:1")))
     with pytest.raises(KafkaUnavailable):
         await producer.start()

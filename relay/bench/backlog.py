@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.events import BY_NAME, EVENT_TYPES, normalise
+from relay.kafka_client import producer_options
 from relay.topics import create_missing_topics
 
 __all__ = ["example_bodies", "produce_backlog"]
@@ -75,7 +76,7 @@ async def produce_backlog(
     topics = [settings.topic(event_type.name, tenant) for event_type in EVENT_TYPES]
     await create_missing_topics(settings, [*topics, settings.dlq_topic])
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+        **producer_options(settings), acks="all", linger_ms=20, max_batch_size=512 * 1024
     )
     await producer.start()
     ids = []

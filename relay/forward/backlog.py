@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -43,12 +44,13 @@ class Backlog:
 
 
 class BacklogProbe:
-    def __init__(self, bootstrap: str, clock: Clock, *, bound_s: float = 5.0) -> None:
+    def __init__(self, options: Mapping[str, Any], clock: Clock, *, bound_s: float = 5.0) -> None:
+        """``options``: ``relay.kafka_client.client_options`` of the worker's settings."""
         self._clock = clock
         self._bound_s = bound_s
         self._assigned: frozenset[TopicPartition] = frozenset()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **options,
             group_id=None,  # reads only; never joins the group or commits
             client_id="relay-forward-backlog",
             enable_auto_commit=False,

@@ -1,14 +1,20 @@
 """Running the forwarders as a process (``relay forward``).
 
-Serves /metrics, /healthz and /readyz (503 while a tenant is paused or before the
-group assigned partitions) on RELAY_FORWARD_PORT, and POST /resume?tenant=NAME to
-resume a paused tenant by hand. Shutdown order: see relay/forward/worker.py; the
-HTTP port closes last so the final state can be scraped during the drain.
+Serves /metrics, /healthz and /readyz on RELAY_ADMIN_PORT when set, else
+RELAY_FORWARD_PORT, and POST /resume?tenant=NAME (with ``Authorization: Bearer
+<RELAY_ADMIN_TOKEN>``; disabled without a token) to resume a paused tenant by hand.
+
+/readyz means "consuming and able to deliver": 503 before the group assigned
+partitions and while stopping. A paused tenant is a business state (metrics and the
+RelayTenantPaused alert), not unreadiness: it must not block a rollout or a drain.
+Shutdown order: see relay/forward/worker.py; the HTTP port closes last so the final
+state can be scraped during the drain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -25,6 +31,7 @@ from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
+from relay.kafka_client import producer_options
 from relay.metrics import ForwardMetrics
 from relay.producer import KafkaProducer
 from relay.ratelimit import Budget
@@ -47,7 +54,10 @@ class Forwarder:
         session: aiohttp.ClientSession,
         clock: Clock,
         tenants: Tenants | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        self.settings = settings
+        self.stop = stop if stop is not None else asyncio.Event()  # set at SIGTERM
         self.configured = tenants if tenants is not None else load_tenants(settings)
         self.registry = CollectorRegistry()
         self.metrics = ForwardMetrics.create(
@@ -56,7 +66,7 @@ class Forwarder:
             upstream_timeout_s=settings.upstream_timeout_s,
         )
         self.metrics.window.set(settings.forward_window)
-        self.dlq_producer = KafkaProducer(settings.kafka_bootstrap, client_id="relay-dlq")
+        self.dlq_producer = KafkaProducer(producer_options(settings), client_id="relay-dlq")
         self.tenants: dict[str, Tenant] = {}
         self.clients: dict[str, UpstreamClient] = {}
         for name, configured in self.configured.by_name.items():
@@ -105,12 +115,28 @@ class Forwarder:
         )
 
     def ready(self) -> tuple[bool, str]:
-        paused = self.dispatcher.paused_tenants
-        if paused:
-            return False, "paused: " + ", ".join(f"{t} ({why})" for t, why in paused.items())
+        if self.stop.is_set():
+            return False, "stopping"
         if not self.worker.assigned:
             return False, "no partitions assigned yet"
+        paused = self.dispatcher.paused_tenants
+        if paused:  # ready all the same: shown here and by relay_forward_paused
+            return True, "ok; paused: " + ", ".join(f"{t} ({why})" for t, why in paused.items())
         return True, "ok"
+
+    def _admin_refusal(self, request: web.Request) -> web.Response | None:
+        token = self.settings.admin_token
+        if not token:
+            return web.json_response(
+                {"error": "POST /resume is disabled: set RELAY_ADMIN_TOKEN to enable it"},
+                status=403,
+            )
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return web.json_response(
+                {"error": "send Authorization: Bearer <RELAY_ADMIN_TOKEN>"}, status=401
+            )
+        return None
 
     def http_app(self) -> web.Application:
         app = web.Application()
@@ -130,6 +156,9 @@ class Forwarder:
             )
 
         async def resume(request: web.Request) -> web.Response:
+            refusal = self._admin_refusal(request)
+            if refusal is not None:
+                return refusal
             tenant = request.query.get("tenant", "")
             if tenant not in self.tenants:
                 return web.json_response({"error": f"unknown tenant {tenant!r}"}, status=404)
@@ -157,15 +186,16 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
     clock = clock or SystemClock()
     tenants = load_tenants(settings)
-    await create_missing_topics(settings, [*tenants.topics(settings), settings.dlq_topic])
-    await create_facts_topic(settings)
+    checked = await create_missing_topics(settings, [*tenants.topics(settings), settings.dlq_topic])
+    checked |= await create_facts_topic(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector) as session:
-        forwarder = Forwarder(settings, session, clock, tenants)
+        forwarder = Forwarder(settings, session, clock, tenants, stop)
+        checked.record(forwarder.metrics.topic_under_replicated)
         await forwarder.dlq_producer.start()
         await forwarder.publisher.start()
         stop_facts = asyncio.Event()
@@ -174,7 +204,8 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
             asyncio.create_task(forwarder.learner.check_rights_forever(), name="rights-check"),
         ]
         try:
-            async with _http(forwarder.http_app(), settings.forward_host, settings.forward_port):
+            port = settings.admin_port if settings.admin_port is not None else settings.forward_port
+            async with _http(forwarder.http_app(), settings.forward_host, port):
                 log.info(
                     "forwarding",
                     extra={

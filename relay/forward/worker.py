@@ -30,6 +30,7 @@ from relay.config import Settings
 from relay.events import EVENT_TYPES
 from relay.forward.backlog import BacklogProbe
 from relay.forward.dispatch import Dispatcher, Incoming, Partition, Tenant
+from relay.kafka_client import client_options
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
 
@@ -82,10 +83,10 @@ class ForwardWorker:
         self._paused_fetch = False
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
         self.assigned = False
-        self._backlog = BacklogProbe(settings.kafka_bootstrap, clock)
+        self._backlog = BacklogProbe(client_options(settings), clock)
         self._ages: dict[TopicPartition, tuple[float, float]] = {}  # last age read, when
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **client_options(settings),
             group_id=settings.consumer_group,
             client_id="relay-forward",
             enable_auto_commit=False,
@@ -258,7 +259,7 @@ class ForwardWorker:
 
     async def _refresh_counts(self) -> None:
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._settings.kafka_bootstrap, client_id="relay-forward-admin"
+            **client_options(self._settings), client_id="relay-forward-admin"
         )
         try:
             await admin.start()

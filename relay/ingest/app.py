@@ -24,6 +24,7 @@ from relay.metrics import NO_TENANT, IngestMetrics
 from relay.openapi import openapi
 from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
+from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient
 
 __all__ = ["PRODUCER", "SHUTTING_DOWN", "make_admin_app", "make_app"]
@@ -45,6 +46,7 @@ def make_app(
     upstream: Mapping[str, UpstreamClient] | None = None,
     publisher: FactPublisher | None = None,
     admin_routes: bool = True,
+    topic_check: TopicCheck | None = None,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
     (after in-flight requests finished: aiohttp runs cleanup contexts last). Without
@@ -59,6 +61,8 @@ def make_app(
     tenants = tenants if tenants is not None else load_tenants(settings)
     metrics = IngestMetrics.create(registry, list(tenants.by_name))
     metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
+    if topic_check is not None:
+        topic_check.record(metrics.topic_under_replicated)
     gate = Gate(tenants, clock)
     # Without facts or an upstream to ask (tests, mostly): configured appIds only.
     answers = Answers(

@@ -1,20 +1,27 @@
 """Running ingest as a process, and stopping it without losing an accepted event.
 
 Shutdown order at SIGTERM or SIGINT:
-1. readiness answers 503, so a load balancer stops sending;
-2. the listening socket closes (no new connections);
-3. requests in flight finish, bounded by RELAY_SHUTDOWN_TIMEOUT_S: each either
+1. readiness answers 503 at once, so a load balancer (or Kubernetes' endpoints)
+   stops sending;
+2. for RELAY_SHUTDOWN_GRACE_S the listener still accepts and answers, every answer
+   with ``Connection: close``, so that requests already routed here, and kept-alive
+   connections, are served rather than refused while the balancer catches up;
+3. the listening socket closes (no new connections);
+4. requests in flight finish, bounded by RELAY_SHUTDOWN_TIMEOUT_S: each either
    got Kafka's acknowledgement and its 2xx, or its 503;
-4. the producer flushes and closes (the app's cleanup context, run last by aiohttp);
-5. the facts follower stops, the fact publisher and the upstream session close;
-6. the process exits 0.
+5. the producer flushes and closes (the app's cleanup context, run last by aiohttp);
+6. the admin port (RELAY_ADMIN_PORT, when set) closes, the facts follower stops, the
+   fact publisher and the upstream session close;
+7. the process exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import resource
 import signal
 
 import aiohttp
@@ -22,11 +29,12 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from relay.clock import SystemClock
-from relay.config import Settings
+from relay.config import ConfigError, Settings
 from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
-from relay.ingest.app import SHUTTING_DOWN, make_app
+from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
 from relay.ingest.slow_clients import GuardedAppRunner
+from relay.kafka_client import producer_options
 from relay.producer import KafkaProducer
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
@@ -55,16 +63,22 @@ def runner_for(app: web.Application, settings: Settings) -> web.AppRunner:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
     tenants = load_tenants(settings)
+    if tenants.open and not settings.open_mode and not _loopback(settings.ingest_host):
+        raise ConfigError(
+            f"refusing to serve {settings.ingest_host} without RELAY_TENANTS_FILE: anyone "
+            "could send events; set RELAY_TENANTS_FILE, or RELAY_OPEN_MODE=1 if you mean it"
+        )
+    _raise_open_files_limit()
     if tenants.open:
         log.warning(
             "no RELAY_TENANTS_FILE: one open tenant, event requests need no key "
             "(fine on a laptop, not in production)",
             extra={"tenant": settings.tenant},
         )
-    await create_missing_topics(settings, tenants.topics(settings))
-    await create_facts_topic(settings)
+    checked = await create_missing_topics(settings, tenants.topics(settings))
+    checked |= await create_facts_topic(settings)
     producer = KafkaProducer(
-        settings.kafka_bootstrap,
+        producer_options(settings),
         linger_ms=settings.kafka_linger_ms,
         probe_interval=settings.kafka_probe_interval_s,
     )
@@ -99,8 +113,11 @@ async def serve(settings: Settings) -> None:
         facts=facts,
         upstream=upstream,
         publisher=publisher,
+        admin_routes=settings.admin_port is None,
+        topic_check=checked,
     )
     runner = runner_for(app, settings)
+    admin_runner: web.AppRunner | None = None
     try:
         await runner.setup()
     except KafkaUnavailable:
@@ -114,23 +131,59 @@ async def serve(settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=4096)
         await site.start()
+        if settings.admin_port is not None:
+            admin_runner = web.AppRunner(make_admin_app(app), handle_signals=False, access_log=None)
+            await admin_runner.setup()
+            await web.TCPSite(admin_runner, settings.ingest_host, settings.admin_port).start()
         log.info(
             "listening",
             extra={
                 "url": f"http://{settings.ingest_host}:{settings.ingest_port}",
                 "kafka": settings.kafka_bootstrap,
                 "topic_prefix": settings.topic_prefix,
+                "admin_port": settings.admin_port,
             },
         )
         await stop.wait()
-        log.info("stopping: draining in-flight requests, then flushing the producer")
         app[SHUTTING_DOWN][0] = True
+        log.info(
+            "stopping: not ready; serving through the grace period, then draining",
+            extra={"grace_s": settings.shutdown_grace_s},
+        )
+        await asyncio.sleep(settings.shutdown_grace_s)
+        log.info("stopping: listener closed; draining in-flight requests, then flushing")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+        if admin_runner is not None:
+            await admin_runner.cleanup()
         await _close(follower, stop_facts, publisher, session)
     log.info("stopped")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a file: take the hard limit the system allows (containers
+    often start with a soft limit of 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < 65536:
+        log.warning(
+            "few open files allowed: each connection takes one",
+            extra={"limit": soft, "advice": "raise the hard nofile limit to 65536 or more"},
+        )
 
 
 async def _close(

@@ -9,6 +9,7 @@ from relay.clock import ManualClock
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.forward.backlog import Backlog, BacklogProbe
+from relay.kafka_client import client_options
 from relay.topics import create_missing_topics
 
 pytestmark = pytest.mark.kafka
@@ -40,7 +41,7 @@ async def test_the_probe_reads_the_age_of_the_event_at_the_committed_offset(
     finally:
         await producer.stop()
     clock = ManualClock(wall=RECEIVED + 100.0)
-    probe = BacklogProbe(kafka_settings.kafka_bootstrap, clock)
+    probe = BacklogProbe(client_options(kafka_settings), clock)
     await probe.start()
     try:
         head, empty = TopicPartition(topic, 0), TopicPartition(topic, 1)

@@ -12,6 +12,7 @@ from relay.config import Settings
 from relay.envelope import Envelope
 from relay.events import EVENT_TYPES
 from relay.ingest.handler import EVENT_ID_HEADER
+from relay.kafka_client import producer_options
 from relay.producer import KafkaProducer
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
@@ -28,7 +29,7 @@ async def test_each_endpoint_writes_one_envelope_to_its_topic(
     make_client: MakeClient, kafka_settings: Settings
 ) -> None:
     await create_missing_topics(kafka_settings, load_tenants(kafka_settings).topics(kafka_settings))
-    client = await make_client(kafka_settings, KafkaProducer(kafka_settings.kafka_bootstrap))
+    client = await make_client(kafka_settings, KafkaProducer(producer_options(kafka_settings)))
     answered: dict[str, str] = {}
     for event_type in EVENT_TYPES:
         body = {**VALID[event_type.name], "clientId": f"client-of-{event_type.name}"}
@@ -59,7 +60,7 @@ async def test_two_thousand_concurrent_requests_all_land_once(
     make_client: MakeClient, kafka_settings: Settings
 ) -> None:
     await create_missing_topics(kafka_settings, load_tenants(kafka_settings).topics(kafka_settings))
-    client = await make_client(kafka_settings, KafkaProducer(kafka_settings.kafka_bootstrap))
+    client = await make_client(kafka_settings, KafkaProducer(producer_options(kafka_settings)))
 
     async def one(number: int) -> str:
         body = {**VALID["play"], "clientId": f"client-{number % 97:04d}", "clipId": number + 1}
@@ -95,7 +96,7 @@ async def test_broker_down_means_503_within_the_bound_and_recovery_without_resta
     )
     await create_missing_topics(settings, load_tenants(settings).topics(settings))
     client = await make_client(
-        settings, KafkaProducer(settings.kafka_bootstrap, probe_interval=0.5)
+        settings, KafkaProducer(producer_options(settings), probe_interval=0.5)
     )
     assert (
         await client.post("/play", data=orjson.dumps(VALID["play"]), headers=JSON)

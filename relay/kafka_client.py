@@ -1,0 +1,226 @@
+"""Kafka client settings, built in one place, and a refused connection explained.
+
+Every aiokafka client of the relay (producer, consumer, admin) is made with
+``client_options(settings)`` (producers: ``producer_options``): bootstrap servers,
+security protocol, SASL mechanism and credentials (from the value or its ``*_FILE``,
+read at each call so a rotated secret is picked up by the next client), and a TLS
+context that trusts ``RELAY_KAFKA_CA_FILE`` and presents the client certificate.
+
+aiokafka's clients log why a broker refused them and then raise a bare "Unable to
+bootstrap". ``check_access`` therefore connects once, as every client will, before a
+process starts, and translates what goes wrong into the relay's errors: a refused
+password or an untrusted certificate becomes ``KafkaSecurityError`` naming the
+setting to fix; no answer at all stays ``KafkaUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+from aiokafka.codec import has_gzip, has_lz4, has_zstd
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
+
+from relay.config import ConfigError, Settings
+from relay.errors import KafkaSecurityError, KafkaUnavailable, RelayError
+
+__all__ = ["check_access", "client_options", "producer_options", "translate"]
+
+_CODECS = {"gzip": has_gzip, "lz4": has_lz4, "zstd": has_zstd}
+_NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client, its ``client_id`` aside.
+
+    Raises ``ConfigError`` naming the setting when a file cannot be read or holds
+    no usable certificate, key or secret.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": protocol,
+    }
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = _secret(
+            "RELAY_KAFKA_USERNAME", settings.kafka_username, settings.kafka_username_file
+        )
+        options["sasl_plain_password"] = _secret(
+            "RELAY_KAFKA_PASSWORD", settings.kafka_password, settings.kafka_password_file
+        )
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = _tls_context(settings)
+    return options
+
+
+def producer_options(settings: Settings) -> dict[str, Any]:
+    """``client_options`` plus the producer's compression (RELAY_KAFKA_COMPRESSION).
+
+    Raises ``ConfigError`` when the codec's library (cramjam for lz4 and zstd) is
+    missing, rather than letting the producer fail at construction."""
+    codec = settings.kafka_compression
+    if codec != "none" and not _CODECS[codec]():
+        raise ConfigError(f"RELAY_KAFKA_COMPRESSION={codec} needs the cramjam package")
+    return {**client_options(settings), "compression_type": None if codec == "none" else codec}
+
+
+def _secret(env: str, value: str, path: str) -> str:
+    if not path:
+        return value
+    try:
+        # A file written with `echo` ends in a newline that is not part of the secret.
+        secret = Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{env}_FILE={path!r} cannot be read: {exc}") from None
+    if not secret:
+        raise ConfigError(f"{env}_FILE={path!r} is empty")
+    return secret
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    """The system's CAs unless RELAY_KAFKA_CA_FILE is set; the client certificate
+    when RELAY_KAFKA_CERT_FILE is (its key in RELAY_KAFKA_KEY_FILE or in the same file)."""
+    ca, cert, key = settings.kafka_ca_file, settings.kafka_cert_file, settings.kafka_key_file
+    try:
+        context: ssl.SSLContext = create_ssl_context(cafile=ca or None)
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError: not PEM certificates
+        raise ConfigError(f"RELAY_KAFKA_CA_FILE={ca!r} cannot be used: {exc}") from None
+    if cert:
+        for env, path in (("RELAY_KAFKA_CERT_FILE", cert), ("RELAY_KAFKA_KEY_FILE", key)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{env}={path!r} is not a readable file")
+        try:
+            context.load_cert_chain(cert, key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"RELAY_KAFKA_CERT_FILE={cert!r} and RELAY_KAFKA_KEY_FILE={key!r} are not "
+                f"a PEM certificate and its private key: {exc}"
+            ) from None
+    context.check_hostname = settings.kafka_check_hostname
+    return context
+
+
+async def check_access(settings: Settings, bound_s: float = 10.0) -> None:
+    """Connect to a bootstrap server as every client will (TLS, SASL, a metadata
+    request) and return once one accepts.
+
+    Raises ``KafkaSecurityError`` naming the setting when a broker refuses the
+    relay or its certificate is not trusted (at the first such broker: the others
+    would say the same), ``KafkaUnavailable`` when none answers within ``bound_s``
+    each, and ``ConfigError`` as ``client_options`` does.
+    """
+    options = client_options(settings)
+    bootstrap = options.pop("bootstrap_servers")
+    failure: RelayError = KafkaUnavailable(f"no Kafka bootstrap server in {bootstrap!r}")
+    for host, port, _family in collect_hosts(bootstrap, randomize=False):
+        try:
+            async with asyncio.timeout(bound_s):
+                connection = await create_conn(
+                    host,
+                    port,
+                    client_id="relay-check",
+                    request_timeout_ms=int(bound_s * 1000),
+                    **options,
+                )
+                try:
+                    await connection.send(MetadataRequest([]))
+                finally:
+                    connection.close()
+        except (OSError, KafkaError, TimeoutError) as exc:
+            failure = translate(exc, settings, f"{host}:{port}")
+            if isinstance(failure, KafkaSecurityError):
+                raise failure from exc
+        else:
+            return
+    raise failure
+
+
+def translate(exc: BaseException, settings: Settings, address: str) -> RelayError:
+    """The relay's error for what happened while connecting to ``address``: each
+    answer maps to one setting to fix, or to "Kafka is unavailable"."""
+    protocol = settings.kafka_security_protocol
+    if isinstance(exc, SaslAuthenticationFailed):
+        setting = "RELAY_KAFKA_PASSWORD" + ("_FILE" if settings.kafka_password_file else "")
+        return KafkaSecurityError(
+            setting,
+            f"Kafka at {address} refused user {_username(settings)!r} "
+            f"({settings.kafka_sasl_mechanism}): check {setting} (and RELAY_KAFKA_USERNAME)",
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return KafkaSecurityError(
+            "RELAY_KAFKA_SASL_MECHANISM",
+            f"Kafka at {address} does not offer RELAY_KAFKA_SASL_MECHANISM="
+            f"{settings.kafka_sasl_mechanism} on this listener",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code in _NAME_MISMATCH:
+            return KafkaSecurityError(
+                "RELAY_KAFKA_CHECK_HOSTNAME",
+                f"the certificate of Kafka at {address} is not issued for that name "
+                f"({exc.verify_message}): use its name in RELAY_KAFKA_BOOTSTRAP, or set "
+                "RELAY_KAFKA_CHECK_HOSTNAME=false",
+            )
+        trusted = (
+            f"RELAY_KAFKA_CA_FILE={settings.kafka_ca_file!r}"
+            if settings.kafka_ca_file
+            else "the system's CAs (RELAY_KAFKA_CA_FILE unset)"
+        )
+        return KafkaSecurityError(
+            "RELAY_KAFKA_CA_FILE",
+            f"the certificate of Kafka at {address} is not trusted by {trusted}: "
+            f"{exc.verify_message}; set RELAY_KAFKA_CA_FILE to the CA that signed it",
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if "CERTIFICATE_REQUIRED" in reason or "BAD_CERTIFICATE" in reason:
+            return KafkaSecurityError(
+                "RELAY_KAFKA_CERT_FILE",
+                f"Kafka at {address} did not accept the client certificate ({reason}): "
+                "check RELAY_KAFKA_CERT_FILE and RELAY_KAFKA_KEY_FILE",
+            )
+        return KafkaSecurityError(
+            "RELAY_KAFKA_SECURITY_PROTOCOL",
+            f"TLS with Kafka at {address} failed ({reason}): does that listener use "
+            f"RELAY_KAFKA_SECURITY_PROTOCOL={protocol}?",
+        )
+    tls = protocol.endswith("SSL")
+    if isinstance(exc, KafkaConnectionError | IllegalSaslStateError) or (
+        tls and isinstance(exc, ConnectionResetError)
+    ):
+        # The port took the connection, then hung up (or reset it at the TLS hello, or
+        # answered SASL out of turn): a listener of another protocol does that, and so
+        # does a TLS listener refusing the client certificate (TLS 1.3 says so only
+        # in an alert that asyncio does not pass on).
+        certificate = settings.kafka_cert_file or "unset"
+        return KafkaSecurityError(
+            "RELAY_KAFKA_SECURITY_PROTOCOL",
+            f"Kafka at {address} hung up during the handshake ({_reason(exc)}): does that "
+            f"listener use RELAY_KAFKA_SECURITY_PROTOCOL={protocol}"
+            + (f", and accept RELAY_KAFKA_CERT_FILE ({certificate})?" if tls else "?"),
+        )
+    return KafkaUnavailable(f"cannot reach Kafka at {address}: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _username(settings: Settings) -> str:
+    try:
+        return _secret(
+            "RELAY_KAFKA_USERNAME", settings.kafka_username, settings.kafka_username_file
+        )
+    except ConfigError:
+        return "?"
