@@ -124,27 +124,50 @@ async def check_access(settings: Settings, bound_s: float = 10.0) -> None:
     options = client_options(settings)
     bootstrap = options.pop("bootstrap_servers")
     failure: RelayError = KafkaUnavailable(f"no Kafka bootstrap server in {bootstrap!r}")
-    for host, port, _family in collect_hosts(bootstrap, randomize=False):
-        try:
-            async with asyncio.timeout(bound_s):
-                connection = await create_conn(
-                    host,
-                    port,
-                    client_id="relay-check",
-                    request_timeout_ms=int(bound_s * 1000),
-                    **options,
-                )
-                try:
-                    await connection.send(MetadataRequest([]))
-                finally:
-                    connection.close()
-        except (OSError, KafkaError, TimeoutError) as exc:
-            failure = translate(exc, settings, f"{host}:{port}")
-            if isinstance(failure, KafkaSecurityError):
-                raise failure from exc
-        else:
-            return
+    for attempt in range(_HANG_UP_ATTEMPTS):
+        hung_up = False
+        for host, port, _family in collect_hosts(bootstrap, randomize=False):
+            try:
+                async with asyncio.timeout(bound_s):
+                    connection = await create_conn(
+                        host,
+                        port,
+                        client_id="relay-check",
+                        request_timeout_ms=int(bound_s * 1000),
+                        **options,
+                    )
+                    try:
+                        await connection.send(MetadataRequest([]))
+                    finally:
+                        connection.close()
+            except (OSError, KafkaError, TimeoutError) as exc:
+                failure = translate(exc, settings, f"{host}:{port}")
+                if _hang_up(exc, failure):
+                    hung_up = True  # another protocol, or a broker restarting: ask on
+                elif isinstance(failure, KafkaSecurityError):
+                    raise failure from exc
+            else:
+                return
+        if not hung_up:
+            break
+        if attempt + 1 < _HANG_UP_ATTEMPTS:
+            await asyncio.sleep(_HANG_UP_PAUSE_S)
     raise failure
+
+
+# A broker that hangs up may be one of another protocol (a setting to fix) or one that
+# is restarting (a rolling restart of Kafka): ask every host, a few times, before
+# calling it the former.
+_HANG_UP_ATTEMPTS = 3
+_HANG_UP_PAUSE_S = 2.0
+
+
+def _hang_up(exc: BaseException, failure: RelayError) -> bool:
+    return (
+        isinstance(failure, KafkaSecurityError)
+        and failure.setting == "RELAY_KAFKA_SECURITY_PROTOCOL"
+        and not isinstance(exc, ssl.SSLError)
+    )
 
 
 def translate(exc: BaseException, settings: Settings, address: str) -> RelayError:

@@ -72,9 +72,12 @@ class KafkaProducer:
         linger_ms: int = 1,
         probe_interval: float = 1.0,
         client_id: str = "relay-ingest",
+        stop_timeout: float = 5.0,
     ) -> None:
         """``options`` come from ``relay.kafka_client.producer_options``: the
-        bootstrap servers, security and compression."""
+        bootstrap servers, security and compression. ``stop`` gives up flushing
+        after ``stop_timeout`` seconds."""
+        self._stop_timeout = stop_timeout
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",
@@ -127,7 +130,16 @@ class KafkaProducer:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        await self._producer.stop()  # flushes pending batches first
+        # Flushes pending batches first. Bounded: every request was answered (2xx after
+        # its ack, or 503) before this runs, so what is left is not owed to anyone.
+        try:
+            async with asyncio.timeout(self._stop_timeout):
+                await self._producer.stop()
+        except TimeoutError:
+            log.warning(
+                "producer did not flush within the bound; closing",
+                extra={"bound_s": self._stop_timeout},
+            )
         self._ready = False
 
     async def _watch(self) -> None:

@@ -28,12 +28,18 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import InvalidReplicationFactorError, KafkaError, for_code
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from prometheus_client import Gauge
 
 from relay.clock import Clock, SystemClock
 from relay.config import ConfigError, Settings
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaSecurityError, KafkaUnavailable
 from relay.kafka_client import client_options
 from relay.retry import RetryPolicy
 
@@ -101,13 +107,17 @@ def markers_topic(settings: Settings) -> str:
 def topic_spec(settings: Settings, name: str) -> TopicSpec:
     """The shape of one of the relay's topics. Dead letters keep
     ``RELAY_DLQ_RETENTION_DAYS``, not the broker's default; replay markers are
-    compacted, so the latest marker of a letter outlives the letter itself."""
+    compacted (the latest marker of a letter is kept) and deleted after the same
+    retention as the letters, so they neither expire first nor grow without end."""
+    retention_ms = str(round(settings.dlq_retention_days * _DAY_MS))
     if name == settings.dlq_topic:
-        retention_ms = round(settings.dlq_retention_days * _DAY_MS)
-        configs = {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
+        configs = {"cleanup.policy": "delete", "retention.ms": retention_ms}
         return TopicSpec(name, settings.topic_partitions, configs)
     if name == markers_topic(settings):
-        return TopicSpec(name, 1, {"cleanup.policy": "compact"})
+        # A marker is written when its letter is replayed, so it outlives the letter.
+        return TopicSpec(
+            name, 1, {"cleanup.policy": "compact,delete", "retention.ms": retention_ms}
+        )
     return TopicSpec(name, settings.topic_partitions)
 
 
@@ -163,6 +173,13 @@ async def _attempt(settings: Settings, specs: Sequence[TopicSpec]) -> TopicCheck
         async with asyncio.timeout(_ATTEMPT_S):
             return await _Admin(admin, settings).ensure(specs)
     except (KafkaError, TimeoutError) as exc:
+        if isinstance(exc, TopicAuthorizationFailedError | ClusterAuthorizationFailedError):
+            raise KafkaSecurityError(
+                "RELAY_KAFKA_USERNAME",
+                f"Kafka does not let {settings.kafka_username or 'this client'} describe or "
+                f"create the relay's topics ({type(exc).__name__}): grant it the ACLs, or "
+                "create the topics beforehand",
+            ) from exc
         if isinstance(exc, KafkaError) and not exc.retriable:
             raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
         raise _NotYet(f"Kafka did not answer: {exc!r}") from exc
@@ -198,9 +215,12 @@ class _Admin:
         broker = ConfigResource(ConfigResourceType.BROKER, str(brokers[0]), {setting: None})
         try:
             offsets = (await self._configs([broker])).get(str(brokers[0]), {}).get(setting)
-        except KafkaError:  # not allowed to read it: the broker count has to do
+        except KafkaError:
+            # Not allowed to read it (managed Kafka often forbids it) or no answer: never
+            # guess "development" and create weaker topics; keep what was asked for, so
+            # creation waits for brokers and then fails clearly.
             offsets = None
-        return 1 if offsets in (None, "1") else wanted
+        return 1 if offsets == "1" else wanted
 
     async def _create(
         self, missing: list[TopicSpec], brokers: list[int], replication: int, min_isr: int

@@ -27,6 +27,7 @@ class SteadyLoad:
     failed: Counter[int] = field(default_factory=Counter)  # non-2xx answers by status
     errors: Counter[str] = field(default_factory=Counter)  # no answer, by error type
     sent: int = 0
+    elapsed: float = 0.0  # seconds from the first request to the last sent
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -53,6 +54,7 @@ class SteadyLoad:
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 self.sent += 1
+                self.elapsed = loop.time() - started
                 # Open loop: the n-th request leaves at n / rate, however answers go.
                 delay = started + self.sent / self.rate - loop.time()
                 if delay > 0:
@@ -78,9 +80,14 @@ class SteadyLoad:
         finally:
             slots.release()
 
+    @property
+    def achieved_rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed else 0.0
+
     def summary(self) -> str:
         return (
-            f"{self.sent} sent, {len(self.accepted)} accepted, "
+            f"{self.sent} sent in {self.elapsed:.1f}s ({self.achieved_rate:.0f}/s), "
+            f"{len(self.accepted)} accepted, "
             f"{sum(self.failed.values())} failed {dict(self.failed)}, "
             f"{sum(self.errors.values())} connection errors {dict(self.errors)}"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,9 +68,9 @@ async def test_rolling_restarts_of_ingest_behind_haproxy_fail_no_request(
     ledger = await stack.wait_ledger(set(load.accepted), bound=180)
     report(
         f"ingest rolling restarts ({ROUNDS}x2 behind HAProxy, {RATE:g}/s): {load.summary()}; "
-        f"0 lost, {ledger['duplicates']} duplicates"
+        f"{lost(load, ledger)} lost, {ledger['duplicates']} duplicates"
     )
-    assert load.sent >= RATE * 10
+    assert load.achieved_rate >= 0.9 * RATE, load.summary()  # the load was really there
     assert not load.failed, load.summary()
     assert not load.errors, load.summary()
     assert ledger["duplicates"] == 0
@@ -94,6 +95,12 @@ async def test_rolling_restarts_of_forward_lose_nothing_and_duplicate_nothing(
     ledger = await stack.wait_ledger(set(load.accepted), bound=180)
     report(
         f"forward rolling restarts ({ROUNDS}x2, {RATE:g}/s through ingest): {load.summary()}; "
-        f"0 lost, {ledger['duplicates']} duplicates"
+        f"{lost(load, ledger)} lost, {ledger['duplicates']} duplicates"
     )
+    assert load.achieved_rate >= 0.9 * RATE, load.summary()
     assert ledger["duplicates"] == 0
+
+
+def lost(load: SteadyLoad, ledger: dict[str, Any]) -> int:
+    """Accepted events the sandbox never received (wait_ledger already insists on 0)."""
+    return len(set(load.accepted) - {entry["idempotencyKey"] for entry in ledger["entries"]})

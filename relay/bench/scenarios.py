@@ -66,6 +66,7 @@ class Context:
             "RELAY_APP_ID": "1",
             "RELAY_LOG_LEVEL": "WARNING",
             "RELAY_CONSUMER_GROUP": f"{prefix}-forward",
+            "RELAY_SHUTDOWN_GRACE_S": "0",  # no load balancer to wait for
             **extra,
         }
 

@@ -131,8 +131,11 @@ class Forwarder:
                 {"error": "POST /resume is disabled: set RELAY_ADMIN_TOKEN to enable it"},
                 status=403,
             )
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        valid = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), token.encode()
+        )
+        if not valid:
             return web.json_response(
                 {"error": "send Authorization: Bearer <RELAY_ADMIN_TOKEN>"}, status=401
             )

@@ -125,16 +125,29 @@ async def serve(settings: Settings) -> None:
         await _close(follower, stop_facts, publisher, session)
         raise
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: skip the rest of the grace period
+
+    def on_signal() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=4096)
-        await site.start()
+        # The admin port first: a public port must not take traffic it cannot report on.
         if settings.admin_port is not None:
             admin_runner = web.AppRunner(make_admin_app(app), handle_signals=False, access_log=None)
             await admin_runner.setup()
-            await web.TCPSite(admin_runner, settings.ingest_host, settings.admin_port).start()
+            await _listen(
+                web.TCPSite(admin_runner, settings.ingest_host, settings.admin_port),
+                "RELAY_ADMIN_PORT",
+            )
+        await _listen(
+            web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=4096),
+            "RELAY_INGEST_PORT",
+        )
         log.info(
             "listening",
             extra={
@@ -150,16 +163,29 @@ async def serve(settings: Settings) -> None:
             "stopping: not ready; serving through the grace period, then draining",
             extra={"grace_s": settings.shutdown_grace_s},
         )
-        await asyncio.sleep(settings.shutdown_grace_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.shutdown_grace_s):
+                await hurry.wait()
         log.info("stopping: listener closed; draining in-flight requests, then flushing")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        # Signals stay handled until the end: a second one must not kill the drain.
         await runner.cleanup()
         if admin_runner is not None:
             await admin_runner.cleanup()
         await _close(follower, stop_facts, publisher, session)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+async def _listen(site: web.TCPSite, variable: str) -> None:
+    """Start listening; a port in use (or not ours to take) is the user's to fix."""
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {site.name}: {exc.strerror or exc}; set {variable} to a free port"
+        ) from exc
 
 
 def _loopback(host: str) -> bool:

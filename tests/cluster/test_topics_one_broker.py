@@ -68,11 +68,15 @@ async def test_dead_letters_keep_their_own_retention_and_markers_and_facts_are_c
     assert dlq.partitions == 3
     assert dlq.configs["retention.ms"] == str(int(2.5 * 86_400_000))
     assert dlq.configs["cleanup.policy"] == "delete"
-    # Compacted: the latest marker of a letter (and the latest fact) never expires.
-    for topic in (markers_topic(settings), facts_topic(settings)):
-        state = await describe(kafka.bootstrap, topic)
-        assert state.partitions == 1
-        assert state.configs["cleanup.policy"] == "compact"
+    # Markers: compacted, and kept as long as letters (written later, so they outlive
+    # them). Facts: compacted, the latest fact of a clip never expires.
+    markers = await describe(kafka.bootstrap, markers_topic(settings))
+    assert markers.partitions == 1
+    assert markers.configs["cleanup.policy"] == "compact,delete"
+    assert markers.configs["retention.ms"] == str(int(2.5 * 86_400_000))
+    facts = await describe(kafka.bootstrap, facts_topic(settings))
+    assert facts.partitions == 1
+    assert facts.configs["cleanup.policy"] == "compact"
 
 
 async def test_an_existing_dead_letter_topic_that_forgets_too_soon_is_named_with_its_fix(

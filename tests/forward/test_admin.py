@@ -63,7 +63,12 @@ async def test_resume_is_disabled_without_an_admin_token(make_client: object) ->
 async def test_resume_needs_the_admin_token(make_client: object) -> None:
     client, forwarder = await make_client(admin_token="s3cret")  # type: ignore[operator]
     forwarder.dispatcher._tenants["default"].paused = "dlq_limit"
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret!"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "s3cret"},  # no scheme
+        {"Authorization": "Basic s3cret"},
+    ):
         assert (await client.post("/resume?tenant=default", headers=headers)).status == 401
     assert forwarder.dispatcher.paused_tenants == {"default": "dlq_limit"}
     answer = await client.post("/resume?tenant=default", headers={"Authorization": "Bearer s3cret"})

@@ -53,6 +53,7 @@ async def test_sigterm_under_load_loses_no_accepted_event(
         "RELAY_TOPIC_PREFIX": kafka_settings.topic_prefix,
         "RELAY_TOPIC_PARTITIONS": "3",
         "RELAY_INGEST_PORT": str(port),
+        "RELAY_SHUTDOWN_GRACE_S": "0",  # the grace period has a test of its own
     }
     process = subprocess.Popen([sys.executable, "-m", "relay", "ingest"], env=env)
     url = f"http://127.0.0.1:{port}"
