@@ -14,6 +14,7 @@ Undocumented upstream details live here and in the sandbox only (UPSTREAM.md):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,7 +233,9 @@ class UpstreamClient:
         the outcome that kept the upstream from answering. The request's field names are
         not documented upstream: ``{"clipIds": [...]}`` in, ``data.notPlayable`` out."""
         body = orjson.dumps({"clipIds": clip_ids})
-        outcome = await self.deliver(MUSIC_CHECK_PATH, body, f"music-check-{len(clip_ids)}")
+        # The key names the question: the same clips, the same key; others, another.
+        key = "music-check-" + hashlib.sha256(body).hexdigest()[:32]
+        outcome = await self.deliver(MUSIC_CHECK_PATH, body, key)
         if not isinstance(outcome, Delivered):
             return outcome
         try:

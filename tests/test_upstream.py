@@ -15,6 +15,7 @@ from relay.failures import FAILURE_CODES
 from relay.upstream import (
     CredentialsRejected,
     Delivered,
+    Outcome,
     Permanent,
     Retry,
     Tokens,
@@ -154,3 +155,22 @@ async def test_transport_errors_and_timeouts_are_retries(sandbox_clock: ManualCl
         outcome = await client.deliver("/play", b"{}", "x")
         assert isinstance(outcome, Retry)
         assert outcome.reason.startswith("auth_transport")
+
+
+async def test_music_check_keys_are_derived_from_the_body(sandbox_clock: ManualClock) -> None:
+    """An upstream that honours Idempotency-Key must never answer one check with
+    another's rights: different bodies get different keys, a resend the same."""
+    keys: list[str] = []
+
+    class Recording(UpstreamClient):
+        async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+            keys.append(idempotency_key)
+            return Delivered(200, b'{"data": {"notPlayable": []}}')
+
+    async with aiohttp.ClientSession() as session:
+        tokens = Tokens(session, "http://127.0.0.1:1", "tok", "sec", sandbox_clock, 1.0)
+        client = Recording(session, "http://127.0.0.1:1", tokens, 1.0)
+        for clips in ([1, 2], [3, 4], [1, 2]):
+            assert await client.music_check(clips) == []
+    assert keys[0] != keys[1]  # same length, different clips
+    assert keys[0] == keys[2]
