@@ -228,6 +228,11 @@ class Settings:
     )
     retry_base_s: float = _setting(0.2, "RELAY_RETRY_BASE_S", "First retry delay (doubles).")
     retry_cap_s: float = _setting(30.0, "RELAY_RETRY_CAP_S", "Longest retry delay.")
+    retry_after_max_s: float = _setting(
+        300.0,
+        "RELAY_RETRY_AFTER_MAX_S",
+        "Longest upstream Retry-After honoured; longer ones (a day, infinity) are cut to it.",
+    )
     retry_max_attempts: int = _setting(
         0,
         "RELAY_RETRY_MAX_ATTEMPTS",
@@ -312,6 +317,7 @@ class Settings:
             "RELAY_CONCURRENCY_MAX": self.concurrency_max,
             "RELAY_RETRY_BASE_S": self.retry_base_s,
             "RELAY_RETRY_CAP_S": self.retry_cap_s,
+            "RELAY_RETRY_AFTER_MAX_S": self.retry_after_max_s,
             "RELAY_DLQ_MAX_CONSECUTIVE": self.dlq_max_consecutive,
             "RELAY_DLQ_MAX_RATIO": self.dlq_max_ratio,
             "RELAY_DLQ_RATIO_WINDOW": self.dlq_ratio_window,

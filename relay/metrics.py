@@ -233,6 +233,7 @@ class ForwardMetrics:
     rebalance_seconds: Histogram
     token_refreshes: Counter
     backlog_probe_failures: Counter
+    retry_after_capped: Counter
     topic_under_replicated: Gauge
     build_info: Gauge
 
@@ -384,6 +385,13 @@ class ForwardMetrics:
                 "oldest-undelivered gauges keep their last values meanwhile.",
                 registry=registry,
             ),
+            retry_after_capped=Counter(
+                "relay_forward_retry_after_capped_total",
+                "Upstream Retry-After answers longer than RELAY_RETRY_AFTER_MAX_S (or not "
+                "finite), cut to it, by tenant.",
+                ["tenant"],
+                registry=registry,
+            ),
             topic_under_replicated=_topic_under_replicated(registry),
             build_info=_standard_collectors(registry),
         )
@@ -392,6 +400,7 @@ class ForwardMetrics:
 
     def _initialise(self, tenants: Iterable[str]) -> None:
         for tenant in tenants:
+            self.retry_after_capped.labels(tenant)
             self.budget_wait_seconds.labels(tenant)
             self.token_refreshes.labels(tenant)
             for reason in PAUSE_REASONS:

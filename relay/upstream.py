@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,6 +62,7 @@ class Retry:
     status: int | None = None
     retry_after: float | None = None
     overload: bool = False  # a sign to send less: timeouts, 5xx, 429 (AIMD cuts on it)
+    retry_after_capped: bool = False  # the upstream asked for longer than the cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +82,23 @@ class CredentialsRejected:
 Outcome = Delivered | Retry | Permanent | CredentialsRejected
 
 
-def _retry_after(headers: Any) -> float | None:
+# Retry-After beyond this (seconds) is cut to it: a day, or infinity, would block the
+# credential and freeze its partitions that long (RELAY_RETRY_AFTER_MAX_S).
+RETRY_AFTER_MAX_S = 300.0
+
+
+def _retry_after(headers: Any, most: float) -> tuple[float | None, bool]:
+    """The Retry-After in seconds, at most ``most``, and whether it was cut."""
     value = headers.get("Retry-After")
     if value is None:
-        return None
+        return None, False
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: rare for APIs; the backoff applies instead
+        return None, False  # an HTTP date: rare for APIs; the backoff applies instead
+    if not math.isfinite(seconds) or seconds > most:
+        return most, True
+    return max(0.0, seconds), False
 
 
 def _failure(body: bytes) -> tuple[str | None, str]:
@@ -101,24 +112,32 @@ def _failure(body: bytes) -> tuple[str | None, str]:
     return None, ""
 
 
-def classify(status: int, body: bytes, headers: Any) -> Outcome:
+def classify(
+    status: int, body: bytes, headers: Any, *, retry_after_max_s: float = RETRY_AFTER_MAX_S
+) -> Outcome:
     """Map one HTTP answer to its outcome. Never raises."""
-    retry_after = _retry_after(headers)
+    retry_after, capped = _retry_after(headers, retry_after_max_s)
     code, message = _failure(body) if (status >= 400 or body) else (None, "")
     if 200 <= status < 300 and code is None:
         return Delivered(status, body)
     if status == 429:
-        return Retry(code or "http_429", status, retry_after, overload=True)
+        return Retry(
+            code or "http_429", status, retry_after, overload=True, retry_after_capped=capped
+        )
     disposition = DISPOSITIONS.get(code) if code else None
     if disposition is Disposition.RETRY:
         overload = status >= 500 or code == "SERVICE_UNAVAILABLE"
-        return Retry(code or f"http_{status}", status, retry_after, overload=overload)
+        return Retry(
+            code or f"http_{status}", status, retry_after, overload, retry_after_capped=capped
+        )
     if disposition is Disposition.PERMANENT:
         return Permanent(code or f"HTTP_{status}", message, status)
     if disposition is Disposition.REAUTHENTICATE or status == 401:
         return CredentialsRejected(code or "HTTP_401", message, status)
     if status >= 500 or status == 408:
-        return Retry(f"http_{status}", status, retry_after, overload=status != 501)
+        return Retry(
+            f"http_{status}", status, retry_after, status != 501, retry_after_capped=capped
+        )
     return Permanent(code or f"HTTP_{status}", message or f"upstream answered {status}", status)
 
 
@@ -204,12 +223,18 @@ class UpstreamClient:
     HTTP trouble: it answers an ``Outcome``."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, tokens: Tokens, timeout: float
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        tokens: Tokens,
+        timeout: float,
+        retry_after_max_s: float = RETRY_AFTER_MAX_S,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry_after_max_s = retry_after_max_s
 
     @property
     def tokens(self) -> Tokens:
@@ -254,7 +279,12 @@ class UpstreamClient:
                 self._base_url + path, data=body, headers=headers, timeout=self._timeout
             ) as response:
                 answer = await response.read()
-                return classify(response.status, answer, response.headers)
+                return classify(
+                    response.status,
+                    answer,
+                    response.headers,
+                    retry_after_max_s=self._retry_after_max_s,
+                )
         except TimeoutError:
             return Retry("timeout", overload=True)
         except aiohttp.ClientError as exc:

@@ -174,3 +174,20 @@ async def test_music_check_keys_are_derived_from_the_body(sandbox_clock: ManualC
             assert await client.music_check(clips) == []
     assert keys[0] != keys[1]  # same length, different clips
     assert keys[0] == keys[2]
+
+
+@pytest.mark.parametrize("header", ["inf", "1e12", "86400", "nan"])
+def test_retry_after_is_capped_and_says_so(header: str) -> None:
+    """A Retry-After of a day (or infinity) would block the credential and freeze its
+    partitions that long: it is capped (RELAY_RETRY_AFTER_MAX_S), and marked."""
+    outcome = classify(429, b"", {"Retry-After": header}, retry_after_max_s=300.0)
+    assert isinstance(outcome, Retry)
+    assert outcome.retry_after is not None
+    assert 0.0 <= outcome.retry_after <= 300.0
+    assert outcome.retry_after_capped
+
+
+def test_a_retry_after_within_the_cap_is_kept() -> None:
+    outcome = classify(503, failure("SERVICE_UNAVAILABLE"), {"Retry-After": "300"})
+    assert isinstance(outcome, Retry)
+    assert (outcome.retry_after, outcome.retry_after_capped) == (300.0, False)

@@ -352,6 +352,8 @@ class Dispatcher:
             self._metrics.retries.labels(
                 tenant.name, event.envelope.type, reason_label(outcome.reason)
             ).inc()
+            if outcome.retry_after_capped:
+                self._metrics.retry_after_capped.labels(tenant.name).inc()
             if outcome.status == 429 and outcome.retry_after:
                 tenant.budget.block_until(self._clock.monotonic() + outcome.retry_after)
             if was_probe:

@@ -80,7 +80,11 @@ class Forwarder:
                 on_refresh=self.metrics.token_refreshes.labels(name).inc,
             )
             client = UpstreamClient(
-                session, settings.upstream_url, tokens, settings.upstream_timeout_s
+                session,
+                settings.upstream_url,
+                tokens,
+                settings.upstream_timeout_s,
+                retry_after_max_s=settings.retry_after_max_s,
             )
             self.clients[name] = client
             self.tenants[name] = Tenant(

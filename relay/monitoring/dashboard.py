@@ -321,6 +321,18 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             ),
         ).min(0),
         _timeseries(
+            "Capped Retry-After",
+            "Upstream answers asking to wait longer than RELAY_RETRY_AFTER_MAX_S (or "
+            "forever), cut to it, per tenant in each rate interval: an upstream telling the "
+            "relay to stop for a long time.",
+            units.Short,
+            (
+                "sum by (tenant) "
+                f"({_rate('relay_forward_retry_after_capped_total', tenant_only, 'increase')})",
+                "{{tenant}}",
+            ),
+        ).min(0),
+        _timeseries(
             "Rebalances and commit failures",
             "Where duplicates come from: partition assignments, and offset commits Kafka "
             "refused (their events are delivered again by the next owner); and failed "

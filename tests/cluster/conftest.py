@@ -12,10 +12,12 @@ from tests.brokers import ROOT, Cluster
 CLUSTER_PORT = int(os.environ.get("RELAY_TEST_KAFKA_PORT", "19092")) + 300
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster() -> Iterator[Cluster]:
-    """Three KRaft nodes (a 3-voter quorum), fresh for the session; every node is
-    stopped at its end, by the pids kafkactl recorded, whatever happened."""
+    """Three KRaft nodes (a 3-voter quorum), fresh for these tests; every node is
+    stopped when they are done (not at the end of the whole suite: three brokers
+    idling beside the others would slow every later test), by the pids kafkactl
+    recorded, whatever happened."""
     cluster = Cluster(CLUSTER_PORT, ROOT / ".cache" / "kafka" / f"test-cluster-{CLUSTER_PORT}")
     cluster.down()  # a run killed before its teardown left nodes behind
     cluster.wipe()

@@ -103,3 +103,19 @@ async def test_an_unreadable_receive_time_costs_the_age_metric_not_the_event(
     assert len(harness.upstream.delivered) == 1
     assert harness.dead_letters() == []
     assert sample(harness, "relay_forward_event_age_seconds_count") == 0
+
+
+async def test_a_capped_retry_after_is_counted(make_harness: Callable[..., Harness]) -> None:
+    answered: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Retry | Delivered:
+        if event_id not in answered:  # once: "come back in a day", cut to the cap
+            answered.append(event_id)
+            return Retry("SERVICE_UNAVAILABLE", 503, 0.01, True, retry_after_capped=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    harness.submit("a", 1)
+    await harness.settled()
+    value = harness.registry.get_sample_value
+    assert value("relay_forward_retry_after_capped_total", {"tenant": "default"}) == 1
