@@ -369,7 +369,13 @@ class Dispatcher:
             self._metrics.refusals.labels(
                 tenant.name, event.envelope.type, code_label(outcome.code)
             ).inc()
-            if tenant.paused is None and (expected or tenant.guard.allow()):
+            if was_probe and tenant.paused == "credentials_rejected":
+                # An answer about the event, not about us: the upstream and our
+                # credentials work. Parking it again would make it the probe for ever.
+                # (Paused for the DLQ limit, a refusal is what the pause is about.)
+                await self._dead_letter(event, "permanent", outcome.code, outcome.status)
+                self._unpause(tenant)
+            elif tenant.paused is None and (expected or tenant.guard.allow()):
                 await self._dead_letter(event, "permanent", outcome.code, outcome.status)
             else:
                 tenant.parked.append(event)

@@ -205,3 +205,30 @@ async def test_retry_after_holds_every_request_of_the_credential(
     first = harness.upstream.calls[0][0]
     later = [moment for moment, _ in harness.upstream.calls[1:]]
     assert all(moment >= first + 0.3 for moment in later)
+
+
+async def test_a_probe_refused_for_good_is_dead_lettered_and_the_tenant_resumes(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """A permanent answer to a probe shows the upstream and our credentials work: the
+    event is dead-lettered and delivery resumes (before, the same event was parked
+    again and probed for ever, and the tenant stayed paused)."""
+    revoked = [True]
+
+    def script(_event_id: str, body: dict[str, object]) -> Outcome:
+        if revoked[0]:
+            return CredentialsRejected("AUTHENTICATION_FAILED", "revoked", 401)
+        if body["clipId"] == 1:
+            return Permanent("CLIP_NOT_FOUND", "no such clip", 404)
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    refused = harness.submit("a", 1)
+    assert await harness.dispatcher.wait_for(lambda: bool(harness.dispatcher.paused_tenants), 5)
+    revoked[0] = False  # credentials fixed; the only parked event is refused for good
+    await harness.settled(bound=5.0)
+    assert harness.dispatcher.paused_tenants == {}
+    assert [letter["relay-event-id"] for letter in harness.dead_letters()] == [refused.encode()]
+    harness.submit("b", 2)
+    await harness.settled(bound=5.0)
+    assert len(harness.upstream.delivered) == 1
