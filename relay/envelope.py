@@ -41,6 +41,16 @@ def new_event_id(now_ms: int) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+_FIELD_TYPES: dict[str, type] = {
+    "id": str,
+    "type": str,
+    "tenant": str,
+    "receivedAt": str,
+    "timestampStamped": bool,
+    "body": dict,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     id: str
@@ -86,6 +96,13 @@ class Envelope:
         data = orjson.loads(value)
         if not isinstance(data, dict) or data.get("v") != VERSION:
             raise ValueError(f"not a version-{VERSION} relay envelope")
+        # Records come from outside this process (another version, another producer):
+        # a field of the wrong type is an undecodable record, not a crash further on.
+        for name, kind in _FIELD_TYPES.items():
+            if not isinstance(data.get(name), kind):
+                raise ValueError(  # noqa: TRY004 (the contract: ValueError, whatever is wrong)
+                    f"envelope field {name!r} is not a {kind.__name__}"
+                )
         return cls(
             id=data["id"],
             type=data["type"],

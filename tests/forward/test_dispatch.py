@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
+import pytest
+
 from relay.envelope import Envelope
 from relay.forward.dispatch import Incoming
 from relay.upstream import CredentialsRejected, Delivered, Outcome, Permanent, Retry
@@ -231,4 +234,30 @@ async def test_a_probe_refused_for_good_is_dead_lettered_and_the_tenant_resumes(
     assert [letter["relay-event-id"] for letter in harness.dead_letters()] == [refused.encode()]
     harness.submit("b", 2)
     await harness.settled(bound=5.0)
+    assert len(harness.upstream.delivered) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"tenant": ["default"]}, {"tenant": 7}, {"type": {"x": 1}}, {"id": None}, {"body": []}],
+)
+async def test_an_envelope_with_fields_of_the_wrong_type_is_undecodable_not_a_crash(
+    make_harness: Callable[..., Harness], change: dict[str, object]
+) -> None:
+    harness = make_harness()
+    value = {
+        "v": 1,
+        "id": "01a21619-5638-731a-b4dd-af442c87d71b",
+        "type": "play",
+        "tenant": "default",
+        "receivedAt": "2026-11-26T00:00:00Z",
+        "timestampStamped": False,
+        "body": {"clientId": "k", "clipId": 1, "method": "Stream"},
+        **change,
+    }
+    harness.dispatcher.submit(harness.partition, Incoming(0, b"k", orjson.dumps(value), ()))
+    harness.next_offset = 1
+    harness.submit("a", 1)  # and the partition goes on
+    await harness.settled()
+    assert [letter["relay-dlq-reason"] for letter in harness.dead_letters()] == [b"undecodable"]
     assert len(harness.upstream.delivered) == 1
