@@ -71,7 +71,9 @@ def code_label(code: str) -> str:
 def reason_label(reason: str) -> str:
     """A retry reason as a label value: a documented failureCode, ``http_<status>``,
     ``timeout``/``transport`` (with an ``auth_`` prefix when getting a token), or "other"."""
-    if reason in FAILURE_CODES or re.fullmatch(r"(auth_)?timeout|http_\d{3}", reason):
+    if reason in FAILURE_CODES or re.fullmatch(
+        r"(auth_)?timeout|http_\d{3}|unexpected_error", reason
+    ):
         return reason
     for kind in ("auth_transport", "transport"):
         if reason.startswith(kind):

@@ -49,6 +49,8 @@ __all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]
 
 log = logging.getLogger("relay.forward")
 
+UNEXPECTED = "unexpected_error"  # the retry reason of an exception below deliver()
+
 
 @dataclass(eq=False)
 class Partition:
@@ -216,16 +218,18 @@ class Dispatcher:
         self.quiescing = True
 
     async def stop(self) -> None:
-        """Cancel senders and timers; events still held are simply not committed."""
+        """Cancel senders and timers; events still held are simply not committed.
+        Never raises: a task that died of a bug is logged, and shutdown goes on."""
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
         tasks = [*self._tasks, *self._background]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("a dispatcher task had died", extra={"task": task.get_name()})
         self._tasks.clear()
 
     def submit(self, partition: Partition, incoming: Incoming) -> None:
@@ -314,7 +318,11 @@ class Dispatcher:
                 if waited:
                     budget_wait.inc(waited)
                 started = clock.monotonic()
-                outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
+                try:
+                    outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
+                except Exception:  # a bug below deliver(): retry the event, keep the sender
+                    log.exception("unexpected error delivering", extra={"id": event.envelope.id})
+                    outcome = Retry(UNEXPECTED)
             finally:
                 rtt = clock.monotonic() - started
                 overload = isinstance(outcome, Retry) and outcome.overload
@@ -327,7 +335,11 @@ class Dispatcher:
                 answers[_answer_class(outcome)].inc()
                 if isinstance(outcome, Delivered) and event.received_epoch is not None:
                     age.observe(clock.wall() - event.received_epoch)
-            await self._settle(tenant, lane, event, outcome, deliveries)
+            try:
+                await self._settle(tenant, lane, event, outcome, deliveries)
+            except Exception:  # a bug settling it: the event is tried again, not stranded
+                log.exception("unexpected error settling", extra={"id": event.envelope.id})
+                self._later(self._retry.delay(max(1, event.attempts)), lane, event)
 
     async def _settle(
         self,

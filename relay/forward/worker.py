@@ -142,9 +142,11 @@ class ForwardWorker:
             await self._commit()
             for task in list(self._background):
                 task.cancel()
-            await self._dispatcher.stop()
-            await self._backlog.stop()
-            await consumer.stop()
+            try:
+                await self._dispatcher.stop()
+            finally:  # whatever happened above, leave the group and close the clients
+                await self._backlog.stop()
+                await consumer.stop()
             log.info("stopped")
 
     async def assign(self, assigned: set[TopicPartition]) -> None:

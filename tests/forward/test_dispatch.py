@@ -261,3 +261,36 @@ async def test_an_envelope_with_fields_of_the_wrong_type_is_undecodable_not_a_cr
     await harness.settled()
     assert [letter["relay-dlq-reason"] for letter in harness.dead_letters()] == [b"undecodable"]
     assert len(harness.upstream.delivered) == 1
+
+
+async def test_an_unexpected_error_in_a_send_is_retried_and_the_sender_lives_on(
+    make_harness: Callable[..., Harness],
+) -> None:
+    failed: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if len(failed) < 3:  # a bug somewhere below deliver(), three times
+            failed.append(event_id)
+            raise RuntimeError("a bug")
+        return Delivered(204, b"")
+
+    harness = make_harness(script)
+    ids = [harness.submit(f"user-{number}", number + 1) for number in range(20)]
+    await harness.settled(bound=10.0)
+    assert sorted(event_id for event_id, _ in harness.upstream.delivered) == sorted(ids)
+    assert harness.dead_letters() == []
+
+
+async def test_stop_never_raises_for_a_task_that_died(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness()
+
+    async def bug() -> None:
+        raise RuntimeError("a bug in a sender")
+
+    dead = asyncio.create_task(bug())
+    await asyncio.sleep(0)
+    harness.dispatcher._tasks.append(dead)
+    await harness.dispatcher.stop()  # the worker then closes its consumer, whatever happened
+    assert dead.done()
