@@ -414,6 +414,15 @@ class Dispatcher:
     def _spawn_dead_letter(
         self, partition: Partition, incoming: Incoming, reason: str, code: str
     ) -> None:
+        """Dead-letter a record that cannot be handled, counted by the DLQ limit like a
+        refusal: a stream of them is a skew between ingest and forward, which must
+        pause the tenant rather than bury the stream. Past the limit the record stays
+        held (not committed), like a parked event."""
+        tenant = self._tenants.get(partition.tenant)
+        if tenant is not None and (tenant.paused is not None or not tenant.guard.allow()):
+            self._pause(tenant, "dlq_limit")
+            return
+
         async def write() -> None:
             letter = self._letter(partition, incoming, reason, code, 0, None)
             delay = self._retry.base_s

@@ -294,3 +294,34 @@ async def test_stop_never_raises_for_a_task_that_died(
     harness.dispatcher._tasks.append(dead)
     await harness.dispatcher.stop()  # the worker then closes its consumer, whatever happened
     assert dead.done()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"not json",  # undecodable
+        orjson.dumps(  # a tenant this forwarder does not know (version or config skew)
+            {
+                "v": 1,
+                "id": "01a21619-5638-731a-b4dd-af442c87d71b",
+                "type": "play",
+                "tenant": "someone-else",
+                "receivedAt": "2026-11-26T00:00:00Z",
+                "timestampStamped": False,
+                "body": {"clientId": "k", "clipId": 1, "method": "Stream"},
+            }
+        ),
+    ],
+)
+async def test_the_dlq_limit_counts_records_it_cannot_handle(
+    make_harness: Callable[..., Harness], value: bytes
+) -> None:
+    """A stream of records the forwarder cannot handle is a skew between ingest and
+    forward: it must pause the tenant, not bury the stream in the DLQ."""
+    harness = make_harness(max_consecutive=3)
+    for offset in range(10):
+        harness.dispatcher.submit(harness.partition, Incoming(offset, b"k", value, ()))
+    assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
+    await asyncio.sleep(0.2)
+    assert harness.tenant.paused == "dlq_limit"
+    assert len(harness.dead_letters()) == 3
