@@ -372,7 +372,14 @@ class Dispatcher:
                 tenant.parked.append(event)
                 self._notify_pause(tenant)
             elif self._retry.exhausted(event.attempts):
-                await self._dead_letter(event, "retries_exhausted", outcome.reason, outcome.status)
+                if tenant.paused is None and tenant.guard.allow():  # counted like refusals
+                    await self._dead_letter(
+                        event, "retries_exhausted", outcome.reason, outcome.status
+                    )
+                else:
+                    tenant.parked.append(event)
+                    deliveries["parked"].inc()
+                    self._pause(tenant, "dlq_limit")
             else:
                 self._later(self._retry.delay(event.attempts, outcome.retry_after), lane, event)
         elif isinstance(outcome, Permanent):

@@ -325,3 +325,17 @@ async def test_the_dlq_limit_counts_records_it_cannot_handle(
     await asyncio.sleep(0.2)
     assert harness.tenant.paused == "dlq_limit"
     assert len(harness.dead_letters()) == 3
+
+
+async def test_the_dlq_limit_counts_exhausted_retries(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(
+        lambda _e, _b: Retry("http_503", 503, overload=True), max_attempts=2, max_consecutive=3
+    )
+    for number in range(10):
+        harness.submit(f"user-{number}", number + 1)
+    assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
+    await asyncio.sleep(0.2)
+    assert harness.tenant.paused == "dlq_limit"
+    assert len(harness.dead_letters()) == 3
