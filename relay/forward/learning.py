@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ import orjson
 from relay.envelope import Envelope
 from relay.events import BY_NAME, Answer
 from relay.facts import FactPublisher, Facts
+from relay.ratelimit import Budget
 from relay.upstream import Delivered, Outcome, Permanent, UpstreamClient
 
 __all__ = ["Learner"]
@@ -38,7 +39,11 @@ class Learner:
         publisher: FactPublisher,
         clients: dict[str, UpstreamClient],
         check_every: float,
+        budgets: Mapping[str, Budget] | None = None,
     ) -> None:
+        """``budgets``: each tenant's upstream budget, which rights checks take from
+        like deliveries do (they are requests on the same credential)."""
+        self._budgets = budgets or {}
         self._facts = facts
         self._publisher = publisher
         self._clients = clients
@@ -92,6 +97,9 @@ class Learner:
         client = self._clients[tenant]
         for start in range(0, len(clips), CHECK_BATCH):
             batch = clips[start : start + CHECK_BATCH]
+            budget = self._budgets.get(tenant)
+            if budget is not None:
+                await budget.acquire()
             denied = await client.music_check(batch)
             if not isinstance(denied, list):
                 log.warning(

@@ -112,7 +112,13 @@ class Forwarder:
         )
         self.facts = Facts()
         self.publisher = FactPublisher(settings, clock)
-        self.learner = Learner(self.facts, self.publisher, self.clients, settings.rights_check_s)
+        self.learner = Learner(
+            self.facts,
+            self.publisher,
+            self.clients,
+            settings.rights_check_s,
+            budgets={name: tenant.budget for name, tenant in self.tenants.items()},
+        )
         self.dispatcher.observer = self.learner.observe
         self.worker = ForwardWorker(
             settings, self.dispatcher, self.tenants, self.configured, self.metrics, clock
