@@ -6,9 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 KAFKACTL := deploy/kafka/kafkactl
+HELM := .cache/bin/helm
+# Debian packages, installed only when missing; a new machine needs its lists first.
+APT_INSTALL := sh -c 'apt-get update -q && apt-get install -y -q "$$@"' apt-install
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka-jars kafka-up kafka-down kafka-cluster-up kafka-cluster-down prometheus haproxy chromium run test test-fast \
+.PHONY: help venv kafka-jars kafka-up kafka-down kafka-cluster-up kafka-cluster-down prometheus haproxy helm chromium run test test-fast \
 	lint lock fmt bench dashboards screenshot clean
 
 help:
@@ -42,15 +45,23 @@ kafka-jars:
 # monitoring test and `make run`.
 prometheus:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	  apt-get install -y -q prometheus >/dev/null || \
+	  $(APT_INSTALL) prometheus >/dev/null || \
 	  { echo "needs Debian's prometheus package: apt-get install prometheus"; exit 1; }
 
 haproxy:
-	@command -v haproxy >/dev/null || apt-get install -y -q haproxy >/dev/null || \
+	@command -v haproxy >/dev/null || $(APT_INSTALL) haproxy >/dev/null || \
 	  { echo "needs Debian's haproxy package: apt-get install haproxy"; exit 1; }
 
+# helm renders the chart in the deploy tests and in deploy/lint.sh: built from the Go
+# module proxy (a few minutes the first time).
+helm: $(HELM)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "helm is built with Go: install Go"; exit 1; }
+	GOBIN=$(CURDIR)/.cache/bin go install helm.sh/helm/v3/cmd/helm@v3.22.0
+
 chromium:
-	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null || \
+	@command -v chromium >/dev/null || $(APT_INSTALL) chromium >/dev/null || \
 	  { echo "needs Debian's chromium package: apt-get install chromium"; exit 1; }
 
 kafka-up:
@@ -69,7 +80,7 @@ kafka-cluster-down:
 run: venv kafka-jars
 	@deploy/run-local.sh
 
-test: venv kafka-jars prometheus haproxy
+test: venv kafka-jars prometheus haproxy helm
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv
@@ -77,14 +88,14 @@ test-fast: venv
 
 # SCENARIO=ingest,forward runs some; ROUNDS and SECONDS shorten or lengthen them.
 bench: venv kafka-jars
-	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
+	@command -v wrk >/dev/null || $(APT_INSTALL) wrk >/dev/null || \
 	  { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	@test -x .cache/bin/vegeta || GOBIN=$(CURDIR)/.cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0 || \
 	  { echo "bench needs vegeta (open-loop load): install Go, then make bench again"; exit 1; }
 	$(BIN)/relay bench $(if $(SCENARIO),--scenario $(SCENARIO)) \
 	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
-lint: venv prometheus
+lint: venv prometheus helm
 	$(BIN)/ruff check relay tests bench
 	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy

@@ -3,7 +3,7 @@ numeric non-root user from a hashed lock; the chart probes the right endpoints, 
 out grace and drain, keeps pods through disruptions, scales, runs restricted, and
 names the scrape jobs the alerts use; the compose stack wires the same.
 
-No Kafka and no Docker: the chart is rendered with helm (`make lint` installs it),
+No Kafka and no Docker: the chart is rendered with helm (`make test` installs it),
 the compose file and the Dockerfile are parsed. The schema checks themselves are in
 deploy/lint.sh.
 """
@@ -48,7 +48,7 @@ Manifest = dict[str, Any]
 
 def _helm_template(*args: str) -> subprocess.CompletedProcess[str]:
     if not HELM.exists():
-        pytest.fail(f"helm is not installed at {HELM}: run `make lint` (it builds helm)")
+        pytest.fail(f"helm is not installed at {HELM}: run `make helm` (make test does)")
     command = [str(HELM), "template", "relay", str(CHART), "--kube-version", KUBE_VERSION]
     return subprocess.run([*command, *args], capture_output=True, text=True, check=False)
 
