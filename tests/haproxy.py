@@ -3,18 +3,13 @@ loopback, health-checking /readyz, configured never to resend a request."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import aiohttp
-
-from tests.stack import free_port
-
-MISSING = "HAProxy is not installed: `make test` installs Debian's haproxy package"
+from tests.stack import free_port, terminate, wait_http
 
 # No retry and no redispatch: a request HAProxy already sent is never sent again, so
 # a drop shows as a failure (and cannot become a hidden duplicate).
@@ -55,7 +50,8 @@ class HAProxy:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, bound: float = 30.0) -> None:
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        binary = shutil.which("haproxy")
+        assert binary, "HAProxy is not installed: `make test` installs Debian's package"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         servers = "\n".join(
@@ -67,24 +63,14 @@ class HAProxy:
         self.popen = subprocess.Popen(
             [binary, "-db", "-f", str(config)], stdout=self.log, stderr=subprocess.STDOUT
         )
-        async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
-            while True:
-                assert self.popen.poll() is None, (self.folder / "haproxy.log").read_text()
-                try:
-                    async with session.get(f"{self.url}/openapi.json") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
+        await wait_http(
+            f"{self.url}/openapi.json",  # through HAProxy to a backend it checked
+            bound=bound,
+            process=self.popen,
+            died=(self.folder / "haproxy.log").read_text,
+        )
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen, bound=10)
         if self.log is not None:
             self.log.close()

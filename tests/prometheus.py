@@ -3,7 +3,6 @@ dashboard's queries and the alert rules against the real stack."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -13,10 +12,7 @@ from typing import IO, Any
 import aiohttp
 import yaml
 
-from tests.stack import free_port
-
-BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
-MISSING = "Prometheus is not installed: `make test` installs Debian's prometheus package"
+from tests.stack import free_port, terminate, wait_http
 
 
 @dataclass
@@ -35,6 +31,8 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, bound: float = 60.0) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "Prometheus is not installed: `make test` installs Debian's package"
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "alerts.yml").write_text(self.rules)
         config = {
@@ -50,7 +48,7 @@ class Prometheus:
         self.log = (self.folder / "prometheus.log").open("wb")
         self.popen = subprocess.Popen(
             [
-                BINARY,
+                binary,
                 f"--config.file={self.folder / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.folder / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -58,25 +56,15 @@ class Prometheus:
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )
-        async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
-            while True:
-                assert self.popen.poll() is None, (self.folder / "prometheus.log").read_text()
-                try:
-                    async with session.get(f"{self.url}/-/ready") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.2)
+        await wait_http(
+            f"{self.url}/-/ready",
+            bound=bound,
+            process=self.popen,
+            died=(self.folder / "prometheus.log").read_text,
+        )
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen)
         if self.log is not None:
             self.log.close()
 

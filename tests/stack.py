@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,41 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def wait_http(
+    url: str,
+    *,
+    status: int = 200,
+    bound: float = 60.0,
+    process: subprocess.Popen[bytes] | None = None,
+    died: Callable[[], str] = lambda: "the process exited during start",
+    every: float = 0.1,
+) -> None:
+    """Until GET ``url`` answers ``status``; fails after ``bound``, or at once with
+    ``died()`` when ``process`` exits meanwhile."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
+        while True:
+            assert process is None or process.poll() is None, died()
+            try:
+                async with session.get(url) as response:
+                    if response.status == status:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(every)
+
+
+def terminate(popen: subprocess.Popen[bytes] | None, bound: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``bound``: for the servers a test started."""
+    if popen is None or popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout=bound)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
 
 
 @dataclass
@@ -96,17 +132,12 @@ class Stack:
         await self.wait_up(process)
 
     async def wait_up(self, process: Process, bound: float = 60.0) -> None:
-        path = "/healthz"
-        async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
-            while True:
-                assert process.popen.poll() is None, f"relay {process.kind} exited during start"
-                try:
-                    async with session.get(process.url + path) as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
+        await wait_http(
+            process.url + "/healthz",
+            bound=bound,
+            process=process.popen,
+            died=lambda: f"relay {process.kind} exited during start",
+        )
 
     async def stop_all(self) -> None:
         for process in self.processes:

@@ -55,25 +55,13 @@ async def test_rolling_restarts_of_ingest_behind_haproxy_fail_no_request(
     await balancer.start()
     load = SteadyLoad(balancer.url, RATE, max_seconds=180)
     try:
-        load.start()
-        await asyncio.sleep(2.0)
-        for _ in range(ROUNDS):
-            for ingest in ingests:
-                # 1 s lets HAProxy's checks (100 ms, rise 2) bring it back first.
-                await restart(stack, ingest, settle=1.0)
+        # 1 s lets HAProxy's checks (100 ms, rise 2) bring each back before the next.
+        await restart_in_turn(stack, ingests, load, settle=1.0)
         await asyncio.sleep(1.0)
     finally:
         await load.stop()
         balancer.stop()
-    ledger = await stack.wait_ledger(set(load.accepted), bound=180)
-    report(
-        f"ingest rolling restarts ({ROUNDS}x2 behind HAProxy, {RATE:g}/s): {load.summary()}; "
-        f"{lost(load, ledger)} lost, {ledger['duplicates']} duplicates"
-    )
-    assert load.achieved_rate >= 0.9 * RATE, load.summary()  # the load was really there
-    assert not load.failed, load.summary()
-    assert not load.errors, load.summary()
-    assert ledger["duplicates"] == 0
+    await check_outcome(stack, load, report, f"ingest rolling restarts ({ROUNDS}x2 behind HAProxy")
 
 
 async def test_rolling_restarts_of_forward_lose_nothing_and_duplicate_nothing(
@@ -83,21 +71,36 @@ async def test_rolling_restarts_of_forward_lose_nothing_and_duplicate_nothing(
     forwards = [await stack.start("forward") for _ in range(2)]
     load = SteadyLoad(ingest.url, RATE, max_seconds=180)
     try:
-        load.start()
-        await asyncio.sleep(2.0)
-        for _ in range(ROUNDS):
-            for forward in forwards:
-                await restart(stack, forward, settle=2.0)  # the group rebalances
+        await restart_in_turn(stack, forwards, load, settle=2.0)  # the group rebalances
     finally:
         await load.stop()
-    assert not load.failed, load.summary()
-    assert not load.errors, load.summary()
+    await check_outcome(stack, load, report, f"forward rolling restarts ({ROUNDS}x2")
+
+
+async def restart_in_turn(
+    stack: Stack, processes: list[Process], load: SteadyLoad, settle: float
+) -> None:
+    """Under ``load``, each process restarted in turn, ROUNDS times."""
+    load.start()
+    await asyncio.sleep(2.0)
+    for _ in range(ROUNDS):
+        for process in processes:
+            await restart(stack, process, settle)
+
+
+async def check_outcome(
+    stack: Stack, load: SteadyLoad, report: Callable[[str], None], title: str
+) -> None:
+    """No request failed, every accepted event reached the sandbox, none twice, and the
+    load was really there."""
     ledger = await stack.wait_ledger(set(load.accepted), bound=180)
     report(
-        f"forward rolling restarts ({ROUNDS}x2, {RATE:g}/s through ingest): {load.summary()}; "
+        f"{title}, {RATE:g}/s): {load.summary()}; "
         f"{lost(load, ledger)} lost, {ledger['duplicates']} duplicates"
     )
     assert load.achieved_rate >= 0.9 * RATE, load.summary()
+    assert not load.failed, load.summary()
+    assert not load.errors, load.summary()
     assert ledger["duplicates"] == 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import time
 from typing import Any
@@ -13,6 +12,7 @@ from tqdm import tqdm
 from relay.bench.procs import ROOT
 from relay.bench.report import write
 from relay.bench.scenarios import SCENARIOS, Context
+from relay.limits import raise_open_files_limit
 
 __all__ = ["run_bench"]
 
@@ -40,9 +40,7 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
-    # Load generators open many sockets; the default soft limit (1024) is too low.
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()  # load generators open many sockets
     started_broker = _kafkactl("status").returncode != 0
     if started_broker:
         broker = _kafkactl("up")

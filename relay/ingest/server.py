@@ -35,6 +35,7 @@ from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
 from relay.ingest.slow_clients import GuardedAppRunner
 from relay.kafka_client import producer_options
+from relay.limits import raise_open_files_limit
 from relay.producer import KafkaProducer
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
@@ -198,13 +199,7 @@ def _loopback(host: str) -> bool:
 
 
 def _raise_open_files_limit() -> None:
-    """Every connection is a file: take the hard limit the system allows (containers
-    often start with a soft limit of 1024)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft = raise_open_files_limit()
     if soft != resource.RLIM_INFINITY and soft < 65536:
         log.warning(
             "few open files allowed: each connection takes one",

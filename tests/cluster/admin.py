@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from relay.config import Settings
+
+
+def settings_for(bootstrap: str, prefix: str, **changes: Any) -> Settings:
+    """Settings of a test's own topics on a broker or the cluster."""
+    return Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=3, **changes)
 
 
 @dataclass(frozen=True, slots=True)

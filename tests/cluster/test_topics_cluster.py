@@ -10,16 +10,15 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from relay.config import ConfigError, Settings
+from relay.config import ConfigError
 from relay.metrics import IngestMetrics
 from relay.topics import TopicMisconfigured, create_missing_topics
 from tests.brokers import ROOT, Cluster
-from tests.cluster.admin import create_raw, describe
+from tests.cluster.admin import create_raw, describe, settings_for
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -31,16 +30,10 @@ _TOOLS = {
 }
 
 
-def settings_for(cluster: Cluster, prefix: str, **changes: Any) -> Settings:
-    return Settings(
-        kafka_bootstrap=cluster.bootstrap, topic_prefix=prefix, topic_partitions=3, **changes
-    )
-
-
 async def test_topics_get_three_replicas_and_min_isr_two(
     cluster: Cluster, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(cluster, prefix)
+    settings = settings_for(cluster.bootstrap, prefix)
     with caplog.at_level(logging.WARNING, logger="relay.topics"):
         check = await create_missing_topics(settings, [f"{prefix}.play", settings.dlq_topic])
     assert caplog.records == []
@@ -54,7 +47,7 @@ async def test_topics_get_three_replicas_and_min_isr_two(
 async def test_an_existing_weak_topic_is_reported_with_the_fix_and_refused_when_strict(
     cluster: Cluster, prefix: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    settings = settings_for(cluster, prefix)
+    settings = settings_for(cluster.bootstrap, prefix)
     one_replica, low_isr, sound = f"{prefix}.play", f"{prefix}.view", f"{prefix}.add"
     await create_raw(cluster.bootstrap, one_replica, 1, {"min.insync.replicas": "1"})
     await create_raw(cluster.bootstrap, low_isr, 3, {"min.insync.replicas": "1"})
@@ -74,7 +67,7 @@ async def test_an_existing_weak_topic_is_reported_with_the_fix_and_refused_when_
 
     with pytest.raises(TopicMisconfigured) as refused:
         await create_missing_topics(
-            settings_for(cluster, prefix, topic_strict=True), [one_replica, low_isr]
+            settings_for(cluster.bootstrap, prefix, topic_strict=True), [one_replica, low_isr]
         )
     assert isinstance(refused.value, ConfigError)
     assert one_replica in str(refused.value)

@@ -15,21 +15,15 @@ from relay.facts import create_facts_topic, facts_topic
 from relay.metrics import ForwardMetrics
 from relay.topics import create_missing_topics, markers_topic
 from tests.brokers import Broker
-from tests.cluster.admin import create_raw, describe
+from tests.cluster.admin import create_raw, describe, settings_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def settings_for(kafka: Broker, prefix: str, **changes: object) -> Settings:
-    return Settings(
-        kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=3, **changes
-    )
 
 
 async def test_one_broker_gets_one_replica_with_a_warning_naming_the_setting(
     kafka: Broker, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(kafka, prefix)
+    settings = settings_for(kafka.bootstrap, prefix)
     assert settings.topic_replication == 3  # the default
     topics = [f"{prefix}.play", f"{prefix}.view"]
     with caplog.at_level(logging.WARNING, logger="relay.topics"):
@@ -57,7 +51,7 @@ async def test_one_broker_gets_one_replica_with_a_warning_naming_the_setting(
 async def test_dead_letters_keep_their_own_retention_and_markers_and_facts_are_compacted(
     kafka: Broker, prefix: str
 ) -> None:
-    settings = settings_for(kafka, prefix, dlq_retention_days=2.5)
+    settings = settings_for(kafka.bootstrap, prefix, dlq_retention_days=2.5)
     check = await create_missing_topics(
         settings, [settings.dlq_topic, markers_topic(settings)]
     ) | await create_facts_topic(settings)
@@ -82,7 +76,7 @@ async def test_dead_letters_keep_their_own_retention_and_markers_and_facts_are_c
 async def test_an_existing_dead_letter_topic_that_forgets_too_soon_is_named_with_its_fix(
     kafka: Broker, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = settings_for(kafka, prefix)
+    settings = settings_for(kafka.bootstrap, prefix)
     await create_raw(kafka.bootstrap, settings.dlq_topic, 1, {"retention.ms": "86400000"})
     with caplog.at_level(logging.WARNING, logger="relay.topics"):
         check = await create_missing_topics(settings, [settings.dlq_topic])

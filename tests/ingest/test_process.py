@@ -14,13 +14,16 @@ import aiohttp
 import pytest
 
 from relay.config import Settings
-from tests.stack import free_port
+from tests.stack import free_port, wait_http
 from tests.test_events import VALID
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def ingest(kafka_settings: Settings, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
+def ingest(
+    kafka_settings: Settings, *, capture: bool = False, **extra: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`relay ingest` on a free port of its own (stderr kept when ``capture``)."""
     port = free_port()
     env = {
         **os.environ,
@@ -32,21 +35,11 @@ def ingest(kafka_settings: Settings, **extra: str) -> tuple[subprocess.Popen[byt
         **extra,
     }
     popen = subprocess.Popen(
-        [sys.executable, "-m", "relay", "ingest"], env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "relay", "ingest"],
+        env=env,
+        stderr=subprocess.PIPE if capture else None,
     )
     return popen, port
-
-
-async def wait_status(url: str, status: int, bound: float = 60.0) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(bound):
-        while True:
-            try:
-                async with session.get(url) as response:
-                    if response.status == status:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
 
 
 def stop(popen: subprocess.Popen[bytes]) -> None:
@@ -61,11 +54,11 @@ async def test_sigterm_turns_readiness_then_serves_through_the_grace_period(
     popen, port = ingest(kafka_settings, RELAY_SHUTDOWN_GRACE_S="2")
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_status(f"{url}/readyz", 200)
+        await wait_http(f"{url}/readyz", process=popen)
         async with aiohttp.ClientSession() as session:
             popen.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
-            await wait_status(f"{url}/readyz", 503, bound=1.0)  # at once
+            await wait_http(f"{url}/readyz", status=503, bound=1.0, every=0.05)  # at once
             # Still accepting and answering, each answer closing its connection.
             async with session.post(f"{url}/play", json=VALID["play"]) as response:
                 assert response.status == 204
@@ -84,7 +77,7 @@ async def test_the_admin_port_serves_metrics_and_health_and_the_public_port_does
     admin_port = free_port()
     popen, port = ingest(kafka_settings, RELAY_ADMIN_PORT=str(admin_port))
     try:
-        await wait_status(f"http://127.0.0.1:{admin_port}/readyz", 200)
+        await wait_http(f"http://127.0.0.1:{admin_port}/readyz", process=popen)
         async with aiohttp.ClientSession() as session:
             for path in ("/metrics", "/healthz", "/readyz"):
                 async with session.get(f"http://127.0.0.1:{port}{path}") as response:
@@ -102,7 +95,7 @@ async def test_the_admin_port_serves_metrics_and_health_and_the_public_port_does
 async def test_no_keys_on_a_public_address_is_refused_unless_said_so(
     kafka_settings: Settings,
 ) -> None:
-    popen, _ = ingest(kafka_settings, RELAY_INGEST_HOST="0.0.0.0")
+    popen, _ = ingest(kafka_settings, capture=True, RELAY_INGEST_HOST="0.0.0.0")
     try:
         _, stderr = popen.communicate(timeout=60)
         assert popen.returncode == 2
@@ -114,6 +107,6 @@ async def test_no_keys_on_a_public_address_is_refused_unless_said_so(
         stop(popen)
     popen, port = ingest(kafka_settings, RELAY_INGEST_HOST="0.0.0.0", RELAY_OPEN_MODE="1")
     try:
-        await wait_status(f"http://127.0.0.1:{port}/readyz", 200)
+        await wait_http(f"http://127.0.0.1:{port}/readyz", process=popen)
     finally:
         stop(popen)

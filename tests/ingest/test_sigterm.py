@@ -4,11 +4,7 @@ it answered 2xx is on Kafka."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 
 import aiohttp
@@ -18,47 +14,22 @@ import pytest
 from relay.config import Settings
 from relay.envelope import Envelope
 from relay.ingest.handler import EVENT_ID_HEADER
+from tests.ingest.test_process import ingest
 from tests.kafka_helpers import read_topics
+from tests.stack import wait_http
 from tests.test_events import VALID
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
-        while True:
-            assert process.poll() is None, "relay ingest exited during start"
-            try:
-                async with session.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 async def test_sigterm_under_load_loses_no_accepted_event(
     kafka_settings: Settings, report: Callable[[str], None]
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RELAY_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
-        "RELAY_TOPIC_PREFIX": kafka_settings.topic_prefix,
-        "RELAY_TOPIC_PARTITIONS": "3",
-        "RELAY_INGEST_PORT": str(port),
-        "RELAY_SHUTDOWN_GRACE_S": "0",  # the grace period has a test of its own
-    }
-    process = subprocess.Popen([sys.executable, "-m", "relay", "ingest"], env=env)
+    # The grace period has a test of its own (test_process.py).
+    process, port = ingest(kafka_settings, RELAY_SHUTDOWN_GRACE_S="0")
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_ready(url, process)
+        await wait_http(f"{url}/readyz", process=process)
         accepted: list[str] = []
         refused = 0
         stop_load = asyncio.Event()
