@@ -1,7 +1,8 @@
 """BASELINE, NOT THE RELAY. A minimal relay written the obvious way, kept only so that
 `make bench` can report the real relay's throughput against it: one aiohttp handler
 that parses the body and awaits aiokafka's send_and_wait (acks=all) per request.
-No validation, no metrics, no bounds."""
+No validation, no metrics, no bounds. It compresses as the relay's producer does
+(RELAY_KAFKA_COMPRESSION), so that the comparison is like for like."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 import uvloop
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+
+from relay.config import Settings
 
 PRODUCER = web.AppKey("producer", AIOKafkaProducer)
 
@@ -28,7 +31,12 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def producer(app: web.Application):  # type: ignore[no-untyped-def]
-    app[PRODUCER] = AIOKafkaProducer(bootstrap_servers=app["bootstrap"], acks="all")
+    codec = Settings.from_env().kafka_compression
+    app[PRODUCER] = AIOKafkaProducer(
+        bootstrap_servers=app["bootstrap"],
+        acks="all",
+        compression_type=None if codec == "none" else codec,
+    )
     await app[PRODUCER].start()
     yield
     await app[PRODUCER].stop()
