@@ -1,12 +1,25 @@
-"""Clocks, injected wherever time matters, so that tests move time instead of sleeping."""
+"""Clocks, injected wherever time matters, so that tests move time instead of sleeping.
+
+Three kinds: ``SystemClock`` (the real one); ``ManualClock``, whose ``sleep`` jumps
+time forward at once (for code that sleeps in a straight line); and ``VirtualClock``,
+whose sleepers and timers wait until a test moves time past them (for code where
+several waits race: retry timers, probes, commit intervals).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "Timer", "VirtualClock"]
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -20,6 +33,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` on the event loop after ``seconds``, unless cancelled."""
+        ...
+
 
 class SystemClock:
     wall = staticmethod(time.time)
@@ -27,6 +44,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 class ManualClock:
@@ -49,3 +69,71 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
         await asyncio.sleep(0)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_soon(callback)  # time jumps: due at once
+
+
+class _VirtualTimer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock:
+    """Time that passes only in ``advance``: sleepers and timers fire in deadline
+    order as it moves past them, and the loop runs what they woke before time moves
+    on, so a test sees the same interleaving a real clock would give, without waiting."""
+
+    def __init__(self, wall: float = 1_760_000_000.0, monotonic: float = 1000.0) -> None:
+        self._offset = wall - monotonic
+        self._now = monotonic
+        self._due: list[tuple[float, int, _VirtualTimer]] = []
+        self._order = itertools.count()
+
+    def wall(self) -> float:
+        return self._now + self._offset
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
+        timer = _VirtualTimer(callback)
+        heapq.heappush(self._due, (self._now + max(0.0, seconds), next(self._order), timer))
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        woken = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = self.call_later(seconds, wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
+
+    async def settle(self, rounds: int = 20) -> None:
+        """Let the loop run what is ready (a few rounds of callbacks), time standing still."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, firing every timer due on the way."""
+        end = self._now + seconds
+        await self.settle()
+        while self._due and self._due[0][0] <= end:
+            deadline, _, timer = heapq.heappop(self._due)
+            self._now = max(self._now, deadline)
+            if not timer.cancelled:
+                timer.callback()
+                await self.settle()
+        self._now = end
+        await self.settle()

@@ -3,6 +3,8 @@
     RelayError
     ├── InvalidEvent            permanent: the client must fix the request (400)
     ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
+    ├── CommitFailed            retriable: a rebalance took the partitions first; the
+    │                           next owner starts from the last commit
     └── KafkaSecurityError      permanent: Kafka refused the credentials, the broker's
                                 certificate is not trusted, or the protocols differ
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["InvalidEvent", "KafkaSecurityError", "KafkaUnavailable", "RelayError"]
+__all__ = ["CommitFailed", "InvalidEvent", "KafkaSecurityError", "KafkaUnavailable", "RelayError"]
 
 
 class RelayError(Exception):
@@ -39,6 +41,13 @@ class InvalidEvent(RelayError):
 
 class KafkaUnavailable(RelayError):
     """Kafka did not acknowledge a write within the bound; nothing may be promised."""
+
+    retriable = True
+
+
+class CommitFailed(RelayError):
+    """Kafka refused a commit because the group moved on (a rebalance is under way);
+    nothing was committed, and the partitions' next owner reads from the last commit."""
 
     retriable = True
 

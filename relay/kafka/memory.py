@@ -1,0 +1,201 @@
+"""In-memory stand-ins for the consumer side of the seam: a log of partitions with a
+group's committed offsets, and consumers that join it.
+
+Rebalances are eager, as aiokafka's default protocol: every member is told
+``revoked`` with all it held, then ``assigned`` with its new share (round-robin, or
+what a test asks for). A fetch that finds nothing waits for new records or for its
+timeout on the injected clock, so tests on a ``VirtualClock`` never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+
+from relay.clock import Clock
+from relay.errors import CommitFailed, KafkaUnavailable
+from relay.kafka.consumer import Batch, Fetched, RebalanceListener, TopicPartition
+
+__all__ = ["MemoryConsumer", "MemoryLog"]
+
+
+class MemoryLog:
+    """Topics of partitions of records, and one group's committed offsets."""
+
+    def __init__(self, partitions: Mapping[str, int]) -> None:
+        """``partitions``: how many each topic has."""
+        self.records: dict[TopicPartition, list[Fetched]] = {
+            TopicPartition(topic, number): []
+            for topic, count in partitions.items()
+            for number in range(count)
+        }
+        self.committed: dict[TopicPartition, int] = {}
+        self.members: list[MemoryConsumer] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def append(
+        self,
+        topic: str,
+        partition: int,
+        value: bytes,
+        key: bytes = b"",
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> int:
+        """Add a record at the end of a partition; returns its offset."""
+        records = self.records[TopicPartition(topic, partition)]
+        records.append(Fetched(len(records), key, value, headers))
+        self.changed()
+        return len(records) - 1
+
+    def changed(self) -> None:
+        """Wake every fetch waiting for records."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wait(self) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    async def rebalance(
+        self, assignment: Mapping[MemoryConsumer, Iterable[TopicPartition]] | None = None
+    ) -> None:
+        """Revoke everything from every member, then assign: ``assignment`` when given,
+        otherwise each subscribed partition round-robin over the members."""
+        for member in self.members:
+            await member.lose(set(member.owned))
+        if assignment is None:
+            plan: dict[MemoryConsumer, set[TopicPartition]] = {m: set() for m in self.members}
+            for number, tp in enumerate(sorted(self._subscribed())):
+                plan[self.members[number % len(self.members)]].add(tp)
+        else:
+            plan = {m: set(tps) for m, tps in assignment.items()}
+        for member in self.members:
+            await member.gain(plan.get(member, set()))
+        self.changed()
+
+    def _subscribed(self) -> set[TopicPartition]:
+        topics = {topic for member in self.members for topic in member.topics}
+        return {tp for tp in self.records if tp.topic in topics}
+
+
+class MemoryConsumer:
+    """A member of the log's group; see ``relay.kafka.consumer.Consumer``."""
+
+    def __init__(self, log: MemoryLog, clock: Clock) -> None:
+        self._log = log
+        self._clock = clock
+        self._listener: RebalanceListener | None = None
+        self._position: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._rebalancing = False
+        self.topics: tuple[str, ...] = ()
+        self.owned: set[TopicPartition] = set()
+        self.available = True  # False: commits and lookups fail as in an outage
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.stopped = False
+
+    async def start(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self.topics = tuple(topics)
+        self._listener = listener
+        self._log.members.append(self)
+        await self._log.rebalance()
+
+    async def fetch(self, max_records: int, timeout_s: float) -> Batch:
+        batch = self._take(max_records)
+        if batch or timeout_s <= 0:
+            return batch
+        waiter = self._log.wait()
+
+        def time_out() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = self._clock.call_later(timeout_s, time_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+        return self._take(max_records)
+
+    def _take(self, max_records: int) -> Batch:
+        batch: Batch = {}
+        if self._rebalancing or self.stopped:
+            return batch
+        room = max_records
+        for tp in sorted(self.owned - self._paused):
+            if room <= 0:
+                break
+            start = self._position[tp]
+            records = self._log.records[tp][start : start + room]
+            if records:
+                batch[tp] = records
+                self._position[tp] = start + len(records)
+                room -= len(records)
+        return batch
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self.owned)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
+        self._log.changed()
+
+    def paused(self) -> frozenset[TopicPartition]:
+        return frozenset(self._paused)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        if partition not in self.owned:
+            raise ValueError(f"{partition} is not assigned to this consumer")
+        self._position[partition] = offset
+        self._log.changed()
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
+        if not set(offsets) <= self.owned:
+            raise CommitFailed("the group rebalanced: these partitions are not ours any more")
+        self._log.committed.update(offsets)
+        self.commits.append(dict(offsets))
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
+        return self._log.committed.get(partition)
+
+    async def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self._log.members.remove(self)
+        self.owned.clear()
+        if self._log.members:
+            await self._log.rebalance()
+
+    async def lose(self, partitions: set[TopicPartition]) -> None:
+        """The group takes ``partitions`` away (called by ``MemoryLog.rebalance``)."""
+        self._rebalancing = True
+        try:
+            if partitions and self._listener is not None:
+                await self._listener.revoked(partitions)
+        finally:
+            self.owned -= partitions
+            self._paused -= partitions
+            for tp in partitions:
+                self._position.pop(tp, None)
+
+    async def gain(self, partitions: set[TopicPartition]) -> None:
+        """The group gives ``partitions`` (called by ``MemoryLog.rebalance``)."""
+        self.owned |= partitions
+        for tp in partitions:
+            self._position[tp] = self._log.committed.get(tp, 0)
+        try:
+            if self._listener is not None:
+                await self._listener.assigned(set(self.owned))
+        finally:
+            self._rebalancing = False
