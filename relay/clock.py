@@ -125,6 +125,26 @@ class VirtualClock:
         for _ in range(rounds):
             await asyncio.sleep(0)
 
+    async def step(self) -> bool:
+        """Run what is ready, then jump to the next timer and fire it; False when no
+        timer is waiting. A driver calling this in a loop makes time flow as fast as
+        the code under test lets it (a discrete-event simulation)."""
+        await self.settle()
+        while self._due and self._due[0][2].cancelled:
+            heapq.heappop(self._due)
+        if not self._due:
+            return False
+        deadline, _, timer = heapq.heappop(self._due)
+        self._now = max(self._now, deadline)
+        timer.callback()
+        return True
+
+    async def run(self) -> None:
+        """Drive time for ever (cancel the task to stop): see ``step``."""
+        while True:
+            if not await self.step():
+                await asyncio.sleep(0)
+
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, firing every timer due on the way."""
         end = self._now + seconds

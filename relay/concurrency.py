@@ -66,6 +66,12 @@ class AdaptiveConcurrency:
                 self.limit = min(float(self._maximum), self.limit + 1.0 / self.limit)
         self._wake()
 
+    def give_back(self) -> None:
+        """Return a slot that sent nothing (its event was withdrawn): no latency to
+        learn from, so the limit stays as it is."""
+        self.in_flight -= 1
+        self._wake()
+
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):
             waiter = self._waiters.popleft()

@@ -220,6 +220,12 @@ class Settings:
         "RELAY_FORWARD_WINDOW",
         "Events a worker holds (fetched, not settled); fetching pauses beyond.",
     )
+    forward_max_span: int = _setting(
+        10000,
+        "RELAY_FORWARD_MAX_SPAN",
+        "Offsets a partition may have fetched past its oldest unsettled event; fetching "
+        "that partition pauses beyond (a stuck event cannot grow memory).",
+    )
     concurrency_initial: int = _setting(
         8, "RELAY_CONCURRENCY_INITIAL", "Starting concurrency per tenant and event type."
     )
@@ -237,6 +243,12 @@ class Settings:
         0,
         "RELAY_RETRY_MAX_ATTEMPTS",
         "Attempts before a transient failure is dead-lettered; 0: retry until it passes.",
+    )
+    retry_max_age_s: float = _setting(
+        3600.0,
+        "RELAY_RETRY_MAX_AGE_S",
+        "An event failing transiently this long (from its first attempt) while others of "
+        "its credential are delivered is dead-lettered as expired; 0: never.",
     )
     dlq_max_consecutive: int = _setting(
         50, "RELAY_DLQ_MAX_CONSECUTIVE", "Dead letters in a row before delivery pauses."
@@ -313,6 +325,7 @@ class Settings:
             "RELAY_KAFKA_PROBE_INTERVAL_S": self.kafka_probe_interval_s,
             "RELAY_UPSTREAM_TIMEOUT_S": self.upstream_timeout_s,
             "RELAY_FORWARD_WINDOW": self.forward_window,
+            "RELAY_FORWARD_MAX_SPAN": self.forward_max_span,
             "RELAY_CONCURRENCY_INITIAL": self.concurrency_initial,
             "RELAY_CONCURRENCY_MAX": self.concurrency_max,
             "RELAY_RETRY_BASE_S": self.retry_base_s,
@@ -378,11 +391,14 @@ class Settings:
                 )
         if self.kafka_key_file and not self.kafka_cert_file:
             raise ConfigError("RELAY_KAFKA_KEY_FILE needs RELAY_KAFKA_CERT_FILE")
-        if self.upstream_budget_rps < 0 or self.retry_max_attempts < 0 or self.forward_drain_s < 0:
-            raise ConfigError(
-                "RELAY_UPSTREAM_BUDGET_RPS, RELAY_RETRY_MAX_ATTEMPTS and RELAY_FORWARD_DRAIN_S "
-                "must not be negative"
-            )
+        for env, value in {
+            "RELAY_UPSTREAM_BUDGET_RPS": self.upstream_budget_rps,
+            "RELAY_RETRY_MAX_ATTEMPTS": self.retry_max_attempts,
+            "RELAY_RETRY_MAX_AGE_S": self.retry_max_age_s,
+            "RELAY_FORWARD_DRAIN_S": self.forward_drain_s,
+        }.items():
+            if value < 0:
+                raise ConfigError(f"{env} must not be negative, got {value}")
 
     @property
     def dlq_topic(self) -> str:

@@ -42,7 +42,7 @@ class DeadLetter:
     key: bytes
     value: bytes
     headers: Sequence[tuple[str, bytes]]
-    reason: str  # "permanent", "retries_exhausted", "undecodable", "unknown_tenant"
+    reason: str  # one of relay.metrics.DEAD_LETTER_REASONS
     failure_code: str
     attempts: int
     last_status: int | None
@@ -87,15 +87,23 @@ class DeadLetterGuard:
         self._dead = 0
         self.consecutive = 0
 
-    def allow(self) -> bool:
-        """Ask before dead-lettering; a yes is counted as a dead letter."""
+    def has_room(self) -> bool:
+        """Whether one more dead letter is within the limit (counts nothing)."""
         window = self._recent.maxlen or 0
         if self.consecutive >= self._max_consecutive:
             return False
-        if len(self._recent) >= window and (self._dead + 1) / window > self._max_ratio:
-            return False
+        return len(self._recent) < window or (self._dead + 1) / window <= self._max_ratio
+
+    def count(self) -> None:
+        """One dead letter was decided on."""
         self.consecutive += 1
         self._note(True)
+
+    def allow(self) -> bool:
+        """Ask before dead-lettering; a yes is counted as a dead letter."""
+        if not self.has_room():
+            return False
+        self.count()
         return True
 
     def delivered(self) -> None:

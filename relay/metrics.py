@@ -42,7 +42,13 @@ __all__ = [
 
 NO_TENANT = "none"  # the tenant label of answers given before a key was checked
 OUTCOMES = ("delivered", "retry", "dead_letter", "parked", "already_delivered")
-DEAD_LETTER_REASONS = ("permanent", "retries_exhausted", "undecodable", "unknown_tenant")
+DEAD_LETTER_REASONS = (
+    "permanent",
+    "retries_exhausted",
+    "expired",
+    "undecodable",
+    "unknown_tenant",
+)
 PAUSE_REASONS = ("dlq_limit", "credentials_rejected")
 # Upstream answers by class; "timeout" and "transport" are attempts that got no answer.
 STATUS_CLASSES = ("2xx", "4xx", "5xx", "timeout", "transport")
@@ -236,6 +242,8 @@ class ForwardMetrics:
     token_refreshes: Counter
     backlog_probe_failures: Counter
     retry_after_capped: Counter
+    withdrawn: Counter
+    span_full: Gauge
     topic_under_replicated: Gauge
     build_info: Gauge
 
@@ -281,7 +289,7 @@ class ForwardMetrics:
             dead_letters=Counter(
                 "relay_forward_dead_letters_total",
                 "Events written to the DLQ, by tenant, event type and reason "
-                "(permanent, retries_exhausted, undecodable, unknown_tenant).",
+                "(permanent, retries_exhausted, expired, undecodable, unknown_tenant).",
                 [*per_topic, "reason"],
                 registry=registry,
             ),
@@ -326,7 +334,8 @@ class ForwardMetrics:
             budget_rate=Gauge(
                 "relay_forward_budget_requests_per_second",
                 "This worker's share of the tenant's upstream budget (the sum over workers "
-                "is the budget); 0: unlimited.",
+                "is the budget; tenants sharing a credential share it); +Inf: unlimited, "
+                "0: nothing may be sent (no partition of it, or the share is being recounted).",
                 ["tenant"],
                 registry=registry,
             ),
@@ -394,6 +403,19 @@ class ForwardMetrics:
                 ["tenant"],
                 registry=registry,
             ),
+            withdrawn=Counter(
+                "relay_forward_withdrawn_total",
+                "Events taken back unsent because their partition was being revoked or the "
+                "worker was stopping (their next owner sends them), by tenant and type.",
+                per_topic,
+                registry=registry,
+            ),
+            span_full=Gauge(
+                "relay_forward_partitions_span_full",
+                "Partitions not fetched because their uncommitted span (fetched offsets "
+                "after the oldest unsettled one) reached RELAY_FORWARD_MAX_SPAN: a stuck event.",
+                registry=registry,
+            ),
             topic_under_replicated=_topic_under_replicated(registry),
             build_info=_standard_collectors(registry),
         )
@@ -416,5 +438,6 @@ class ForwardMetrics:
                 for reason in DEAD_LETTER_REASONS:
                     self.dead_letters.labels(tenant, name, reason)
                 self.upstream_seconds.labels(tenant, name)
+                self.withdrawn.labels(tenant, name)
                 self.event_age_seconds.labels(tenant, name)
                 self.oldest_undelivered_seconds.labels(tenant, name).set(0)

@@ -4,9 +4,16 @@ holds every request back until a Retry-After has passed.
 Pacing (GCRA): each request reserves the next slot, one interval after the last, so
 no second sees more than the rate plus a small catch-up allowance. Reservations
 need no lock on one event loop.
+
+Until a rate is set nothing passes (a worker learns its share of the credential's
+budget only after the group assigned it partitions), and a rate of 0 means nothing
+too: "unlimited" is ``math.inf``, said explicitly.
 """
 
 from __future__ import annotations
+
+import asyncio
+import math
 
 from relay.clock import Clock
 
@@ -19,18 +26,27 @@ CATCH_UP_S = 0.02
 
 
 class Budget:
-    def __init__(self, rate: float, clock: Clock) -> None:
-        """``rate`` in requests/s; 0 or less means unlimited."""
+    def __init__(self, rate: float | None, clock: Clock) -> None:
+        """``rate`` in requests/s: None (not known yet) and 0 let nothing pass;
+        ``math.inf`` is unlimited."""
         self._clock = clock
         self._interval = 0.0
         self._next = clock.monotonic()
         self._blocked_until = 0.0
-        self.rate = 0.0
+        self._waiters: list[asyncio.Future[None]] = []
+        self.rate: float | None = None
         self.set_rate(rate)
 
-    def set_rate(self, rate: float) -> None:
+    def set_rate(self, rate: float | None) -> None:
+        """A new rate, for requests not yet started; None: unknown again (a rebalance
+        is recounting the shares), so that nothing is sent on a stale share."""
         self.rate = rate
-        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._interval = 1.0 / rate if rate and not math.isinf(rate) else 0.0
+        if rate:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def block_until(self, moment: float) -> None:
         """No request may start before ``moment`` (monotonic): the upstream said wait."""
@@ -45,14 +61,19 @@ class Budget:
         clock = self._clock
         started = clock.monotonic()
         while True:
+            if not self.rate:  # unknown or nothing: wait for a rate
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
+                continue
             now = clock.monotonic()
             slot = max(now - CATCH_UP_S, self._next, self._blocked_until)
             if self._interval:
                 self._next = max(slot, now - CATCH_UP_S) + self._interval
             if slot > now:
                 await clock.sleep(slot - now)
-            # A 429 may have arrived while this request slept: then wait again.
-            if clock.monotonic() >= self._blocked_until:
+            # A 429 or a new rate may have come while this request slept: then look again.
+            if clock.monotonic() >= self._blocked_until and self.rate:
                 return clock.monotonic() - started
 
 

@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,7 @@ def load_tenants(settings: Settings, environ: Mapping[str, str] | None = None) -
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{path}: no [tenants.<name>] tables")
     tenants = {name: _tenant(name, entry, environ) for name, entry in entries.items()}
+    _check_shared_budgets(path, tenants.values())
     by_hash: dict[str, tuple[Tenant, InboundKey]] = {}
     for tenant in tenants.values():
         for key in tenant.keys:
@@ -191,3 +192,17 @@ def append_key(path: Path, tenant: str, key_id: str) -> str:
     with path.open("a") as file:
         file.write(f'\n[[tenants.{tenant}.keys]]\nid = "{key_id}"\nsha256 = "{hash_key(key)}"\n')
     return key
+
+
+def _check_shared_budgets(path: Path, tenants: Iterable[Tenant]) -> None:
+    """The upstream counts requests per credential, so tenants sharing one share its
+    budget (see relay/forward/credential.py), and must agree on it."""
+    first: dict[str, Tenant] = {}
+    for tenant in tenants:
+        other = first.setdefault(tenant.upstream_token, tenant)
+        if other.upstream_budget_rps != tenant.upstream_budget_rps:
+            raise ConfigError(
+                f"{path}: tenants {other.name} and {tenant.name} use the same upstream "
+                f"credential but set upstream_budget_rps {other.upstream_budget_rps:g} and "
+                f"{tenant.upstream_budget_rps:g}: the budget is the credential's, so set one value"
+            )

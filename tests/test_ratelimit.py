@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from relay.clock import ManualClock
 from relay.ratelimit import CATCH_UP_S, Budget
@@ -29,7 +30,7 @@ async def test_requests_are_paced_at_the_rate() -> None:
 
 async def test_unlimited_rate_never_waits() -> None:
     clock = ManualClock()
-    budget = Budget(0.0, clock)
+    budget = Budget(math.inf, clock)
     moments = await starts(budget, clock, 1000)
     assert moments[-1] == moments[0]
 
@@ -65,3 +66,31 @@ async def test_set_rate_changes_the_pace() -> None:
     budget.set_rate(1000.0)
     moments = await starts(budget, clock, 100)
     assert moments[-1] - moments[0] <= 0.1 + 0.1  # 100 at 1000/s, after one 100 ms slot
+
+
+async def test_nothing_passes_before_the_rate_is_known_nor_at_zero() -> None:
+    """Defect 6 of issue 10: the budget was unlimited before the first share and at 0."""
+    clock = ManualClock()
+    for rate in (None, 0.0):
+        budget = Budget(rate, clock)
+        waiting = asyncio.create_task(budget.acquire())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiting.done(), f"a request passed at rate {rate}"
+        budget.set_rate(None)  # still unknown (a recount): still waiting
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        budget.set_rate(5.0)
+        await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_a_recount_holds_requests_back_until_the_new_share() -> None:
+    clock = ManualClock()
+    budget = Budget(math.inf, clock)
+    await budget.acquire()
+    budget.set_rate(None)
+    waiting = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    budget.set_rate(1.0)
+    await asyncio.wait_for(waiting, 1.0)

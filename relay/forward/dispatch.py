@@ -1,55 +1,55 @@
-"""From fetched records to upstream outcomes: ordering, lanes, retries, dead letters.
+"""From fetched records to upstream outcomes: ordering, lanes, and carrying out decisions.
 
 - **Order per key.** Events of one key on one partition form a queue; only its head
   is ever sent. A retrying head holds back its own key and nothing else.
 - **Lanes.** Each tenant and event type has its own ready queue, adaptive
   concurrency limit and senders, so a slow endpoint cannot take the senders of the
-  others. A tenant's lanes share its budget, its token and its pause.
-- **Window.** At most ``window`` events are held (fetched, not yet settled); the
-  consumer stops fetching while it is full, so memory does not grow with lag.
+  others. A tenant's lanes share its credential's budget, its token and its pause.
+- **Window.** At most ``window`` events of unpaused tenants are held (fetched, not
+  yet settled); the worker stops fetching while it is full, so memory does not grow
+  with lag. A paused tenant's events take no room: its partitions are not fetched.
 - **Settling.** Every held event ends delivered or dead-lettered, and only then is
-  its offset marked done; a retry is a timer that puts it back in its lane.
-- **Pause.** Our credentials refused after a refresh, or the DLQ guard tripped:
-  the tenant's events are parked (not retried, not dead-lettered) and one of them
-  is tried every ``probe_s``; the first delivery resumes the tenant.
+  its offset marked done. What happens after an answer is decided by
+  ``relay.forward.decide.decide`` (a pure table); this module only carries it out.
+- **Ownership.** An event is sent only while its partition is ours: it is checked
+  again after every wait (a concurrency slot, the budget), so nothing is sent after
+  a revoke began or the worker started stopping.
+- **Pause.** See ``relay.forward.pause``: parked events, one probe every ``probe_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from prometheus_client import Counter
 
-from relay.clock import Clock
+from relay.clock import Clock, Timer
 from relay.concurrency import AdaptiveConcurrency
 from relay.dlq import DeadLetter, DeadLetterGuard, DeadLetters
 from relay.envelope import DELIVERED_HEADER, Envelope
-from relay.errors import KafkaUnavailable
 from relay.events import BY_NAME
-from relay.failures import EXPECTED_REFUSALS
+from relay.forward import decide as rules
+from relay.forward.credential import Credential
+from relay.forward.letters import LetterWriter
 from relay.forward.offsets import PartitionOffsets
-from relay.metrics import (
-    STATUS_CLASSES,
-    ForwardMetrics,
-    code_label,
-    reason_label,
-    status_class,
-)
-from relay.ratelimit import Budget
+from relay.forward.pause import Pause
+from relay.kafka.consumer import Fetched
+from relay.metrics import STATUS_CLASSES, ForwardMetrics, code_label, reason_label, status_class
 from relay.retry import RetryPolicy
-from relay.upstream import CredentialsRejected, Delivered, Deliverer, Outcome, Permanent, Retry
+from relay.upstream import Delivered, Deliverer, Outcome, Permanent, Retry
 
 __all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]
 
 log = logging.getLogger("relay.forward")
 
 UNEXPECTED = "unexpected_error"  # the retry reason of an exception below deliver()
+Incoming = Fetched  # a fetched record, as the consumer hands it over
 
 
 @dataclass(eq=False)
@@ -68,26 +68,32 @@ class Partition:
     held: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A fetched record, as the consumer hands it over."""
-
-    offset: int
-    key: bytes
-    value: bytes
-    headers: Sequence[tuple[str, bytes]]
-
-
 @dataclass(eq=False, slots=True)
 class _Event:
     partition: Partition
-    incoming: Incoming
+    incoming: Fetched
     envelope: Envelope
     path: str
     body: bytes
     received_epoch: float | None  # for the event's age at delivery, when readable
     attempts: int = 0
+    first_failed: float | None = None  # monotonic, at its first failed attempt
     probe: bool = False  # sent while its tenant is paused, to test whether to resume
+
+
+@dataclass(eq=False, slots=True)
+class _Unhandled:
+    """A record that cannot be delivered (undecodable, or of no configured tenant),
+    waiting to be dead-lettered."""
+
+    partition: Partition
+    incoming: Fetched
+    reason: str
+    code: str
+    attempts: int = 0
+
+
+_Held = _Event | _Unhandled  # what a pause parks
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,28 +110,22 @@ class _Lane:
 
 
 class Tenant:
-    """One upstream credential: its client, budget, DLQ guard and pause."""
+    """One tenant: its upstream client, credential (budget), DLQ guard and pause."""
 
     def __init__(
-        self,
-        name: str,
-        client: Deliverer,
-        budget: Budget,
-        guard: DeadLetterGuard,
-        budget_rps: float,
+        self, name: str, client: Deliverer, credential: Credential, guard: DeadLetterGuard
     ) -> None:
         self.name = name
         self.client = client
-        self.budget = budget
+        self.credential = credential
         self.guard = guard
-        self.budget_rps = budget_rps  # the whole credential's; each worker takes a share
-        self.paused: str | None = None  # the reason, while paused
-        self.parked: deque[_Event] = deque()
+        self.pause: Pause[_Held] = Pause()
         self.lanes: dict[str, _Lane] = {}
+        self.held = 0  # events held from this tenant's partitions
 
-
-def _reader(limit: AdaptiveConcurrency) -> Callable[[], float]:
-    return lambda: limit.limit
+    @property
+    def paused(self) -> str | None:
+        return self.pause.reason
 
 
 class Dispatcher:
@@ -140,24 +140,24 @@ class Dispatcher:
         probe_s: float,
         metrics: ForwardMetrics,
         clock: Clock,
+        max_age_s: float = 0.0,
     ) -> None:
+        """``max_age_s``: RELAY_RETRY_MAX_AGE_S (0: transient failures never expire)."""
         self._tenants = tenants
-        self._dead_letters = dead_letters
+        self._writer = LetterWriter(dead_letters, retry, clock)
         self._retry = retry
+        self._max_age_s = max_age_s
         self._window = window
         self._probe_s = probe_s
         self._metrics = metrics
         self._clock = clock
         self._keys: dict[tuple[Partition, bytes], deque[_Event]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[Timer] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.held = 0
         self.in_flight = 0
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
-        # Told when a tenant pauses or a probe fails: the worker then stops fetching the
-        # tenant's partitions and lets go of its parked events (see ForwardWorker).
-        self.on_pause: Callable[[str], None] | None = None
         # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
         self.observer: Callable[[str, Envelope, Outcome], None] | None = None
         self.settled = asyncio.Event()  # set whenever an event settles: room, or drained
@@ -182,7 +182,12 @@ class Dispatcher:
 
     @property
     def room(self) -> int:
-        return max(0, self._window - self.held)
+        """How many more events may be fetched: the window less what unpaused tenants hold."""
+        held = self.held
+        for tenant in self._tenants.values():
+            if tenant.pause.active:
+                held -= tenant.held
+        return max(0, self._window - held)
 
     @property
     def paused_tenants(self) -> dict[str, str]:
@@ -196,9 +201,11 @@ class Dispatcher:
             if remaining <= 0:
                 return False
             self.settled.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self.settled.wait()
+            timer = self._clock.call_later(remaining, self.settled.set)
+            try:
+                await self.settled.wait()
+            finally:
+                timer.cancel()
         return True
 
     def start(self) -> None:
@@ -218,8 +225,8 @@ class Dispatcher:
         self.quiescing = True
 
     async def stop(self) -> None:
-        """Cancel senders and timers; events still held are simply not committed.
-        Never raises: a task that died of a bug is logged, and shutdown goes on."""
+        """Cancel senders, timers and letter writes; events still held are simply not
+        committed. Never raises: a task that died of a bug is logged, shutdown goes on."""
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -232,21 +239,21 @@ class Dispatcher:
                 log.error("a dispatcher task had died", extra={"task": task.get_name()})
         self._tasks.clear()
 
-    def submit(self, partition: Partition, incoming: Incoming) -> None:
+    def submit(self, partition: Partition, incoming: Fetched) -> None:
         """Take one fetched record. Never blocks; the caller respects ``room``."""
         partition.offsets.take(incoming.offset)
-        partition.held += 1
-        self.held += 1
+        self._hold(partition, 1)
         try:
             envelope = Envelope.decode(incoming.value)
             path = BY_NAME[envelope.type].path
             body = orjson.dumps(envelope.body)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("undecodable record", extra={"topic": partition.topic, "error": str(exc)})
-            self._spawn_dead_letter(partition, incoming, "undecodable", "UNDECODABLE")
+            self._undeliverable(_Unhandled(partition, incoming, "undecodable", "UNDECODABLE"))
             return
         if envelope.tenant not in self._tenants:
-            self._spawn_dead_letter(partition, incoming, "unknown_tenant", envelope.tenant[:64])
+            code = envelope.tenant[:64]
+            self._undeliverable(_Unhandled(partition, incoming, "unknown_tenant", code))
             return
         if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
             self._metrics.deliveries.labels(
@@ -264,16 +271,14 @@ class Dispatcher:
             self._lane_of(event).ready.put_nowait(event)
 
     def revoke(self, partition: Partition) -> None:
-        """Forget every event held from ``partition``: it was taken away (its new owner
-        delivers them) or its tenant is paused (the worker fetches them again later).
-        They stay uncommitted either way."""
+        """Forget every event held from ``partition``: it was taken away, and its new
+        owner delivers them. They stay uncommitted."""
         partition.revoked = True
-        self.held -= partition.held
-        partition.held = 0
+        self._hold(partition, -partition.held)
         for queue_key in [key for key in self._keys if key[0] is partition]:
             del self._keys[queue_key]
         for tenant in self._tenants.values():
-            tenant.parked = deque(e for e in tenant.parked if e.partition is not partition)
+            tenant.pause.forget(lambda event: event.partition is partition)
         self.settled.set()
 
     def resume(self, tenant_name: str) -> bool:
@@ -287,12 +292,29 @@ class Dispatcher:
     def _lane_of(self, event: _Event) -> _Lane:
         return self._tenants[event.envelope.tenant].lanes[event.envelope.type]
 
+    def _hold(self, partition: Partition, count: int) -> None:
+        partition.held += count
+        self.held += count
+        tenant = self._tenants.get(partition.tenant)
+        if tenant is not None:
+            tenant.held += count
+
+    def _withdrawn(self, event: _Event, counter: Counter) -> bool:
+        """Whether ``event`` must not be sent: its partition is going to another worker,
+        or this one is stopping. It stays unsettled, so its next owner sends it."""
+        partition = event.partition
+        if partition.revoked or partition.closing or self.quiescing:
+            counter.inc()
+            return True
+        return False
+
     async def _send_loop(self, tenant: Tenant, event_type: str, lane: _Lane) -> None:
         clock, metrics = self._clock, self._metrics
         deliveries = {
             name: metrics.deliveries.labels(tenant.name, event_type, name)
             for name in ("delivered", "retry", "dead_letter", "parked")
         }
+        withdrawn = metrics.withdrawn.labels(tenant.name, event_type)
         latency = metrics.upstream_seconds.labels(tenant.name, event_type)
         answers = {
             name: metrics.upstream_responses.labels(tenant.name, event_type, name)
@@ -300,29 +322,37 @@ class Dispatcher:
         }
         age = metrics.event_age_seconds.labels(tenant.name, event_type)
         budget_wait = metrics.budget_wait_seconds.labels(tenant.name)
+        budget = tenant.credential.budget
         while True:
             event = await lane.ready.get()
-            if event.partition.revoked or event.partition.closing or self.quiescing:
-                continue  # not settled, so not committed: its next owner delivers it
-            if tenant.paused is not None and not event.probe:
-                tenant.parked.append(event)
-                deliveries["parked"].inc()
+            if self._withdrawn(event, withdrawn):
                 continue
+            if tenant.pause.active and not event.probe:
+                self._park(tenant, event, deliveries["parked"])
+                continue
+            # Two waits, after each of which the partition may have gone: look again.
             await lane.limit.acquire()
+            if self._withdrawn(event, withdrawn):
+                lane.limit.give_back()
+                continue
+            waited = await budget.acquire()
+            if waited:
+                budget_wait.inc(waited)
+            if self._withdrawn(event, withdrawn):
+                lane.limit.give_back()
+                continue
+            if tenant.pause.active and not event.probe:  # paused while this one waited
+                lane.limit.give_back()
+                self._park(tenant, event, deliveries["parked"])
+                continue
             event.partition.in_flight += 1
             self.in_flight += 1
-            outcome: Outcome | None = None
             started = clock.monotonic()
+            outcome: Outcome = Retry(UNEXPECTED)
             try:
-                waited = await tenant.budget.acquire()
-                if waited:
-                    budget_wait.inc(waited)
-                started = clock.monotonic()
-                try:
-                    outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
-                except Exception:  # a bug below deliver(): retry the event, keep the sender
-                    log.exception("unexpected error delivering", extra={"id": event.envelope.id})
-                    outcome = Retry(UNEXPECTED)
+                outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
+            except Exception:  # a bug below deliver(): retry the event, keep the sender
+                log.exception("unexpected error delivering", extra={"id": event.envelope.id})
             finally:
                 rtt = clock.monotonic() - started
                 overload = isinstance(outcome, Retry) and outcome.overload
@@ -330,133 +360,128 @@ class Dispatcher:
                 event.partition.in_flight -= 1
                 self.in_flight -= 1
                 self.settled.set()
-            if outcome is not None:
-                latency.observe(rtt)
-                answers[_answer_class(outcome)].inc()
-                if isinstance(outcome, Delivered) and event.received_epoch is not None:
-                    age.observe(clock.wall() - event.received_epoch)
+            latency.observe(rtt)
+            answers[_answer_class(outcome)].inc()
+            if isinstance(outcome, Delivered) and event.received_epoch is not None:
+                age.observe(clock.wall() - event.received_epoch)
             try:
-                await self._settle(tenant, lane, event, outcome, deliveries)
+                self._settle(tenant, lane, event, outcome, deliveries)
             except Exception:  # a bug settling it: the event is tried again, not stranded
                 log.exception("unexpected error settling", extra={"id": event.envelope.id})
                 self._later(self._retry.delay(max(1, event.attempts)), lane, event)
 
-    async def _settle(
+    def _settle(
         self,
         tenant: Tenant,
         lane: _Lane,
         event: _Event,
-        outcome: Outcome | None,
+        outcome: Outcome,
         deliveries: Mapping[str, Counter],
     ) -> None:
         was_probe, event.probe = event.probe, False
-        if self.observer is not None and outcome is not None:
+        if self.observer is not None:
             self.observer(tenant.name, event.envelope, outcome)
+        now = self._clock.monotonic()
+        if not isinstance(outcome, Delivered):
+            event.attempts += 1
+            if event.first_failed is None:
+                event.first_failed = now
+        self._count_answer(tenant, event.envelope, outcome, deliveries)
+        action = rules.decide(
+            outcome,
+            rules.Situation(
+                attempts=event.attempts,
+                probe=was_probe,
+                paused=tenant.paused,
+                failing_for_s=0.0 if event.first_failed is None else now - event.first_failed,
+                credential_delivering=tenant.credential.delivering(),
+                dlq_room=tenant.guard.has_room(),
+            ),
+            self._retry,
+            self._max_age_s,
+        )
+        if isinstance(action, rules.Done):
+            tenant.guard.delivered()
+            tenant.credential.delivered()
+            self._done(event)
+            if action.resume:
+                self._unpause(tenant)
+        elif isinstance(action, rules.RetryLater):
+            self._later(action.delay_s, lane, event)
+        elif isinstance(action, rules.DeadLetter):
+            if action.counted:
+                tenant.guard.count()
+            letter = self._letter(event, action.reason, action.code, action.status)
+            self._spawn(self._write_letter(event, letter))
+            if action.resume:
+                self._unpause(tenant)
+        elif isinstance(action, rules.Park):
+            self._park(tenant, event, deliveries["parked"])
+            if action.pause is not None:
+                self._pause(tenant, action.pause)
+
+    def _count_answer(
+        self,
+        tenant: Tenant,
+        envelope: Envelope,
+        outcome: Outcome,
+        deliveries: Mapping[str, Counter],
+    ) -> None:
         if isinstance(outcome, Delivered):
             deliveries["delivered"].inc()
-            tenant.guard.delivered()
-            if was_probe and tenant.paused is not None:
-                self._unpause(tenant)
-            self._done(event)
         elif isinstance(outcome, Retry):
-            event.attempts += 1
             deliveries["retry"].inc()
             self._metrics.retries.labels(
-                tenant.name, event.envelope.type, reason_label(outcome.reason)
+                tenant.name, envelope.type, reason_label(outcome.reason)
             ).inc()
             if outcome.retry_after_capped:
                 self._metrics.retry_after_capped.labels(tenant.name).inc()
             if outcome.status == 429 and outcome.retry_after:
-                tenant.budget.block_until(self._clock.monotonic() + outcome.retry_after)
-            if was_probe:
-                tenant.parked.append(event)
-                self._notify_pause(tenant)
-            elif self._retry.exhausted(event.attempts):
-                if tenant.paused is None and tenant.guard.allow():  # counted like refusals
-                    await self._dead_letter(
-                        event, "retries_exhausted", outcome.reason, outcome.status
-                    )
-                else:
-                    tenant.parked.append(event)
-                    deliveries["parked"].inc()
-                    self._pause(tenant, "dlq_limit")
-            else:
-                self._later(self._retry.delay(event.attempts, outcome.retry_after), lane, event)
+                tenant.credential.budget.block_until(self._clock.monotonic() + outcome.retry_after)
         elif isinstance(outcome, Permanent):
-            event.attempts += 1
-            expected = outcome.code in EXPECTED_REFUSALS
-            self._metrics.refusals.labels(
-                tenant.name, event.envelope.type, code_label(outcome.code)
-            ).inc()
-            if was_probe and tenant.paused == "credentials_rejected":
-                # An answer about the event, not about us: the upstream and our
-                # credentials work. Parking it again would make it the probe for ever.
-                # (Paused for the DLQ limit, a refusal is what the pause is about.)
-                await self._dead_letter(event, "permanent", outcome.code, outcome.status)
-                self._unpause(tenant)
-            elif tenant.paused is None and (expected or tenant.guard.allow()):
-                await self._dead_letter(event, "permanent", outcome.code, outcome.status)
-            else:
-                tenant.parked.append(event)
-                deliveries["parked"].inc()
-                self._pause(tenant, "dlq_limit")
-        elif isinstance(outcome, CredentialsRejected):
-            tenant.parked.append(event)
-            deliveries["parked"].inc()
-            self._pause(tenant, "credentials_rejected")
+            code = code_label(outcome.code)
+            self._metrics.refusals.labels(tenant.name, envelope.type, code).inc()
 
-    async def _dead_letter(self, event: _Event, reason: str, code: str, status: int | None) -> None:
-        letter = self._letter(event.partition, event.incoming, reason, code, event.attempts, status)
-        try:
-            await self._dead_letters.write(letter)
-        except KafkaUnavailable:
-            # Not durable in the DLQ: keep the event and go through delivery again.
-            self._later(self._retry.delay(max(1, event.attempts)), self._lane_of(event), event)
-            return
-        tenant, event_type = event.envelope.tenant, event.envelope.type
-        self._metrics.deliveries.labels(tenant, event_type, "dead_letter").inc()
-        self._metrics.dead_letters.labels(tenant, event_type, reason).inc()
-        self._done(event)
+    def _park(self, tenant: Tenant, event: _Held, parked: Counter) -> None:
+        tenant.pause.park(event)
+        parked.inc()
 
-    def _spawn_dead_letter(
-        self, partition: Partition, incoming: Incoming, reason: str, code: str
-    ) -> None:
+    def _undeliverable(self, record: _Unhandled) -> None:
         """Dead-letter a record that cannot be handled, counted by the DLQ limit like a
         refusal: a stream of them is a skew between ingest and forward, which must
-        pause the tenant rather than bury the stream. Past the limit the record stays
-        held (not committed), like a parked event."""
-        tenant = self._tenants.get(partition.tenant)
-        if tenant is not None and (tenant.paused is not None or not tenant.guard.allow()):
-            self._pause(tenant, "dlq_limit")
-            return
-
-        async def write() -> None:
-            letter = self._letter(partition, incoming, reason, code, 0, None)
-            delay = self._retry.base_s
-            while not partition.revoked:
-                try:
-                    await self._dead_letters.write(letter)
-                except KafkaUnavailable:
-                    await self._clock.sleep(delay)
-                    delay = min(self._retry.cap_s, delay * 2)
-                    continue
-                self._metrics.dead_letters.labels(partition.tenant, partition.type, reason).inc()
-                self._settle_offset(partition, incoming.offset)
+        pause the tenant rather than bury the stream. Past the limit it is parked
+        (held, not committed) until the pause ends."""
+        tenant = self._tenants.get(record.partition.tenant)
+        if tenant is not None:
+            if tenant.pause.active or not tenant.guard.has_room():
+                tenant.pause.park(record)
+                self._pause(tenant, rules.DLQ_LIMIT)
                 return
+            tenant.guard.count()
+        letter = self._letter(record, record.reason, record.code, None)
+        self._spawn(self._write_letter(record, letter))
 
-        task = asyncio.create_task(write())
+    async def _write_letter(self, held: _Held, letter: DeadLetter) -> None:
+        partition = held.partition
+        if not await self._writer.write(letter, lambda: partition.revoked):
+            return  # the partition went: its next owner handles the event
+        tenant, event_type = partition.tenant, partition.type
+        if isinstance(held, _Event):
+            tenant, event_type = held.envelope.tenant, held.envelope.type
+            self._metrics.deliveries.labels(tenant, event_type, "dead_letter").inc()
+            self._done(held)
+        else:
+            self._settle_offset(partition, held.incoming.offset)
+        self._metrics.dead_letters.labels(tenant, event_type, letter.reason).inc()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    def _letter(
-        partition: Partition,
-        incoming: Incoming,
-        reason: str,
-        code: str,
-        attempts: int,
-        status: int | None,
-    ) -> DeadLetter:
+    def _letter(event: _Held, reason: str, code: str, status: int | None) -> DeadLetter:
+        partition, incoming = event.partition, event.incoming
         return DeadLetter(
             partition.topic,
             partition.number,
@@ -466,20 +491,18 @@ class Dispatcher:
             incoming.headers,
             reason,
             code,
-            attempts,
+            event.attempts,
             status,
         )
 
     def _later(self, delay: float, lane: _Lane, event: _Event) -> None:
-        loop = asyncio.get_running_loop()
-
         def fire() -> None:
-            self._timers.discard(handle)
+            self._timers.discard(timer)
             if not event.partition.revoked:
                 lane.ready.put_nowait(event)
 
-        handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
+        timer = self._clock.call_later(delay, fire)
+        self._timers.add(timer)
 
     def _done(self, event: _Event) -> None:
         partition = event.partition
@@ -499,46 +522,51 @@ class Dispatcher:
         if partition.revoked:
             return
         partition.offsets.done(offset)
-        partition.held -= 1
-        self.held -= 1
+        self._hold(partition, -1)
         self.settled.set()
 
     def _pause(self, tenant: Tenant, reason: str) -> None:
-        if tenant.paused is None:
-            tenant.paused = reason
+        if tenant.pause.begin(reason):
             self._metrics.paused.labels(tenant.name, reason).set(1)
             log.error(
                 "delivery paused",
                 extra={"tenant": tenant.name, "reason": reason, "probe_every_s": self._probe_s},
             )
-        self._notify_pause(tenant)
-
-    def _notify_pause(self, tenant: Tenant) -> None:
-        if self.on_pause is not None:
-            self.on_pause(tenant.name)
+            self.settled.set()  # the window has room again: its events leave it
 
     def _unpause(self, tenant: Tenant) -> None:
-        if tenant.paused is not None:
-            self._metrics.paused.labels(tenant.name, tenant.paused).set(0)
+        reason = tenant.pause.reason
+        if reason is not None:
+            self._metrics.paused.labels(tenant.name, reason).set(0)
             log.warning("delivery resumed", extra={"tenant": tenant.name})
-        tenant.paused = None
         tenant.guard.reset()
-        parked, tenant.parked = tenant.parked, deque()
-        for event in parked:
-            if not event.partition.revoked:
+        for event in tenant.pause.end():
+            if event.partition.revoked:
+                continue
+            if isinstance(event, _Unhandled):
+                self._undeliverable(event)
+            else:
                 self._lane_of(event).ready.put_nowait(event)
 
     async def _probe_loop(self, tenant: Tenant) -> None:
-        """While paused, send one parked event every ``probe_s`` to see if it is over."""
+        """While paused, send one parked event every ``probe_s`` to see if it is over;
+        records that cannot be sent go to the back of the line."""
         while True:
             await self._clock.sleep(self._probe_s)
-            if tenant.paused is None or not tenant.parked:
-                continue
-            event = tenant.parked.popleft()
-            if event.partition.revoked:
-                continue
-            event.probe = True
-            self._lane_of(event).ready.put_nowait(event)
+            for _ in range(len(tenant.pause)):
+                event = tenant.pause.next_probe()
+                if event is None or event.partition.revoked:
+                    continue
+                if isinstance(event, _Unhandled):
+                    tenant.pause.park(event)
+                    continue
+                event.probe = True
+                self._lane_of(event).ready.put_nowait(event)
+                break
+
+
+def _reader(limit: AdaptiveConcurrency) -> Callable[[], float]:
+    return lambda: limit.limit
 
 
 def _answer_class(outcome: Outcome) -> str:

@@ -28,13 +28,16 @@ from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.facts import FactPublisher, Facts, create_facts_topic
+from relay.forward.backlog import BacklogProbe
+from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
-from relay.kafka_client import producer_options
+from relay.kafka.admin import partition_counts
+from relay.kafka.consumer import KafkaConsumer
+from relay.kafka_client import client_options, producer_options
 from relay.metrics import ForwardMetrics
 from relay.producer import KafkaProducer
-from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
 from relay.tenants import Tenants, load_tenants
 from relay.topics import create_missing_topics
@@ -69,6 +72,7 @@ class Forwarder:
         self.dlq_producer = KafkaProducer(producer_options(settings), client_id="relay-dlq")
         self.tenants: dict[str, Tenant] = {}
         self.clients: dict[str, UpstreamClient] = {}
+        credentials: dict[str, Credential] = {}  # by upstream token: tenants may share one
         for name, configured in self.configured.by_name.items():
             tokens = Tokens(
                 session,
@@ -87,14 +91,18 @@ class Forwarder:
                 retry_after_max_s=settings.retry_after_max_s,
             )
             self.clients[name] = client
+            credential = credentials.setdefault(
+                configured.upstream_token,
+                Credential(name, configured.upstream_budget_rps, clock),
+            )
+            credential.tenants.append(name)
             self.tenants[name] = Tenant(
                 name,
                 client,
-                Budget(0.0, clock),  # the rate is this worker's share, set on assignment
+                credential,  # its budget's rate is this worker's share, set on assignment
                 DeadLetterGuard(
                     settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window
                 ),
-                configured.upstream_budget_rps,
             )
         self.dispatcher = Dispatcher(
             self.tenants,
@@ -109,6 +117,7 @@ class Forwarder:
             probe_s=settings.pause_probe_s,
             metrics=self.metrics,
             clock=clock,
+            max_age_s=settings.retry_max_age_s,
         )
         self.facts = Facts()
         self.publisher = FactPublisher(settings, clock)
@@ -117,11 +126,20 @@ class Forwarder:
             self.publisher,
             self.clients,
             settings.rights_check_s,
-            budgets={name: tenant.budget for name, tenant in self.tenants.items()},
+            budgets={name: tenant.credential.budget for name, tenant in self.tenants.items()},
         )
         self.dispatcher.observer = self.learner.observe
+        options = client_options(settings)
         self.worker = ForwardWorker(
-            settings, self.dispatcher, self.tenants, self.configured, self.metrics, clock
+            settings,
+            self.dispatcher,
+            self.tenants,
+            self.configured,
+            self.metrics,
+            clock,
+            consumer=KafkaConsumer(options, group_id=settings.consumer_group),
+            partition_counts=lambda topics: partition_counts(options, topics),
+            backlog=BacklogProbe(options, clock),
         )
 
     def ready(self) -> tuple[bool, str]:

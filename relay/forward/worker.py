@@ -1,13 +1,18 @@
 """The forwarding worker: one member of the consumer group over the event topics.
 
-It fetches only as much as the dispatcher has room for (pausing partitions while
-the window is full, so the group never sees it as stuck), commits done offsets in
-batches, and follows rebalances: revoked partitions are drained within a bound and
-committed before they go; the budget share is recomputed from the assignment.
+It fetches only what the dispatcher has room for, and never from a partition that
+must wait (pausing partitions rather than not polling, so the group never sees it
+as stuck): all of them while the window is full, a paused tenant's, and any whose
+uncommitted span reached RELAY_FORWARD_MAX_SPAN (a stuck event: the offsets after it
+cannot be committed, so they are not fetched without bound). It commits done
+offsets every RELAY_COMMIT_INTERVAL_S, and follows rebalances: revoked partitions
+are wound down within a bound and committed before they go; every credential's
+budget share is unknown (nothing is sent) until it is recounted for the new assignment.
 
 Shutdown order (``run`` returns after it):
 1. stop fetching;
-2. wait for requests in flight, bounded by RELAY_FORWARD_DRAIN_S;
+2. wait for requests in flight, bounded by RELAY_FORWARD_DRAIN_S (nothing new is
+   sent meanwhile: every send checks first);
 3. commit every done offset;
 4. stop the dispatcher (retry timers and parked events are abandoned: not
    committed, so the next owner delivers them);
@@ -19,35 +24,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
+from collections.abc import Awaitable, Callable, Sequence
 
 from relay.clock import Clock
 from relay.config import Settings
+from relay.errors import CommitFailed, KafkaUnavailable
 from relay.events import EVENT_TYPES
 from relay.forward.backlog import BacklogProbe
-from relay.forward.dispatch import Dispatcher, Incoming, Partition, Tenant
-from relay.kafka_client import client_options
+from relay.forward.credential import Credential
+from relay.forward.dispatch import Dispatcher, Partition, Tenant
+from relay.kafka.consumer import Consumer, TopicPartition
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
 
-__all__ = ["ForwardWorker"]
+__all__ = ["ForwardWorker", "PartitionCounts"]
 
 log = logging.getLogger("relay.forward")
 
+# Partition counts of topics, from the cluster; raises KafkaUnavailable.
+PartitionCounts = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
+FETCH_WAIT_S = 0.1  # how long one fetch waits for records before the loop looks again
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+
+class _Listener:
     def __init__(self, worker: ForwardWorker) -> None:
         self._worker = worker
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._worker.release(revoked)
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self._worker.release(partitions)
 
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._worker.assign(assigned)
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        await self._worker.assign(partitions)
 
 
 class ForwardWorker:
@@ -59,12 +66,19 @@ class ForwardWorker:
         configured: Tenants,
         metrics: ForwardMetrics,
         clock: Clock,
+        *,
+        consumer: Consumer,
+        partition_counts: PartitionCounts,
+        backlog: BacklogProbe | None = None,
     ) -> None:
+        """``backlog``: measures lag and the oldest event's age; None measures nothing."""
         self._settings = settings
         self._dispatcher = dispatcher
-        self._tenants = tenants
         self._metrics = metrics
         self._clock = clock
+        self._consumer = consumer
+        self._partition_counts = partition_counts
+        self._backlog = backlog
         self._topics = configured.topics(settings)
         # topic -> (tenant, event type): the labels of everything measured per topic
         self._owner_of = {
@@ -73,86 +87,87 @@ class ForwardWorker:
             for event_type in EVENT_TYPES
         }
         self._tenant_of = {topic: owner[0] for topic, owner in self._owner_of.items()}
-        self._held_back: set[TopicPartition] = set()  # partitions of paused tenants
-        self._releasing: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._credentials: dict[int, tuple[Credential, list[str]]] = {}
+        for name, tenant in tenants.items():
+            topics = [topic for topic, owner in self._tenant_of.items() if owner == name]
+            entry = self._credentials.setdefault(id(tenant.credential), (tenant.credential, []))
+            entry[1].extend(topics)
         self._counts: dict[str, int] = {}  # partitions per topic, from the cluster
-        dispatcher.on_pause = self._on_pause
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
-        self._paused_fetch = False
+        self._not_fetching: frozenset[TopicPartition] = frozenset()
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
-        self.assigned = False
-        self._backlog = BacklogProbe(client_options(settings), clock)
         self._ages: dict[TopicPartition, tuple[float, float]] = {}  # last age read, when
-        self._consumer = AIOKafkaConsumer(
-            **client_options(settings),
-            group_id=settings.consumer_group,
-            client_id="relay-forward",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
-            # What aiokafka prefetches is bounded too, not only the dispatcher's window.
-            # Small fetches (2 MiB, 256 KiB per partition) measured better on both counts
-            # than 8 MiB / 1 MiB: peak RSS 193 -> 116 MB, deliveries 8.9k -> 9.3-9.7k/s.
-            fetch_max_bytes=2 * 1024 * 1024,
-            max_partition_fetch_bytes=256 * 1024,
-            isolation_level="read_committed",
-        )
+        self.assigned = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = self._consumer
-        consumer.subscribe(self._topics, listener=_Rebalance(self))
-        await self._backlog.start()
+        consumer, dispatcher = self._consumer, self._dispatcher
+        if self._backlog is not None:
+            await self._backlog.start()
         try:
-            await consumer.start()
+            await consumer.start(self._topics, _Listener(self))
         except BaseException:
-            await self._backlog.stop()
+            if self._backlog is not None:
+                await self._backlog.stop()
             raise
-        self._dispatcher.start()
-        committer = asyncio.create_task(self._commit_loop(), name="commit")
-        prober = asyncio.create_task(self._backlog_loop(), name="backlog")
+        dispatcher.start()
+        aside = [asyncio.create_task(self._commit_loop(), name="commit")]
+        if self._backlog is not None:
+            aside.append(asyncio.create_task(self._backlog_loop(), name="backlog"))
         try:
             while not stop.is_set():
-                room = self._dispatcher.room
-                self._pause_fetching(room == 0)
-                batch = await consumer.getmany(timeout_ms=100, max_records=max(1, room))
+                self._choose_fetched()
+                batch = await consumer.fetch(max(1, dispatcher.room), FETCH_WAIT_S)
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
                     if partition is None or partition.revoked:
                         continue
                     for record in records:
-                        self._dispatcher.submit(
-                            partition,
-                            Incoming(
-                                record.offset,
-                                record.key or b"",
-                                record.value or b"",
-                                tuple(record.headers),
-                            ),
-                        )
+                        dispatcher.submit(partition, record)
         finally:
             log.info("stopping: draining requests in flight, then committing")
-            self._dispatcher.quiesce()
-            for task in (committer, prober):
+            dispatcher.quiesce()
+            for task in aside:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self._drain(self._settings.forward_drain_s)
             await self._commit()
-            for task in list(self._background):
-                task.cancel()
             try:
-                await self._dispatcher.stop()
+                await dispatcher.stop()
             finally:  # whatever happened above, leave the group and close the clients
-                await self._backlog.stop()
+                if self._backlog is not None:
+                    await self._backlog.stop()
                 await consumer.stop()
             log.info("stopped")
 
-    async def assign(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
+    def _choose_fetched(self) -> None:
+        """Pause the partitions that must not be fetched now, resume the others."""
+        assignment = self._consumer.assignment()
+        if self._dispatcher.room == 0:
+            wanted_paused = assignment
+            full = 0
+        else:
+            paused = self._dispatcher.paused_tenants
+            max_span = self._settings.forward_max_span
+            full_span = {tp for tp, p in self._partitions.items() if p.offsets.held >= max_span}
+            full = len(full_span)
+            wanted_paused = frozenset(
+                tp
+                for tp in assignment
+                if tp in full_span or self._tenant_of.get(tp.topic) in paused
+            )
+        self._metrics.span_full.set(full)
+        if wanted_paused != self._not_fetching:
+            self._consumer.pause(wanted_paused - self._not_fetching)
+            self._consumer.resume((assignment - wanted_paused) & self._not_fetching)
+            self._not_fetching = wanted_paused
+
+    async def assign(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
             if tp not in self._partitions:
                 self._partitions[tp] = self._new_partition(tp)
+        self._not_fetching = frozenset()  # a new assignment starts unpaused
         self.assigned = True
         self._metrics.rebalances.inc()
         if self._unassigned_since is not None:
@@ -163,25 +178,22 @@ class ForwardWorker:
         await self._share_budget()
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
-    async def _wind_down(self, leaving: list[Partition]) -> None:
-        """Send nothing new from ``leaving``, let its requests in flight finish
-        (bounded by RELAY_FORWARD_DRAIN_S), then commit what is done."""
+    async def release(self, partitions: set[TopicPartition]) -> None:
+        """Before partitions go to another worker: wind them down, then forget them."""
+        self._unassigned_since = self._clock.monotonic()
+        leaving = [self._partitions[tp] for tp in partitions if tp in self._partitions]
         for partition in leaving:
             partition.closing = True
         await self._dispatcher.wait_for(
             lambda: not any(p.in_flight for p in leaving), self._settings.forward_drain_s
         )
         await self._commit()
-
-    def _new_partition(self, tp: TopicPartition) -> Partition:
-        tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
-        return Partition(tp.topic, tp.partition, tenant, event_type)
-
-    async def release(self, revoked: set[TopicPartition]) -> None:
-        """Before partitions go to another worker: wind them down, then forget them."""
-        self._unassigned_since = self._clock.monotonic()
-        await self._wind_down([self._partitions[tp] for tp in revoked if tp in self._partitions])
-        for tp in revoked:
+        left = sum(p.held for p in leaving)
+        if left:
+            log.info(
+                "partitions revoked; their next owner delivers the rest", extra={"events": left}
+            )
+        for tp in partitions:
             if tp in self._partitions:
                 self._dispatcher.revoke(self._partitions.pop(tp))
             self._committed.pop(tp, None)
@@ -189,88 +201,34 @@ class ForwardWorker:
             tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(tenant, event_type, str(tp.partition))
+        self._not_fetching = self._not_fetching - partitions
 
-    def _pause_fetching(self, full: bool) -> None:
-        if full == self._paused_fetch:
-            return
-        assignment = self._consumer.assignment()
-        if full:
-            self._consumer.pause(*assignment)
-        else:
-            self._consumer.resume(*(assignment - self._held_back))
-        self._paused_fetch = full
-
-    def _on_pause(self, tenant: str) -> None:
-        """A tenant paused (or its probe failed): stop fetching its partitions and let
-        go of its parked events, so that they cannot fill the window and starve the
-        other tenants; fetch them again after a probe interval to probe with."""
-        if tenant in self._releasing:
-            return
-        self._releasing.add(tenant)
-        task = asyncio.create_task(self._release_tenant(tenant), name=f"release-{tenant}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _release_tenant(self, tenant: str) -> None:
-        tps = [tp for tp in self._partitions if self._tenant_of.get(tp.topic) == tenant]
-        try:
-            self._held_back.update(tps)
-            self._consumer.pause(*tps)
-            leaving = [self._partitions[tp] for tp in tps]
-            await self._wind_down(leaving)
-            for tp, old in zip(tps, leaving, strict=True):
-                if self._partitions.get(tp) is not old:
-                    continue  # revoked meanwhile
-                restart = self._committed.get(tp, old.offsets.first)
-                self._dispatcher.revoke(old)  # its events are fetched again from `restart`
-                self._partitions[tp] = self._new_partition(tp)
-                if restart is not None:
-                    self._consumer.seek(tp, restart)
-            log.warning(
-                "paused tenant released: fetching again after the probe interval",
-                extra={"tenant": tenant, "partitions": len(tps)},
-            )
-            await self._clock.sleep(self._settings.pause_probe_s)
-        finally:
-            self._held_back.difference_update(tps)
-            self._releasing.discard(tenant)
-        if not self._paused_fetch:
-            self._consumer.resume(*(tp for tp in tps if tp in self._partitions))
+    def _new_partition(self, tp: TopicPartition) -> Partition:
+        tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))
+        return Partition(tp.topic, tp.partition, tenant, event_type)
 
     async def _share_budget(self) -> None:
-        """Each worker takes the share of the budget that its partitions are of all.
+        """Each worker takes the share of a credential's budget that its partitions
+        are of all the credential's partitions. Nothing is sent while it is recounted.
 
         The partition counts come from the cluster, not from the consumer's metadata,
         which can still lack topics at the first assignment: a share computed from a
         partial count would let this worker exceed the budget until the next rebalance.
         With no count known at all, the worker crawls (1 request/s) rather than risk
         going over."""
-        await self._refresh_counts()
-        for name, tenant in self._tenants.items():
-            topics = [topic for topic, owner in self._tenant_of.items() if owner == name]
-            total = sum(self._counts.get(topic, 0) for topic in topics)
-            mine = sum(1 for tp in self._partitions if self._tenant_of.get(tp.topic) == name)
-            if tenant.budget_rps <= 0:
-                rate = 0.0  # unlimited
-            elif total == 0:
-                rate = 1.0
-            else:
-                rate = tenant.budget_rps * min(1.0, mine / total)
-            tenant.budget.set_rate(rate)
-            self._metrics.budget_rate.labels(tenant.name).set(rate)
-
-    async def _refresh_counts(self) -> None:
-        admin = AIOKafkaAdminClient(
-            **client_options(self._settings), client_id="relay-forward-admin"
-        )
+        for credential, _ in self._credentials.values():
+            credential.budget.set_rate(None)
         try:
-            await admin.start()
-            for topic in await admin.describe_topics(self._topics):
-                self._counts[topic["topic"]] = len(topic["partitions"])
-        except KafkaError as exc:
+            self._counts.update(await self._partition_counts(self._topics))
+        except KafkaUnavailable as exc:
             log.warning("partition counts unknown; keeping the last", extra={"error": str(exc)})
-        finally:
-            await admin.close()
+        for credential, topics in self._credentials.values():
+            total = sum(self._counts.get(topic, 0) for topic in topics)
+            mine = sum(1 for tp in self._partitions if tp.topic in topics)
+            rate = credential.share(mine, total)
+            credential.budget.set_rate(rate)
+            for tenant in credential.tenants:
+                self._metrics.budget_rate.labels(tenant).set(rate)
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)
@@ -290,7 +248,7 @@ class ForwardWorker:
             return
         try:
             await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        except (CommitFailed, KafkaUnavailable) as exc:
             # A rebalance is under way; the new owner starts from the last commit.
             log.warning("commit failed", extra={"error": str(exc), "partitions": len(offsets)})
             self._metrics.commit_failures.inc()
@@ -304,7 +262,7 @@ class ForwardWorker:
         while True:
             try:
                 await self._report_backlog()
-            except KafkaError as exc:
+            except KafkaUnavailable as exc:
                 self._metrics.backlog_probe_failures.inc()
                 log.warning("backlog probe failed", extra={"error": str(exc)})
             except Exception:  # a bug here must not stop delivery, nor its shutdown
@@ -315,13 +273,15 @@ class ForwardWorker:
     async def _report_backlog(self) -> None:
         """Lag in events per partition, and the oldest undelivered event's age per
         tenant and type, from the offset each partition would resume at."""
+        if self._backlog is None:
+            return
         committed: dict[TopicPartition, int | None] = {}
         for tp, partition in list(self._partitions.items()):
             offset = self._committed.get(tp, partition.offsets.first)
             if offset is None:  # nothing fetched since assignment: ask the group
                 try:
-                    offset = await self._group_offset(tp)
-                except (TimeoutError, KafkaError):
+                    offset = await self._consumer.committed(tp)
+                except KafkaUnavailable:
                     continue  # unknown for now (not "never committed"): keep the last figures
             committed[tp] = offset
         backlogs = await self._backlog.measure(committed)
@@ -343,11 +303,3 @@ class ForwardWorker:
             oldest[owner] = max(oldest.get(owner, 0.0), age)
         for owner, age in oldest.items():
             self._metrics.oldest_undelivered_seconds.labels(*owner).set(age)
-
-    async def _group_offset(self, tp: TopicPartition) -> int | None:
-        """Where the group would resume ``tp``: its committed offset, None when it
-        never committed one. Raises ``TimeoutError`` or ``KafkaError`` when that cannot
-        be known now."""
-        async with asyncio.timeout(self._settings.backlog_probe_s):
-            offset = await self._consumer.committed(tp)
-        return int(offset) if offset is not None else None

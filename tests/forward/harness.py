@@ -4,6 +4,7 @@ of the dispatcher's tests (its fixture, ``make_harness``, is in conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -12,13 +13,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from relay.clock import SystemClock
+from relay.clock import VirtualClock
 from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.envelope import Envelope, new_event_id
+from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, Incoming, LaneLimits, Partition, Tenant
 from relay.metrics import ForwardMetrics
 from relay.producer import MemoryProducer
-from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
 from relay.upstream import Delivered, Outcome
 
@@ -29,17 +30,17 @@ Script = Callable[[str, dict[str, object]], Outcome]
 
 @dataclass
 class FakeUpstream:
-    """Answers by a script of (event id, body) -> outcome, after a little random delay,
-    and records what it accepted and when."""
+    """Answers by a script of (event id, body) -> outcome, after a little random delay
+    on the harness's virtual clock, and records what it accepted and when."""
 
+    clock: VirtualClock
     script: Script = lambda _id, _body: Delivered(204, b"")
     delivered: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     calls: list[tuple[float, str]] = field(default_factory=list)
 
     async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
-        loop = asyncio.get_running_loop()
-        self.calls.append((loop.time(), idempotency_key))
-        await asyncio.sleep(random.uniform(0, 0.003))
+        self.calls.append((self.clock.monotonic(), idempotency_key))
+        await self.clock.sleep(random.uniform(0, 0.003))
         decoded = orjson.loads(body)
         outcome = self.script(idempotency_key, decoded)
         if isinstance(outcome, Delivered):
@@ -53,6 +54,7 @@ class Harness:
     upstream: FakeUpstream
     dlq: MemoryProducer
     tenant: Tenant
+    clock: VirtualClock
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     partition: Partition = field(default_factory=lambda: Partition("t.play", 0, "default", "play"))
     next_offset: int = 0
@@ -85,7 +87,10 @@ class Harness:
 
 @pytest.fixture
 async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
+    """Harnesses on a virtual clock that a driver task moves from timer to timer, so
+    retries, probes and budgets take no real time."""
     harnesses: list[Harness] = []
+    drivers: list[asyncio.Task[None]] = []
 
     def make(
         script: Script | None = None,
@@ -94,15 +99,16 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
         max_attempts: int = 0,
         max_consecutive: int = 1000,
         rate: float = 0.0,
+        max_age_s: float = 0.0,
     ) -> Harness:
-        upstream = FakeUpstream() if script is None else FakeUpstream(script)
-        clock = SystemClock()
+        clock = VirtualClock()
+        drivers.append(asyncio.create_task(clock.run(), name="virtual-time"))
+        upstream = FakeUpstream(clock) if script is None else FakeUpstream(clock, script)
+        credential = Credential("default", rate, clock)
+        credential.budget.set_rate(rate if rate > 0 else math.inf)
+        credential.tenants.append("default")
         tenant = Tenant(
-            "default",
-            upstream,
-            Budget(rate, clock),
-            DeadLetterGuard(max_consecutive, 1.0, 1000),
-            rate,
+            "default", upstream, credential, DeadLetterGuard(max_consecutive, 1.0, 1000)
         )
         dlq = MemoryProducer()
         registry = CollectorRegistry()
@@ -115,12 +121,16 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
             probe_s=0.05,
             metrics=ForwardMetrics.create(registry, ["default"]),
             clock=clock,
+            max_age_s=max_age_s,
         )
         dispatcher.start()
-        harness = Harness(dispatcher, upstream, dlq, tenant, registry)
+        harness = Harness(dispatcher, upstream, dlq, tenant, clock, registry)
         harnesses.append(harness)
         return harness
 
     yield make
     for harness in harnesses:
         await harness.dispatcher.stop()
+    for driver in drivers:
+        driver.cancel()
+    await asyncio.gather(*drivers, return_exceptions=True)

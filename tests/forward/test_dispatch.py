@@ -109,7 +109,7 @@ async def test_the_dlq_limit_pauses_instead_of_burying_the_stream(
     for number in range(10):
         harness.submit(f"user-{number}", number + 1)
     assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
-    await asyncio.sleep(0.2)  # probes happen meanwhile: they must not dead-letter either
+    await harness.clock.sleep(0.2)  # probes happen meanwhile: they must not dead-letter either
     assert harness.tenant.paused == "dlq_limit"
     assert len(harness.dead_letters()) == 3
     assert harness.dispatcher.paused_tenants == {"default": "dlq_limit"}
@@ -133,7 +133,7 @@ async def test_rejected_credentials_pause_without_dead_letters_until_a_probe_pas
     harness = make_harness(script)
     ids = [harness.submit(f"user-{n % 3}", n + 1) for n in range(20)]
     assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
-    await asyncio.sleep(0.2)
+    await harness.clock.sleep(0.2)
     assert harness.tenant.paused == "credentials_rejected"
     assert harness.dead_letters() == []
     assert harness.partition.offsets.next_commit is None
@@ -161,7 +161,7 @@ async def test_the_window_counts_what_is_held(make_harness: Callable[..., Harnes
             return await super().deliver(path, body, idempotency_key)
 
     harness = make_harness(window=10)
-    harness.tenant.client = Gated()
+    harness.tenant.client = Gated(harness.clock)
     for number in range(10):
         harness.submit(f"u{number}", number + 1)
     assert harness.dispatcher.room == 0
@@ -179,13 +179,13 @@ async def test_a_revoked_partition_is_forgotten(make_harness: Callable[..., Harn
             return await super().deliver(path, body, idempotency_key)
 
     harness = make_harness()
-    harness.tenant.client = Gated()
+    harness.tenant.client = Gated(harness.clock)
     for number in range(5):
         harness.submit("same-user", number + 1)
     harness.dispatcher.revoke(harness.partition)
     assert harness.dispatcher.held == 0
     gate.set()
-    await asyncio.sleep(0.1)
+    await harness.clock.sleep(0.1)
     assert len(harness.upstream.delivered) <= 1  # at most the one already in flight
 
 
@@ -322,7 +322,7 @@ async def test_the_dlq_limit_counts_records_it_cannot_handle(
     for offset in range(10):
         harness.dispatcher.submit(harness.partition, Incoming(offset, b"k", value, ()))
     assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
-    await asyncio.sleep(0.2)
+    await harness.clock.sleep(0.2)
     assert harness.tenant.paused == "dlq_limit"
     assert len(harness.dead_letters()) == 3
 
@@ -336,6 +336,6 @@ async def test_the_dlq_limit_counts_exhausted_retries(
     for number in range(10):
         harness.submit(f"user-{number}", number + 1)
     assert await harness.dispatcher.wait_for(lambda: harness.tenant.paused is not None, 5)
-    await asyncio.sleep(0.2)
+    await harness.clock.sleep(0.2)
     assert harness.tenant.paused == "dlq_limit"
     assert len(harness.dead_letters()) == 3
