@@ -85,6 +85,14 @@ class Harness:
         return [dict(record.headers) for record in self.dlq.records[DLQ]]
 
 
+PLAY = {"tenant": "default", "type": "play"}
+
+
+def sample(harness: Harness, name: str, **labels: str) -> float | None:
+    """A metric of the harness's dispatcher, for the play events of tenant default."""
+    return harness.registry.get_sample_value(name, {**PLAY, **labels})
+
+
 @pytest.fixture
 async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
     """Harnesses on a virtual clock that a driver task moves from timer to timer, so

@@ -11,7 +11,7 @@ import pytest
 from relay.envelope import Envelope
 from relay.forward.dispatch import Incoming
 from relay.upstream import CredentialsRejected, Delivered, Outcome, Permanent, Retry
-from tests.forward.harness import DLQ, FakeUpstream, Harness
+from tests.forward.harness import DLQ, FakeUpstream, Harness, sample
 
 
 async def test_events_of_one_key_are_delivered_in_order_and_keys_in_parallel(
@@ -161,7 +161,7 @@ async def test_the_window_counts_what_is_held(make_harness: Callable[..., Harnes
             return await super().deliver(path, body, idempotency_key)
 
     harness = make_harness(window=10)
-    harness.tenant.client = Gated(harness.clock)
+    harness.tenant.client = harness.upstream = Gated(harness.clock)
     for number in range(10):
         harness.submit(f"u{number}", number + 1)
     assert harness.dispatcher.room == 0
@@ -179,7 +179,7 @@ async def test_a_revoked_partition_is_forgotten(make_harness: Callable[..., Harn
             return await super().deliver(path, body, idempotency_key)
 
     harness = make_harness()
-    harness.tenant.client = Gated(harness.clock)
+    harness.tenant.client = harness.upstream = Gated(harness.clock)
     for number in range(5):
         harness.submit("same-user", number + 1)
     harness.dispatcher.revoke(harness.partition)
@@ -339,3 +339,96 @@ async def test_the_dlq_limit_counts_exhausted_retries(
     await harness.clock.sleep(0.2)
     assert harness.tenant.paused == "dlq_limit"
     assert len(harness.dead_letters()) == 3
+
+
+async def test_an_event_stuck_while_others_are_delivered_expires(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Defect 1 of issue 10: an event answered 503 for ever, while other events of
+    its credential get through, was retried without end and froze its partition's
+    commit. It is dead-lettered as ``expired`` after RELAY_RETRY_MAX_AGE_S."""
+    stuck: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if event_id in stuck:
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script, max_age_s=100.0)
+    stuck.append(harness.submit("stuck-user", 1))
+    started = harness.clock.monotonic()
+    for minute in range(4):  # others keep getting through, one now and then
+        harness.submit(f"user-{minute}", minute + 10)
+        await harness.clock.sleep(40.0)
+    await harness.settled()
+    letters = harness.dead_letters()
+    assert [letter["relay-dlq-reason"] for letter in letters] == [b"expired"]
+    assert letters[0]["relay-event-id"] == stuck[0].encode()
+    assert harness.clock.monotonic() - started >= 100.0
+    assert sample(harness, "relay_forward_dead_letters_total", reason="expired") == 1
+
+
+async def test_an_outage_of_the_whole_credential_expires_nothing(
+    make_harness: Callable[..., Harness],
+) -> None:
+    down = [True]
+
+    def script(_event_id: str, _body: dict[str, object]) -> Outcome:
+        return Retry("http_503", 503, overload=True) if down[0] else Delivered(204, b"")
+
+    harness = make_harness(script, max_age_s=100.0)
+    ids = [harness.submit(f"user-{number}", number + 1) for number in range(5)]
+    await harness.clock.sleep(1000.0)  # ten times the max age, nothing delivered at all
+    assert harness.dead_letters() == []
+    down[0] = False
+    await harness.settled()
+    assert sorted(event_id for event_id, _ in harness.upstream.delivered) == sorted(ids)
+
+
+async def test_expired_letters_count_towards_the_dlq_limit(
+    make_harness: Callable[..., Harness],
+) -> None:
+    stuck: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if event_id in stuck:
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script, max_age_s=10.0, max_consecutive=1)
+    stuck.extend(harness.submit(f"stuck-{number}", number + 1) for number in range(2))
+    for number in range(5):  # delivered at the start: within a minute, "being delivered"
+        harness.submit(f"user-{number}", number + 10)
+    await harness.clock.sleep(30.0)
+    assert len(harness.dead_letters()) == 1
+    assert harness.tenant.paused == "dlq_limit"
+
+
+@pytest.mark.parametrize("wait", ["concurrency", "budget"])
+async def test_nothing_is_sent_after_its_partition_began_to_go(
+    make_harness: Callable[..., Harness], wait: str
+) -> None:
+    """Defect 2 of issue 10: events already taken off their queue and waiting for a
+    concurrency slot or the budget were sent during the wind-down, after the
+    partition went to another worker (which sends them too: a duplicate)."""
+    gate = asyncio.Event()
+
+    class Gated(FakeUpstream):
+        async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
+            await gate.wait()
+            return await super().deliver(path, body, idempotency_key)
+
+    harness = make_harness(rate=1.0 if wait == "budget" else 0.0)
+    harness.tenant.client = harness.upstream = Gated(harness.clock)
+    harness.tenant.lanes["play"].limit.limit = 1.0 if wait == "concurrency" else 8.0
+    first = harness.submit("a", 1)
+    waiting = [harness.submit(f"user-{number}", number + 2) for number in range(3)]
+    await harness.clock.settle()
+    assert harness.dispatcher.in_flight == 1  # the first is in flight, the others wait
+    harness.partition.closing = True  # the worker's wind-down of a revoke begins
+    gate.set()
+    await harness.clock.sleep(10.0)
+    sent = [key for _, key in harness.upstream.calls]
+    assert sent == [first]
+    assert not set(waiting) & set(sent)
+    assert sample(harness, "relay_forward_withdrawn_total") == len(waiting)

@@ -7,13 +7,7 @@ from datetime import datetime
 
 from relay.forward.dispatch import Incoming
 from relay.upstream import Delivered, Permanent, Retry
-from tests.forward.harness import RECEIVED_AT, Harness
-
-PLAY = {"tenant": "default", "type": "play"}
-
-
-def sample(harness: Harness, name: str, **labels: str) -> float | None:
-    return harness.registry.get_sample_value(name, {**PLAY, **labels})
+from tests.forward.harness import PLAY, RECEIVED_AT, Harness, sample
 
 
 async def test_deliveries_count_answers_and_the_age_of_events(
