@@ -83,15 +83,22 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from relay import dlq_tools
+    from relay.dlq_triage import selected_tenants
     from relay.kafka_client import check_access
 
+    tenants = args.tenant or ()
     try:
+        if tenants:  # a typo is named before Kafka is asked
+            selected_tenants(settings, tenants)
         asyncio.run(check_access(settings))
         if args.dlq_command == "inspect":
-            report = dlq_tools.inspect(settings, sample=args.sample, progress=sys.stderr.isatty())
+            report = dlq_tools.inspect(
+                settings, sample=args.sample, progress=sys.stderr.isatty(), tenants=tenants
+            )
             inspection = asyncio.run(report)
             print(f"{inspection.total} dead letters on {settings.dlq_topic}")
             for title, counts in (
+                ("by tenant", inspection.by_tenant),
                 ("by reason", inspection.by_reason),
                 ("by event type", inspection.by_type),
                 ("by failure code", inspection.by_code),
@@ -109,6 +116,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
                 settings,
                 reasons=args.reason or (),
                 types=args.type or (),
+                tenants=tenants,
                 force=args.force,
                 dry_run=args.dry_run,
                 progress=sys.stderr.isatty(),
@@ -117,12 +125,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     except (KafkaUnavailable, KafkaSecurityError, ConfigError) as exc:
         print(f"relay dlq: {exc}", file=sys.stderr)
         return 2
-    verb = "would replay" if args.dry_run else "replayed"
-    print(
-        f"{result.matched} matched, {verb} {result.matched - result.skipped_already_replayed}"
-        f" , skipped {result.skipped_already_replayed} already replayed"
-        + ("" if args.force else " (--force replays those too)")
-    )
+    print(result.summary(settings.dlq_topic))
     return 0
 
 
@@ -174,6 +177,12 @@ def _settings(_args: argparse.Namespace, _settings: Settings) -> int:
     for env, default, meaning in Settings.describe():
         print(f"{env:<{width}}  {default:<16}  {meaning}")
     return 0
+
+
+_TENANT_HELP = (
+    "only letters of this tenant (repeatable; a configured tenant, read from the "
+    "letter's envelope or source topic)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,19 +243,26 @@ def _parser() -> argparse.ArgumentParser:
     inspect = dlq_commands.add_parser(
         "inspect",
         help="count dead letters by reason, type and failure code, with a sample",
-        description="Read the whole DLQ and count its letters by reason, event type and "
-        "failure code; show a sample.",
+        description="Read the whole DLQ and count its letters by tenant, reason, event "
+        "type and failure code; show a sample.",
     )
     inspect.add_argument("--sample", type=int, default=5, help="letters to show (5)")
+    inspect.add_argument("--tenant", action="append", help=_TENANT_HELP)
     replay = dlq_commands.add_parser(
         "replay",
         help="send dead letters back to their original topics",
         description="Send dead letters back to the topics they came from, where the "
         "forwarders deliver them again. Letters replayed before are skipped (unless "
-        "--force), so running it twice never sends a letter twice.",
+        "--force), so running it twice never sends a letter twice. Letters the relay "
+        "would refuse again are skipped and left unmarked, so a run after the fix "
+        "replays them: undecodable ones the forwarder still cannot read, those of a "
+        "tenant not configured, and NO_STREAMING_RIGHTS refusals of clips the rights "
+        "facts still deny. The summary counts letters by reason: replayed, skipped "
+        "(and why), already replayed before.",
     )
     replay.add_argument("--reason", action="append", help="only this reason (repeatable)")
     replay.add_argument("--type", action="append", help="only this event type (repeatable)")
+    replay.add_argument("--tenant", action="append", help=_TENANT_HELP)
     replay.add_argument("--force", action="store_true", help="replay letters replayed before")
     replay.add_argument("--dry-run", action="store_true", help="count, send nothing")
     dlq.set_defaults(handler=_dlq)

@@ -7,6 +7,9 @@ it. Each replayed letter is then marked on ``<prefix>.dlq.replayed`` (compacted,
 keyed by the letter's partition and offset), and later replays skip marked
 letters unless told ``--force``: the same dead letter is never replayed twice by
 accident, whatever filters each run used.
+
+Letters the relay would refuse again are not sent (relay/dlq_triage.py says which and
+why) and not marked either: once the cause is fixed, the next run replays them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from relay.config import Settings
+from relay.dlq_triage import Letter, Triage, selected_tenants
 from relay.envelope import Envelope
 from relay.errors import KafkaUnavailable
 from relay.kafka_client import client_options, producer_options
@@ -39,14 +43,53 @@ class Inspection:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_type: Counter[str] = field(default_factory=Counter)
     by_code: Counter[str] = field(default_factory=Counter)
+    by_tenant: Counter[str] = field(default_factory=Counter)  # "?" when it cannot be read
     sample: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
 class Replay:
+    """What a run did. On a dry run, ``replayed`` counts what it would have sent."""
+
+    dry_run: bool = False
     matched: int = 0
     replayed: int = 0
     skipped_already_replayed: int = 0
+    replayed_by_reason: Counter[str] = field(default_factory=Counter)
+    already_replayed_by_reason: Counter[str] = field(default_factory=Counter)
+    # (reason, why the relay would refuse it again) -> letters left unmarked
+    still_refused: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def skipped_still_refused(self) -> int:
+        return self.still_refused.total()
+
+    def summary(self, topic: str) -> str:
+        """The report ``relay dlq replay`` prints: counts by reason, and why skipped."""
+        verb = "would replay" if self.dry_run else "replayed"
+        lines = [
+            f"{self.matched} dead letters matched on {topic}",
+            f"  {verb} {self.replayed}" + (" (dry run: nothing sent)" if self.dry_run else ""),
+            *(f"    {reason:<20} {n:>6}" for reason, n in _by_count(self.replayed_by_reason)),
+            f"  skipped {self.skipped_still_refused}, still refused (left unmarked: "
+            "a run after the cause is fixed replays them)",
+            *(
+                f"    {reason:<20} {n:>6}  {why}"
+                for (reason, why), n in _by_count(self.still_refused)
+            ),
+            f"  skipped {self.skipped_already_replayed}, already replayed before "
+            "(--force replays them again)",
+            *(
+                f"    {reason:<20} {n:>6}"
+                for reason, n in _by_count(self.already_replayed_by_reason)
+            ),
+        ]
+        return "\n".join(lines)
+
+
+def _by_count(counts: Counter[Any]) -> list[tuple[Any, int]]:
+    """Largest count first, ties by name: the same letters always print the same."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
@@ -116,12 +159,23 @@ async def _read_all(
                     remaining.discard(tp)
 
 
-async def inspect(settings: Settings, sample: int = 5, progress: bool = True) -> Inspection:
+async def inspect(
+    settings: Settings, sample: int = 5, progress: bool = True, tenants: Iterable[str] = ()
+) -> Inspection:
+    """Count the dead letters (of ``tenants`` only, when given). Raises
+    ``KafkaUnavailable``, and ``ConfigError`` for a tenant not configured."""
+    names = list(tenants)
+    only = selected_tenants(settings, names) if names else frozenset()
+    triage = Triage(settings)
     report = Inspection()
     async with _consumer(settings) as consumer:
         label = "reading the DLQ" if progress else None
         async for record in _read_all(settings, consumer, settings.dlq_topic, label):
             headers = _headers(record)
+            tenant = triage.tenant_of(Letter.from_headers(headers, record.value or b""))
+            if only and tenant not in only:
+                continue
+            report.by_tenant[tenant or "?"] += 1
             reason = headers.get("relay-dlq-reason", "?")
             event_type = headers.get("relay-event-type", "?")
             code = headers.get("relay-dlq-failure-code", "?")
@@ -156,19 +210,28 @@ async def replay(
     *,
     reasons: Iterable[str] = (),
     types: Iterable[str] = (),
+    tenants: Iterable[str] = (),
     force: bool = False,
     dry_run: bool = False,
     progress: bool = True,
 ) -> Replay:
-    """Send matching dead letters back to their topics. Raises ``KafkaUnavailable``."""
+    """Send matching dead letters back to their topics, except those the relay would
+    refuse again (relay/dlq_triage.py). Raises ``KafkaUnavailable``, and
+    ``ConfigError`` for a tenant not configured."""
     reasons, types = set(reasons), set(types)
+    only = selected_tenants(settings, list(tenants))
+    triage = Triage(settings)
     markers_topic = f"{settings.dlq_topic}.replayed"
     await _ensure_marker_topic(settings, markers_topic)
-    result = Replay()
+    result = Replay(dry_run=dry_run)
     async with _consumer(settings) as consumer:
         replayed = {
             record.key async for record in _read_all(settings, consumer, markers_topic, None)
         }
+        # One compacted partition: reading it whole is cheap next to the DLQ itself.
+        async for fact in _read_all(settings, consumer, triage.facts_topic, None):
+            if fact.key is not None:
+                triage.facts.apply(fact.key, fact.value)
         producer = AIOKafkaProducer(
             **producer_options(settings),
             acks="all",
@@ -184,11 +247,21 @@ async def replay(
                     continue
                 if types and headers.get("relay-event-type") not in types:
                     continue
+                letter = Letter.from_headers(headers, record.value or b"")
+                if only and triage.tenant_of(letter) not in only:
+                    continue
                 result.matched += 1
                 marker = _marker_key(record)
                 if marker in replayed and not force:
                     result.skipped_already_replayed += 1
+                    result.already_replayed_by_reason[letter.reason] += 1
                     continue
+                why = triage.still_refused(letter)
+                if why is not None:
+                    result.still_refused[letter.reason, why] += 1
+                    continue
+                result.replayed += 1
+                result.replayed_by_reason[letter.reason] += 1
                 if dry_run:
                     continue
                 source = headers.get("relay-dlq-source-topic") or settings.topic(
@@ -200,7 +273,6 @@ async def replay(
                 # letter again next time (same event id), never loses it.
                 await producer.send_and_wait(source, record.value, key=record.key, headers=original)
                 await producer.send_and_wait(markers_topic, b"replayed", key=marker)
-                result.replayed += 1
         finally:
             await producer.stop()
     return result

@@ -44,6 +44,7 @@ __all__ = [
     "hash_key",
     "load_tenants",
     "new_key",
+    "tenant_names",
 ]
 
 KEY_PREFIX = "rk_"
@@ -148,6 +149,29 @@ def _tenant(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> 
         raise ConfigError(f"tenant {name}: {exc}") from None
 
 
+def _entries(path: Path) -> dict[str, Any]:
+    """The ``[tenants.<name>]`` tables of the file. Raises ``ConfigError``."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc}") from None
+    entries = document.get("tenants")
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"{path}: no [tenants.<name>] tables")
+    return entries
+
+
+def tenant_names(settings: Settings) -> tuple[str, ...]:
+    """The names ``load_tenants`` would give, without resolving any secret: tools that
+    only sort events by tenant (``relay dlq``) need no upstream credentials.
+    Raises ``ConfigError`` when the tenants file cannot be read."""
+    if not settings.tenants_file:
+        return (settings.tenant,)
+    return tuple(_entries(Path(settings.tenants_file)))
+
+
 def load_tenants(settings: Settings, environ: Mapping[str, str] | None = None) -> Tenants:
     """Raises ``ConfigError`` with the file, tenant and field at fault."""
     environ = os.environ if environ is None else environ
@@ -161,15 +185,7 @@ def load_tenants(settings: Settings, environ: Mapping[str, str] | None = None) -
         )
         return Tenants({tenant.name: tenant}, open=True, _by_hash={})
     path = Path(settings.tenants_file)
-    try:
-        document = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"RELAY_TENANTS_FILE={path}: {exc}") from None
-    entries = document.get("tenants")
-    if not isinstance(entries, dict) or not entries:
-        raise ConfigError(f"{path}: no [tenants.<name>] tables")
+    entries = _entries(path)
     tenants = {name: _tenant(name, entry, environ) for name, entry in entries.items()}
     _check_shared_budgets(path, tenants.values())
     by_hash: dict[str, tuple[Tenant, InboundKey]] = {}
