@@ -108,6 +108,7 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
         max_consecutive: int = 1000,
         rate: float = 0.0,
         max_age_s: float = 0.0,
+        retry_cap_s: float = 0.02,
     ) -> Harness:
         clock = VirtualClock()
         drivers.append(asyncio.create_task(clock.run(), name="virtual-time"))
@@ -123,7 +124,7 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
         dispatcher = Dispatcher(
             {"default": tenant},
             DeadLetters(dlq, DLQ, clock, 1.0),
-            retry=RetryPolicy(base_s=0.01, cap_s=0.02, max_attempts=max_attempts),
+            retry=RetryPolicy(base_s=0.01, cap_s=retry_cap_s, max_attempts=max_attempts),
             lane_limits=LaneLimits(initial=4, maximum=8),
             window=window,
             probe_s=0.05,

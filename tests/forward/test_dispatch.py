@@ -354,7 +354,7 @@ async def test_an_event_stuck_while_others_are_delivered_expires(
             return Retry("http_503", 503, overload=True)
         return Delivered(204, b"")
 
-    harness = make_harness(script, max_age_s=100.0)
+    harness = make_harness(script, max_age_s=100.0, retry_cap_s=5.0)
     stuck.append(harness.submit("stuck-user", 1))
     started = harness.clock.monotonic()
     for minute in range(4):  # others keep getting through, one now and then
@@ -376,7 +376,7 @@ async def test_an_outage_of_the_whole_credential_expires_nothing(
     def script(_event_id: str, _body: dict[str, object]) -> Outcome:
         return Retry("http_503", 503, overload=True) if down[0] else Delivered(204, b"")
 
-    harness = make_harness(script, max_age_s=100.0)
+    harness = make_harness(script, max_age_s=100.0, retry_cap_s=5.0)
     ids = [harness.submit(f"user-{number}", number + 1) for number in range(5)]
     await harness.clock.sleep(1000.0)  # ten times the max age, nothing delivered at all
     assert harness.dead_letters() == []
