@@ -15,11 +15,12 @@ The rules, in words:
 - A permanent refusal: dead-lettered. Rights refusals are expected (a clip without
   streaming rights) and never count towards the dead-letter limit; every other dead
   letter does, and past the limit the event is parked and the tenant paused.
-- A probe (one parked event sent while paused): a transient failure keeps the pause;
-  a refusal about the event while paused for our credentials shows the upstream and
-  the credentials work, so the event is dead-lettered and the pause ends. While
-  paused for the dead-letter limit a refusal is what the pause is about: the event
-  goes to the back of the parked line, so that the next probe is another event.
+- A probe (one parked event sent while paused): a transient failure keeps the pause
+  (the event goes to the back of the line, so the next probe is another one); a
+  refusal about the event shows the upstream and our credentials work, so the event
+  is dead-lettered and the pause ends. Paused for the dead-letter limit, that resume
+  does not forgive the limit's count (only a delivery does): if the stream is still
+  refused, the next refusal pauses again, one dead letter per probe interval.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _transient(outcome: Retry, s: Situation, policy: RetryPolicy, max_age_s: flo
 
 def _refused(outcome: Permanent, s: Situation) -> Action:
     expected = outcome.code in EXPECTED_REFUSALS
-    if s.probe and s.paused == CREDENTIALS_REJECTED:
+    if s.probe and s.paused is not None:
         return DeadLetter("permanent", outcome.code, outcome.status, counted=False, resume=True)
     if expected:
         return DeadLetter("permanent", outcome.code, outcome.status, counted=False)

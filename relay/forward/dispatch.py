@@ -413,8 +413,8 @@ class Dispatcher:
                 tenant.guard.count()
             letter = self._letter(event, action.reason, action.code, action.status)
             self._spawn(self._write_letter(event, letter))
-            if action.resume:
-                self._unpause(tenant)
+            if action.resume:  # a refused probe: the limit's count stands
+                self._unpause(tenant, forgive=False)
         elif isinstance(action, rules.Park):
             self._park(tenant, event, deliveries["parked"])
             if action.pause is not None:
@@ -534,12 +534,15 @@ class Dispatcher:
             )
             self.settled.set()  # the window has room again: its events leave it
 
-    def _unpause(self, tenant: Tenant) -> None:
+    def _unpause(self, tenant: Tenant, *, forgive: bool = True) -> None:
+        """End the pause; ``forgive`` clears the dead-letter limit's count (a delivery
+        or an operator's resume), which a refused probe does not."""
         reason = tenant.pause.reason
         if reason is not None:
             self._metrics.paused.labels(tenant.name, reason).set(0)
             log.warning("delivery resumed", extra={"tenant": tenant.name})
-        tenant.guard.reset()
+        if forgive:
+            tenant.guard.reset()
         for event in tenant.pause.end():
             if event.partition.revoked:
                 continue

@@ -4,8 +4,8 @@ While paused (our credentials refused after a refresh, or the dead-letter limit
 reached), the tenant's events are neither retried nor dead-lettered: they wait
 here, out of the window (the worker stops fetching the tenant's partitions, so
 their number is at most what was held when the pause began). Every RELAY_PAUSE_PROBE_S
-the parked event at the front is sent as a probe; one that comes back unanswered
-goes to the back, so that a single bad event cannot be the probe for ever.
+the parked event at the front is sent as a probe; one that still fails goes to the
+back, so that a single bad event cannot be the probe for ever.
 """
 
 from __future__ import annotations

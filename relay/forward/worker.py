@@ -234,9 +234,18 @@ class ForwardWorker:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)
 
     async def _commit_loop(self) -> None:
+        """Commit on a fixed schedule, not an interval after each commit: offsets wait
+        at most one interval plus a round trip (each one not committed is a duplicate
+        if this worker dies), and a commit slower than the interval is followed by the
+        next at once, one at a time."""
+        interval = self._settings.commit_interval_s
+        due = self._clock.monotonic() + interval
         while True:
-            await self._clock.sleep(self._settings.commit_interval_s)
+            wait = due - self._clock.monotonic()
+            if wait > 0:
+                await self._clock.sleep(wait)
             await self._commit()
+            due = max(due + interval, self._clock.monotonic())
 
     async def _commit(self) -> None:
         offsets = {}

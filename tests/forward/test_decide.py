@@ -73,10 +73,10 @@ ROWS: list[tuple[str, Outcome, Situation, Action]] = [
         DeadLetter("permanent", "VALIDATION_ERROR", 400, counted=False, resume=True),
     ),
     (
-        "a probe refused while paused for the DLQ limit: to the back of the line",
+        "a probe refused while paused for the DLQ limit: dead letter and resume",
         INVALID,
         situation(probe=True, paused=DLQ_LIMIT),
-        Park(None),
+        DeadLetter("permanent", "VALIDATION_ERROR", 400, counted=False, resume=True),
     ),
     (
         "a failed probe keeps the pause",
