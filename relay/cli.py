@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -65,6 +66,7 @@ def _forward(args: argparse.Namespace, _settings: Settings) -> int:
 
 def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from relay.sandbox import SandboxState, parse_credentials, serve_sandbox
+    from relay.sandbox.ledger import Ledger
 
     try:
         credentials = parse_credentials(args.credentials or settings.sandbox_credentials)
@@ -74,6 +76,11 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
     state = SandboxState(
         credentials,
         token_lifetime_s=args.token_lifetime or settings.sandbox_token_lifetime_s,
+        ledger=(
+            Ledger.kept_in(Path(settings.sandbox_ledger_file))
+            if settings.sandbox_ledger_file
+            else Ledger()
+        ),
     )
     _run(
         serve_sandbox(args.host or settings.sandbox_host, args.port or settings.sandbox_port, state)

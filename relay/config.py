@@ -188,6 +188,11 @@ class Settings:
     sandbox_token_lifetime_s: float = _setting(
         3600.0, "RELAY_SANDBOX_TOKEN_LIFETIME_S", "Lifetime of the sandbox's bearer tokens."
     )
+    sandbox_ledger_file: str = _setting(
+        "",
+        "RELAY_SANDBOX_LEDGER_FILE",
+        "A file that keeps the sandbox's ledger across restarts (and kill -9); empty: in memory.",
+    )
     # Forwarding
     forward_host: str = _setting("127.0.0.1", "RELAY_FORWARD_HOST", "Address of forward's metrics.")
     forward_port: int = _setting(
@@ -263,7 +268,10 @@ class Settings:
         5.0, "RELAY_PAUSE_PROBE_S", "While paused, one event is tried this often."
     )
     commit_interval_s: float = _setting(
-        0.5, "RELAY_COMMIT_INTERVAL_S", "How often done offsets are committed."
+        0.05,
+        "RELAY_COMMIT_INTERVAL_S",
+        "How often done offsets are committed; after a crash, what was delivered in the "
+        "last interval is delivered again (a duplicate), so keep it short.",
     )
     backlog_probe_s: float = _setting(
         5.0,

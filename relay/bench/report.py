@@ -105,7 +105,9 @@ limits it (profiled) and what would close the gap.
 - **forward**: a backlog of plays drained by one `relay forward` (budget off, max
   concurrency 64) into the sandbox, against `bench/bare_client.py` posting the same
   body with 64 concurrent requests to the same sandbox; rates from the sandbox's
-  ledger over the same window.
+  ledger over the same window; commits/s from the worker's
+  `relay_forward_commits_total` over that window (each commit is one OffsetCommit
+  request to the group coordinator).
 - **budget**: one worker, budget 500/s, 30 s, arrival times from the sandbox.
 - **e2e**: open-loop load at half the measured ingest capacity; accepted -> received
   is the sandbox's arrival time minus the relay's receive stamp.

@@ -249,6 +249,32 @@ async def _rate(sandbox: Proc, warmup: float, seconds: float) -> float:
     return (after - before) / (time.monotonic() - started)
 
 
+async def _commits(forward: Proc) -> float:
+    """The worker's ``relay_forward_commits_total``: offset commits Kafka accepted."""
+    async with aiohttp.ClientSession() as session, session.get(forward.url + "/metrics") as answer:
+        text = await answer.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("relay_forward_commits_total")
+    )
+
+
+async def _delivery_and_commit_rates(
+    sandbox: Proc, forward: Proc, warmup: float, seconds: float
+) -> tuple[float, float]:
+    """Deliveries/s the sandbox accepted and commits/s the worker made, over the same
+    ``seconds`` after ``warmup``."""
+    await asyncio.sleep(warmup)
+    delivered, committed = await _ledger_total(sandbox), await _commits(forward)
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    delivered = await _ledger_total(sandbox) - delivered
+    committed = await _commits(forward) - committed
+    elapsed = time.monotonic() - started
+    return delivered / elapsed, committed / elapsed
+
+
 async def _forward_rounds(ctx: Context, latency_ms: float) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {"bare_client": [], "relay": []}
     backlog = int(8000 * (ctx.seconds + 5) * (0.15 if latency_ms else 1))
@@ -284,7 +310,14 @@ async def _forward_rounds(ctx: Context, latency_ms: float) -> dict[str, list[flo
             RELAY_CONCURRENCY_MAX=str(CONNECTIONS),
         )
         try:
-            rates["relay"].append(await _rate(sandbox, 2, ctx.seconds))
+            delivered, committed = await _delivery_and_commit_rates(
+                sandbox, forward, 2, ctx.seconds
+            )
+            rates["relay"].append(delivered)
+            rates.setdefault("commits_per_s", []).append(committed)
+            rates.setdefault("commits_per_1000_deliveries", []).append(
+                1000 * committed / delivered if delivered else 0.0
+            )
             rates.setdefault("relay_peak_rss_mb", []).append(rss_mb(forward.pid, peak=True))
         finally:
             forward.stop()
@@ -306,6 +339,11 @@ async def forward(ctx: Context) -> dict[str, Any]:
         figures[f"bare_client_rps{tag}"] = ceiling
         figures[f"forward_over_ceiling{tag}"] = round(relay / ceiling, 3)
         figures[f"forward_peak_rss_mb{tag}"] = _median(rates["relay_peak_rss_mb"])
+        # One OffsetCommit request per commit (RELAY_COMMIT_INTERVAL_S): its load on Kafka.
+        figures[f"forward_commits_per_s{tag}"] = _median(rates["commits_per_s"])
+        figures[f"forward_commits_per_1000_deliveries{tag}"] = _median(
+            rates["commits_per_1000_deliveries"]
+        )
         rounds[f"latency_{latency:g}ms"] = rates
     return {"figures": figures, "rounds": rounds}
 

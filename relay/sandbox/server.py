@@ -70,3 +70,4 @@ async def serve_sandbox(host: str, port: int, state: SandboxState) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        state.ledger.close()

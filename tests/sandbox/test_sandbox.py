@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from relay.clock import ManualClock
 from relay.sandbox import SandboxState
+from relay.sandbox.ledger import Ledger
 from tests.test_events import VALID
 
 Client = TestClient[object, object]
@@ -185,3 +187,21 @@ async def test_faults_are_visible(sandbox: Client, sandbox_state: SandboxState) 
     await faults(sandbox, latency_ms=5)
     assert (await (await sandbox.get("/_sandbox/faults")).json())["latency_ms"] == 5.0
     assert sandbox_state.faults.latency_ms == 5.0
+
+
+def test_a_ledger_kept_in_a_file_outlives_its_process(tmp_path: Path) -> None:
+    journal = tmp_path / "ledger.jsonl"
+    first = Ledger.kept_in(journal)
+    first.accept("/play", {"clipId": 1}, "k1", "tok", 1.0)
+    first.accept("/play", {"clipId": 2}, "k2", "tok", 2.0)
+    first.close()  # as a kill -9 would leave it: every acceptance already written
+    # what a process started again on the same file (after a kill -9) knows
+    again = Ledger.kept_in(journal)
+    assert [entry["idempotencyKey"] for entry in again.accepted] == ["k1", "k2"]
+    again.accept("/play", {"clipId": 1}, "k1", "tok", 3.0)
+    assert (again.duplicates, again.counts["/play"]) == (1, 3)
+    again.clear()
+    again.close()
+    cleared = Ledger.kept_in(journal)
+    assert cleared.accepted == []
+    cleared.close()
