@@ -34,10 +34,13 @@ TENANT = "{{ $labels.tenant }}"
 TYPE = "{{ $labels.type }}"
 REASON = "{{ $labels.reason }}"
 INSTANCE = "{{ if $labels.instance }}{{ $labels.instance }}{{ else }}no target at all{{ end }}"
+WORKER = "{{ $labels.instance }}"
 VALUE = "{{ $value }}"
 SHARE = "{{ $value | humanizePercentage }}"
 AGE = "{{ $value | humanizeDuration }}"
 PER_UNIT = '{{ printf "%.1f" $value }}'
+# increase() extrapolates to the window's edges: a count reads "about N".
+COUNT = '{{ printf "%.0f" $value }}'
 
 Rule = dict[str, object]
 
@@ -116,6 +119,10 @@ def _forward(t: Thresholds) -> list[Rule]:
         f"[{t.rate_window}]))"
     )
     budget = f"sum by (tenant) (relay_forward_budget_requests_per_second{{{FORWARD}}})"
+    # A budget is a number of requests/s: +Inf (unlimited) and 0 (share unknown or no
+    # partition owned, on every worker) bound nothing and are left out.
+    budget_known = f"({budget} > 0 < +Inf)"
+    letters = "relay_forward_dead_letters_total"
     lag_slope = f"deriv((sum by (tenant) ({LAG}))[{t.lag_growth_window}:])"
     return [
         _down("Forward", "relay-forward", t),
@@ -141,6 +148,17 @@ def _forward(t: Thresholds) -> list[Rule]:
             f"old (threshold {_number(t.lag_high_s)} s).",
         ),
         _alert(
+            "RelayPartitionStuck",
+            f"sum by (instance) (relay_forward_partitions_span_full{{{FORWARD}}}) > 0",
+            t.span_full_for,
+            "ticket",
+            summary=f"{VALUE} partition(s) of {WORKER} are held up by a stuck event",
+            description=f"Forward worker {WORKER} has not fetched {VALUE} partition(s) for "
+            f"{t.span_full_for}: on each, one event keeps failing while RELAY_FORWARD_MAX_SPAN "
+            "later ones were settled. The rest of the partition waits until it is delivered "
+            "or expires (RELAY_RETRY_MAX_AGE_S).",
+        ),
+        _alert(
             "RelayDeadLetters",
             f"sum by (tenant) (rate(relay_forward_dead_letters_total{{{FORWARD}}}"
             f"[{t.rate_window}])) * 60 > {_number(t.dead_letters_per_minute)}",
@@ -150,6 +168,33 @@ def _forward(t: Thresholds) -> list[Rule]:
             description=f"Tenant {TENANT} has dead-lettered {PER_UNIT} events a minute over "
             f"the last {t.rate_window} (threshold {_number(t.dead_letters_per_minute)}) "
             f"for {t.dead_letters_for}. They wait on the DLQ for a replay.",
+        ),
+        _alert(
+            "RelayEventsExpired",
+            f'sum by (tenant, type) (increase({letters}{{{FORWARD}, reason="expired"}}'
+            f"[{t.expired_window}])) > 0",
+            t.expired_for,
+            "ticket",
+            summary=f"{TENANT}/{TYPE} events expired undelivered",
+            description=f"About {COUNT} {TYPE} events of tenant {TENANT} were dead-lettered "
+            f"as expired in the last {t.expired_window}: each kept failing transiently for "
+            "RELAY_RETRY_MAX_AGE_S while other events of its credential were delivered. "
+            "Find why, then replay them: relay dlq replay --reason expired "
+            f"--tenant {TENANT} --type {TYPE}.",
+        ),
+        _alert(
+            "RelayUndeliverableRecords",
+            f"sum by (tenant, type, reason) (increase({letters}"
+            f'{{{FORWARD}, reason=~"undecodable|unknown_tenant"}}[{t.undeliverable_window}]))'
+            " > 0",
+            t.undeliverable_for,
+            "page",
+            summary=f"Forward cannot deliver {TENANT}/{TYPE} records ({REASON})",
+            description=f"About {COUNT} records on tenant {TENANT}'s {TYPE} topic were "
+            f"dead-lettered as {REASON} in the last {t.undeliverable_window}: ingest writes "
+            "what forward cannot read (undecodable: a version skew) or for a tenant forward "
+            "does not know (unknown_tenant: a configuration skew). Every such record needs "
+            "a replay once the skew is fixed.",
         ),
         _alert(
             "RelayTenantPaused",
@@ -174,13 +219,25 @@ def _forward(t: Thresholds) -> list[Rule]:
         _alert(
             "RelayBudgetSaturated",
             f"({sent} >= {_number(t.budget_saturated_share)} * {budget})"
-            f" and on (tenant) ({budget} > 0) and on (tenant) ({lag_slope} > 0)",
+            f" and on (tenant) {budget_known} and on (tenant) ({lag_slope} > 0)",
             t.budget_saturated_for,
             "ticket",
             summary=f"Tenant {TENANT} uses its whole upstream budget while lag grows",
             description=f"Tenant {TENANT} sends {PER_UNIT} requests/s upstream, at least "
             f"{_percent(t.budget_saturated_share)} of its budget, and its consumer lag grew "
             f"over the last {t.lag_growth_window}: the budget bounds delivery.",
+        ),
+        _alert(
+            "RelayRebalanceStorm",
+            f"max by (job) (increase(relay_forward_rebalances_total{{{FORWARD}}}"
+            f"[{t.rebalance_window}])) > {_number(t.rebalance_storm_count)}",
+            t.rebalance_storm_for,
+            "ticket",
+            summary="The forward group keeps rebalancing",
+            description=f"A forward worker received about {COUNT} partition assignments in "
+            f"the last {t.rebalance_window} (threshold {_number(t.rebalance_storm_count)}), "
+            f"for {t.rebalance_storm_for}: each one stops delivery until the group settles, "
+            "and events in flight are delivered again by their next owner.",
         ),
     ]
 

@@ -239,14 +239,17 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         _timeseries(
             "Budget used against budget",
             "Upstream requests per second per tenant (all event types) against the "
-            "tenant's budget, summed over workers. A budget of 0 means unlimited.",
+            "tenant's budget, summed over workers' shares (a worker owning none of the "
+            "tenant's partitions, or recounting its share, adds 0). An unlimited budget "
+            "(+Inf) draws no budget line.",
             units.RequestsPerSecond,
             (
                 f"sum by (tenant) ({_rate('relay_forward_upstream_seconds_count', tenant_only)})",
                 "{{tenant}} used",
             ),
             (
-                f"sum by (tenant) (relay_forward_budget_requests_per_second{{{tenant_only}}})",
+                "sum by (tenant) "
+                f"(relay_forward_budget_requests_per_second{{{tenant_only}}}) < +Inf",
                 "{{tenant}} budget",
             ),
         ).min(0),
@@ -289,7 +292,10 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         ),
         _timeseries(
             "Dead letters by reason",
-            "Events written to the DLQ per minute, by tenant and reason.",
+            "Events written to the DLQ per minute, by tenant and reason: permanent "
+            "(refused by the upstream), retries_exhausted, expired (kept failing for "
+            "RELAY_RETRY_MAX_AGE_S: RelayEventsExpired), undecodable and unknown_tenant "
+            "(ingest and forward disagree: RelayUndeliverableRecords).",
             units.EventsPerMinute,
             (
                 "60 * sum by (tenant, reason) "
@@ -333,6 +339,19 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             ),
         ).min(0),
         _timeseries(
+            "Partitions held at max span",
+            "Partitions a worker does not fetch because one event keeps failing while "
+            "RELAY_FORWARD_MAX_SPAN later ones were settled: the rest of the partition waits "
+            "for it (RelayPartitionStuck). Per instance.",
+            units.Short,
+            (
+                f"sum by (instance) (relay_forward_partitions_span_full{{{FORWARD}}})",
+                "{{instance}}",
+            ),
+        )
+        .min(0)
+        .decimals(0),
+        _timeseries(
             "Rebalances and commit failures",
             "Where duplicates come from: partition assignments, and offset commits Kafka "
             "refused (their events are delivered again by the next owner); and failed "
@@ -353,6 +372,30 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
                 "sum by (instance) "
                 f"({_rate('relay_forward_backlog_probe_failures_total', FORWARD, 'increase')})",
                 "{{instance}} backlog probe failures",
+            ),
+        ).min(0),
+        _timeseries(
+            "Rebalance gaps",
+            "Seconds each worker spent without partitions, from a revoke (or its start) to "
+            "its next assignment, counted in the rate interval the gap ended in: delivery "
+            "of the partitions moved stops meanwhile.",
+            units.Seconds,
+            (
+                "sum by (instance) "
+                f"({_rate('relay_forward_rebalance_seconds_sum', FORWARD, 'increase')})",
+                "{{instance}}",
+            ),
+        ).min(0),
+        _timeseries(
+            "Withdrawn at revoke or shutdown",
+            "Events taken back unsent because their partition was being revoked or the "
+            "worker was stopping, per tenant and type in each rate interval; their next "
+            "owner sends them, so none is lost.",
+            units.Short,
+            (
+                "sum by (tenant, type) "
+                f"({_rate('relay_forward_withdrawn_total', selected, 'increase')})",
+                "{{tenant}} {{type}}",
             ),
         ).min(0),
     ]

@@ -45,6 +45,22 @@ class Thresholds:
     budget_saturated_for: str = "15m"
     # Lag "grows" when its slope over this window is positive.
     lag_growth_window: str = "10m"
+    # Any event dead-lettered as expired (kept failing for RELAY_RETRY_MAX_AGE_S while
+    # others of its credential were delivered) within this window: a ticket at once.
+    expired_window: str = "15m"
+    expired_for: str = "0s"
+    # Any record dead-lettered as undecodable or unknown_tenant within this window: a
+    # version or configuration skew between ingest and forward, paged at once.
+    undeliverable_window: str = "15m"
+    undeliverable_for: str = "0s"
+    # A partition not fetched because a stuck event's span reached RELAY_FORWARD_MAX_SPAN,
+    # for this long: longer than two of the longest Retry-After waits honoured.
+    span_full_for: str = "10m"
+    # More than rebalance_storm_count partition assignments to one worker within
+    # rebalance_window, for rebalance_storm_for: the group does not settle.
+    rebalance_window: str = "10m"
+    rebalance_storm_count: float = 5.0
+    rebalance_storm_for: str = "15m"
     # The front door's p99 answer time, shown as a line on its panel (seconds).
     answer_p99_s: float = 0.5
 

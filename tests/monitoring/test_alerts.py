@@ -31,6 +31,10 @@ ALERTS = [
     "RelayTenantPaused",
     "RelayUpstreamErrors",
     "RelayBudgetSaturated",
+    "RelayEventsExpired",
+    "RelayUndeliverableRecords",
+    "RelayPartitionStuck",
+    "RelayRebalanceStorm",
 ]
 
 
@@ -105,6 +109,14 @@ def test_thresholds_feed_the_rules() -> None:
         budget_saturated_share=0.0233,
         budget_saturated_for="23s",
         lag_growth_window="24s",
+        expired_window="25s",
+        expired_for="26s",
+        undeliverable_window="27s",
+        undeliverable_for="28s",
+        span_full_for="29s",
+        rebalance_window="30s",
+        rebalance_storm_count=31,
+        rebalance_storm_for="32s",
     )
     rules = _rules(alerts.render(shortened))
     expected = {
@@ -118,6 +130,10 @@ def test_thresholds_feed_the_rules() -> None:
         "RelayTenantPaused": ("21s", []),
         "RelayUpstreamErrors": ("22s", ["[13s]", "> 0.0222"]),
         "RelayBudgetSaturated": ("23s", ["[13s]", ">= 0.0233 *", "[24s:]"]),
+        "RelayEventsExpired": ("26s", ["[25s]"]),
+        "RelayUndeliverableRecords": ("28s", ["[27s]"]),
+        "RelayPartitionStuck": ("29s", []),
+        "RelayRebalanceStorm": ("32s", ["[30s]", "> 31"]),
     }
     for name, (for_, fragments) in expected.items():
         assert rules[name]["for"] == for_, name
@@ -126,7 +142,17 @@ def test_thresholds_feed_the_rules() -> None:
         for fragment in fragments:
             assert fragment in expr, f"{name}: {fragment!r} not in {expr!r}"
     # Nothing of the defaults is left behind.
-    default_windows = {"[5m]", "[10m]", "[10m:]", "> 900", "> 0.05", "> 0.1", "> 10"}
+    default_windows = {
+        "[5m]",
+        "[10m]",
+        "[15m]",
+        "[10m:]",
+        "> 900",
+        "> 0.05",
+        "> 0.1",
+        "> 10",
+        "> 5",
+    }
     for name, rule in rules.items():
         for window in default_windows:
             assert window not in str(rule["expr"]), f"{name} ignores the thresholds: {window}"
@@ -155,3 +181,15 @@ def test_the_runbook_table_gives_every_threshold_its_current_value() -> None:
             # "900 (15m)", "0.5 s", "10", or a share as "5%"
             number = float(shown.split()[0].rstrip("%"))
             assert number == (value * 100 if shown.endswith("%") else value), spec.name
+
+
+def test_budget_rules_leave_out_unlimited_and_unknown_budgets() -> None:
+    """+Inf (unlimited) and 0 (share recounted, no partition owned) bound nothing."""
+    expr = str(_rules(alerts.render())["RelayBudgetSaturated"]["expr"])
+    assert "> 0 < +Inf)" in expr
+
+
+def test_undeliverable_and_expired_letters_are_told_apart() -> None:
+    rules = _rules(alerts.render())
+    assert 'reason="expired"' in str(rules["RelayEventsExpired"]["expr"])
+    assert 'reason=~"undecodable|unknown_tenant"' in str(rules["RelayUndeliverableRecords"]["expr"])

@@ -159,3 +159,31 @@ def test_panel_queries_refuses_a_variable_without_a_value() -> None:
 def test_no_query_matches_an_exact_bucket_or_quantile() -> None:
     for expr in exprs(board()):
         assert not re.search(r"\b(le|quantile)\s*=\s*\"", expr), expr
+
+
+def test_the_budget_line_leaves_out_an_unlimited_budget() -> None:
+    budget = panel(board(), "Budget used against budget")["targets"][1]["expr"]
+    assert "relay_forward_budget_requests_per_second" in budget
+    assert budget.endswith("< +Inf")
+
+
+@pytest.mark.parametrize(
+    ("title", "metric"),
+    [
+        ("Dead letters by reason", "relay_forward_dead_letters_total"),
+        ("Partitions held at max span", "relay_forward_partitions_span_full"),
+        ("Rebalances and commit failures", "relay_forward_rebalances_total"),
+        ("Rebalance gaps", "relay_forward_rebalance_seconds_sum"),
+        ("Withdrawn at revoke or shutdown", "relay_forward_withdrawn_total"),
+        ("Capped Retry-After", "relay_forward_retry_after_capped_total"),
+    ],
+)
+def test_forwarding_metrics_have_their_panel(title: str, metric: str) -> None:
+    assert any(metric in target["expr"] for target in panel(board(), title)["targets"])
+
+
+def test_the_rebalance_panels_share_a_line() -> None:
+    titles = ["Rebalances and commit failures", "Rebalance gaps", "Withdrawn at revoke or shutdown"]
+    positions = [panel(board(), title)["gridPos"] for title in titles]
+    assert len({position["y"] for position in positions}) == 1
+    assert [position["x"] for position in positions] == [0, 8, 16]
