@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
-from relay import kafka_client
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaSecurityError, KafkaUnavailable
-from relay.kafka_client import check_access, client_options, producer_options, translate
+from relay.kafka import options as kafka_options
+from relay.kafka.access import check_access, translate
+from relay.kafka.options import client_options, producer_options
 from tests.tls import Authority
 
 
@@ -124,7 +125,7 @@ def test_compression_is_for_producers_and_lz4_by_default() -> None:
 
 
 def test_a_missing_codec_library_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(kafka_client._CODECS, "zstd", lambda: False)
+    monkeypatch.setitem(kafka_options._CODECS, "zstd", lambda: False)
     with pytest.raises(ConfigError, match="RELAY_KAFKA_COMPRESSION=zstd needs the cramjam"):
         producer_options(Settings(kafka_compression="zstd"))
 

@@ -31,9 +31,9 @@ from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
-from relay.kafka_client import producer_options
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer
 from relay.metrics import ForwardMetrics
-from relay.producer import KafkaProducer
 from relay.ratelimit import Budget
 from relay.retry import RetryPolicy
 from relay.tenants import Tenants, load_tenants

@@ -30,7 +30,7 @@ from relay.config import Settings
 from relay.events import EVENT_TYPES
 from relay.forward.backlog import BacklogProbe
 from relay.forward.dispatch import Dispatcher, Incoming, Partition, Tenant
-from relay.kafka_client import client_options
+from relay.kafka.options import client_options
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
 
