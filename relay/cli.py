@@ -28,7 +28,7 @@ def _run(coroutine: Coroutine[Any, Any, None]) -> None:
 async def _checked(settings: Settings, serve: Callable[[Settings], Awaitable[None]]) -> None:
     # A refused password or an untrusted certificate stops the process here, named,
     # before any client starts (theirs only say "Unable to bootstrap").
-    from relay.kafka_client import check_access
+    from relay.kafka.access import check_access
 
     await check_access(settings)
     await serve(settings)
@@ -91,7 +91,7 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from relay import dlq_tools
     from relay.dlq_triage import selected_tenants
-    from relay.kafka_client import check_access
+    from relay.kafka.access import check_access
 
     tenants = args.tenant or ()
     try:

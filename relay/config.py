@@ -51,7 +51,7 @@ class Settings:
         "RELAY_TOPIC_STRICT",
         "Refuse to start when an existing topic has less replication or min ISR than set.",
     )
-    # Kafka clients: security and compression (relay/kafka_client.py builds them)
+    # Kafka clients: security and compression (relay/kafka/options.py builds them)
     kafka_security_protocol: str = _setting(
         "PLAINTEXT",
         "RELAY_KAFKA_SECURITY_PROTOCOL",

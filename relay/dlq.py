@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from relay.clock import Clock
 from relay.events import format_timestamp
-from relay.producer import Producer, Record
+from relay.kafka.producer import Producer, Record
 
 __all__ = ["DLQ_HEADERS", "DeadLetter", "DeadLetterGuard", "DeadLetters"]
 

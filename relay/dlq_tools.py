@@ -14,22 +14,22 @@ why) and not marked either: once the cause is fixed, the next run replays them.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from relay.config import Settings
 from relay.dlq_triage import Letter, Triage, selected_tenants
 from relay.envelope import Envelope
-from relay.errors import KafkaUnavailable
-from relay.kafka_client import client_options, producer_options
+from relay.kafka.admin import partition_counts
+from relay.kafka.consumer import TopicPartition
+from relay.kafka.options import client_options, producer_options
+from relay.kafka.producer import Record
+from relay.kafka.reader import Reader, Stored
+from relay.kafka.writer import Writer
 from relay.topics import create_missing_topics
 
 __all__ = ["Inspection", "Replay", "inspect", "replay"]
@@ -92,70 +92,46 @@ def _by_count(counts: Counter[Any]) -> list[tuple[Any, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def _headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+def _headers(record: Stored) -> dict[str, str]:
     return {name: value.decode(errors="replace") for name, value in record.headers}
 
 
-def _marker_key(record: ConsumerRecord[bytes, bytes]) -> bytes:
-    return f"{record.partition}:{record.offset}".encode()
+def _marker_key(partition: int, record: Stored) -> bytes:
+    return f"{partition}:{record.offset}".encode()
 
 
-@contextlib.asynccontextmanager
-async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="relay-dlq-tool",
-    )
-    try:
-        await consumer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        raise KafkaUnavailable(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(settings: Settings, topic: str) -> list[int]:
-    """The partitions of ``topic`` (none when it does not exist)."""
-    admin = AIOKafkaAdminClient(**client_options(settings), client_id="relay-dlq-tool")
-    await admin.start()
-    try:
-        (description,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    return sorted(partition["partition"] for partition in description["partitions"])
+def _reader(settings: Settings) -> Reader:
+    return Reader(client_options(settings), client_id="relay-dlq-tool")
 
 
 async def _read_all(
-    settings: Settings, consumer: AIOKafkaConsumer, topic: str, label: str | None
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` up to its end as of now (a snapshot: letters written
-    meanwhile wait for the next run), with a progress bar when ``label`` is given."""
-    tps = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
+    settings: Settings, reader: Reader, topic: str, label: str | None
+) -> AsyncIterator[tuple[int, Stored]]:
+    """Every record of ``topic`` (with its partition) up to its end as of now (a
+    snapshot: letters written meanwhile wait for the next run), with a progress bar
+    when ``label`` is given."""
+    counts = await partition_counts(client_options(settings), [topic], client_id="relay-dlq-tool")
+    tps = [TopicPartition(topic, number) for number in range(counts[topic])]
     if not tps:
         return
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    start = await consumer.beginning_offsets(tps)
-    end = await consumer.end_offsets(tps)
+    reader.assign(tps)
+    await reader.seek_to_beginning(tps)
+    start = await reader.start_offsets(tps)
+    end = await reader.end_offsets(tps)
     remaining = {tp for tp in tps if end[tp] > start[tp]}
     total = sum(end[tp] - start[tp] for tp in tps)
     with tqdm(total=total, desc=label, unit="letter", disable=label is None, leave=False) as bar:
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            batch = await reader.fetch(remaining, timeout_s=1.0)
             for tp, records in batch.items():
                 for record in records:
                     if record.offset < end[tp]:
                         bar.update(1)
-                        yield record
+                        yield tp.partition, record
                 if records and records[-1].offset >= end[tp] - 1:
                     remaining.discard(tp)
             for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
+                if await reader.position(tp) >= end[tp]:
                     remaining.discard(tp)
 
 
@@ -168,9 +144,9 @@ async def inspect(
     only = selected_tenants(settings, names) if names else frozenset()
     triage = Triage(settings)
     report = Inspection()
-    async with _consumer(settings) as consumer:
+    async with _reader(settings) as reader:
         label = "reading the DLQ" if progress else None
-        async for record in _read_all(settings, consumer, settings.dlq_topic, label):
+        async for partition, record in _read_all(settings, reader, settings.dlq_topic, label):
             headers = _headers(record)
             tenant = triage.tenant_of(Letter.from_headers(headers, record.value or b""))
             if only and tenant not in only:
@@ -186,7 +162,7 @@ async def inspect(
             if len(report.sample) < sample:
                 report.sample.append(
                     {
-                        "dlq": f"{record.partition}:{record.offset}",
+                        "dlq": f"{partition}:{record.offset}",
                         "id": headers.get("relay-event-id"),
                         "type": event_type,
                         "reason": reason,
@@ -224,24 +200,19 @@ async def replay(
     markers_topic = f"{settings.dlq_topic}.replayed"
     await _ensure_marker_topic(settings, markers_topic)
     result = Replay(dry_run=dry_run)
-    async with _consumer(settings) as consumer:
+    async with _reader(settings) as reader:
         replayed = {
-            record.key async for record in _read_all(settings, consumer, markers_topic, None)
+            record.key async for _, record in _read_all(settings, reader, markers_topic, None)
         }
         # One compacted partition: reading it whole is cheap next to the DLQ itself.
-        async for fact in _read_all(settings, consumer, triage.facts_topic, None):
+        async for _, fact in _read_all(settings, reader, triage.facts_topic, None):
             if fact.key is not None:
                 triage.facts.apply(fact.key, fact.value)
-        producer = AIOKafkaProducer(
-            **producer_options(settings),
-            acks="all",
-            enable_idempotence=True,
-            client_id="relay-dlq-tool",
-        )
-        await producer.start()
+        writer = Writer(producer_options(settings), client_id="relay-dlq-tool", idempotent=True)
+        await writer.start()
         try:
             label = "replaying" if progress else None
-            async for record in _read_all(settings, consumer, settings.dlq_topic, label):
+            async for partition, record in _read_all(settings, reader, settings.dlq_topic, label):
                 headers = _headers(record)
                 if reasons and headers.get("relay-dlq-reason") not in reasons:
                     continue
@@ -251,7 +222,7 @@ async def replay(
                 if only and triage.tenant_of(letter) not in only:
                     continue
                 result.matched += 1
-                marker = _marker_key(record)
+                marker = _marker_key(partition, record)
                 if marker in replayed and not force:
                     result.skipped_already_replayed += 1
                     result.already_replayed_by_reason[letter.reason] += 1
@@ -271,8 +242,8 @@ async def replay(
                 original.append((REPLAYED_HEADER, marker))
                 # The replay first, the marker after: a crash between them replays the
                 # letter again next time (same event id), never loses it.
-                await producer.send_and_wait(source, record.value, key=record.key, headers=original)
-                await producer.send_and_wait(markers_topic, b"replayed", key=marker)
+                await writer.send(Record(source, record.key, record.value, tuple(original)))
+                await writer.send(Record(markers_topic, marker, b"replayed"))
         finally:
-            await producer.stop()
+            await writer.stop()
     return result

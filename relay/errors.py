@@ -5,20 +5,29 @@
     ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
     ├── CommitFailed            retriable: a rebalance took the partitions first; the
     │                           next owner starts from the last commit
+    ├── KafkaRefused            permanent: Kafka answered and said no (a topic config it
+    │                           rejects, a policy); asking again gets the same answer
     └── KafkaSecurityError      permanent: Kafka refused the credentials, the broker's
                                 certificate is not trusted, or the protocols differ
 
 Callers read ``retriable`` on the class rather than keeping lists of types, as
 aiokafka does. Errors of dependencies are translated at the seam that talks to them
-(``raise KafkaUnavailable(...) from exc``), so nothing above a seam imports a
-dependency's exception types.
+(``raise KafkaUnavailable(...) from exc``; for Kafka, the package ``relay.kafka``),
+so nothing above a seam imports a dependency's exception types.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["CommitFailed", "InvalidEvent", "KafkaSecurityError", "KafkaUnavailable", "RelayError"]
+__all__ = [
+    "CommitFailed",
+    "InvalidEvent",
+    "KafkaRefused",
+    "KafkaSecurityError",
+    "KafkaUnavailable",
+    "RelayError",
+]
 
 
 class RelayError(Exception):
@@ -50,6 +59,11 @@ class CommitFailed(RelayError):
     nothing was committed, and the partitions' next owner reads from the last commit."""
 
     retriable = True
+
+
+class KafkaRefused(RelayError):
+    """Kafka understood the request and refused it for a reason that time does not
+    change (an invalid config, a broker policy); the message says which."""
 
 
 class KafkaSecurityError(RelayError):

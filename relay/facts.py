@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.kafka_client import client_options, producer_options
+from relay.errors import KafkaUnavailable
+from relay.kafka.consumer import TopicPartition
+from relay.kafka.options import client_options, producer_options
+from relay.kafka.producer import Record
+from relay.kafka.reader import Reader
+from relay.kafka.writer import Writer
 from relay.topics import TopicCheck, TopicSpec, ensure_topics
 
 __all__ = ["FactPublisher", "Facts", "Rights", "create_facts_topic", "facts_topic"]
@@ -83,28 +86,19 @@ class Facts:
     async def follow(self, settings: Settings, stop: asyncio.Event) -> None:
         """Read the facts topic from its start, then keep up with it until ``stop``.
 
-        Survives broker outages (aiokafka reconnects); never raises but on cancel."""
-        topic = facts_topic(settings)
-        consumer = AIOKafkaConsumer(
-            **client_options(settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            client_id="relay-facts",
-        )
-        await consumer.start()
-        try:
-            only = TopicPartition(topic, 0)  # create_facts_topic makes exactly one partition
-            consumer.assign([only])
-            await consumer.seek_to_beginning(only)
+        Survives broker outages (the client reconnects). Raises ``KafkaUnavailable``
+        when no broker answers at the start."""
+        only = TopicPartition(facts_topic(settings), 0)  # create_facts_topic makes one
+        reader = Reader(client_options(settings), client_id="relay-facts", fetch_max_wait_ms=100)
+        async with reader:
+            reader.assign([only])
+            await reader.seek_to_beginning([only])
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200)
+                batch = await reader.fetch([], timeout_s=0.2)
                 for records in batch.values():
                     for record in records:
-                        if record.key is not None:
+                        if record.key:  # a keyless record names no fact
                             self.apply(record.key, record.value)
-        finally:
-            await consumer.stop()
 
 
 class FactPublisher:
@@ -114,15 +108,14 @@ class FactPublisher:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self._topic = facts_topic(settings)
         self._clock = clock
-        self._producer = AIOKafkaProducer(
-            **producer_options(settings), acks="all", client_id="relay-facts"
-        )
+        self._writer = Writer(producer_options(settings), client_id="relay-facts")
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Raises ``KafkaUnavailable`` when no broker answers."""
+        await self._writer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        await self._writer.stop()
 
     async def rights(
         self, tenant: str, clip_id: int, playable: bool, code: str | None, message: str | None
@@ -140,11 +133,10 @@ class FactPublisher:
 
     async def _send(self, key: str, value: dict[str, Any]) -> None:
         try:
-            async with asyncio.timeout(5):
-                await self._producer.send_and_wait(
-                    self._topic, orjson.dumps(value), key=key.encode()
-                )
-        except (KafkaError, TimeoutError) as exc:
+            await self._writer.send(
+                Record(self._topic, key.encode(), orjson.dumps(value)), timeout_s=5
+            )
+        except KafkaUnavailable as exc:
             log.warning("fact not published", extra={"fact": key, "error": str(exc)})
 
 

@@ -15,6 +15,8 @@ promise honest:
   logged as an error with the command that fixes it, reported in ``TopicCheck``
   (the ``relay_topic_under_replicated`` metric), and with ``RELAY_TOPIC_STRICT``
   refused (``TopicMisconfigured``, a ``ConfigError``: exit code 2).
+
+What is asked of Kafka, and how, is ``relay.kafka.admin``; this module decides.
 """
 
 from __future__ import annotations
@@ -24,23 +26,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
-    InvalidReplicationFactorError,
-    KafkaError,
-    TopicAuthorizationFailedError,
-    for_code,
-)
 from prometheus_client import Gauge
 
 from relay.clock import Clock, SystemClock
 from relay.config import ConfigError, Settings
-from relay.errors import KafkaSecurityError, KafkaUnavailable
-from relay.kafka_client import client_options
+from relay.errors import KafkaRefused, KafkaUnavailable, RelayError
+from relay.kafka.admin import Admin, Replicas, TopicPlan
+from relay.kafka.options import client_options
 from relay.retry import RetryPolicy
 
 __all__ = [
@@ -59,7 +52,6 @@ _DAY_MS = 86_400_000
 _ATTEMPT_S = 10.0  # one round of admin requests; a cluster without quorum never answers
 _PATIENCE_S = 30.0  # a killed node is fenced in ~6-10 s, a restarted one answers in ~10 s
 _BACKOFF = RetryPolicy(base_s=0.5, cap_s=8.0)
-_TOPIC_ALREADY_EXISTS = 36
 
 
 class TopicMisconfigured(ConfigError):
@@ -157,48 +149,38 @@ async def ensure_topics(
 
 
 async def _attempt(settings: Settings, specs: Sequence[TopicSpec]) -> TopicCheck:
-    admin = AIOKafkaAdminClient(
-        **client_options(settings),
-        client_id="relay-admin",
-        request_timeout_ms=int(_ATTEMPT_S * 1000),
-    )
+    admin = Admin(client_options(settings), client_id="relay-admin", request_timeout_s=_ATTEMPT_S)
     try:
         await admin.start()
-    except KafkaError as exc:
-        await admin.close()
-        raise KafkaUnavailable(
-            f"cannot create topics on {settings.kafka_bootstrap}: {exc}"
-        ) from exc
+    except KafkaUnavailable as exc:  # no broker answers at all: say so at once
+        raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
     try:
         async with asyncio.timeout(_ATTEMPT_S):
-            return await _Admin(admin, settings).ensure(specs)
-    except (KafkaError, TimeoutError) as exc:
-        if isinstance(exc, TopicAuthorizationFailedError | ClusterAuthorizationFailedError):
-            raise KafkaSecurityError(
-                "RELAY_KAFKA_USERNAME",
-                f"Kafka does not let {settings.kafka_username or 'this client'} describe or "
-                f"create the relay's topics ({type(exc).__name__}): grant it the ACLs, or "
-                "create the topics beforehand",
-            ) from exc
-        if isinstance(exc, KafkaError) and not exc.retriable:
-            raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
-        raise _NotYet(f"Kafka did not answer: {exc!r}") from exc
+            return await _Round(admin, settings).ensure(specs)
+    except KafkaUnavailable as exc:
+        raise _NotYet(str(exc)) from exc
+    except TimeoutError as exc:
+        raise _NotYet(f"Kafka did not answer within {_ATTEMPT_S}s") from exc
+    except KafkaRefused as exc:
+        raise KafkaUnavailable(f"cannot create topics: {exc}") from exc
     finally:
-        await admin.close()
+        await admin.stop()
 
 
 @dataclass(slots=True)
-class _Admin:
-    admin: AIOKafkaAdminClient
+class _Round:
+    """One round of questions to Kafka: which brokers live, which topics exist; then
+    create the missing and check the others."""
+
+    admin: Admin
     settings: Settings
-    brokers: list[int] = field(default_factory=list)  # alive (unfenced), from describe_cluster
+    brokers: list[int] = field(default_factory=list)  # alive (unfenced)
 
     async def ensure(self, specs: Sequence[TopicSpec]) -> TopicCheck:
-        cluster = await self.admin.describe_cluster()
-        self.brokers = brokers = sorted(broker["node_id"] for broker in cluster["brokers"])
+        self.brokers = brokers = await self.admin.live_brokers()
         replication = await self._replication(brokers)
         min_isr = max(1, replication - 1)
-        existing = set(await self.admin.list_topics())
+        existing = await self.admin.topic_names()
         missing = [spec for spec in specs if spec.name not in existing]
         created = await self._create(missing, brokers, replication, min_isr) if missing else []
         checked = [spec for spec in specs if spec.name not in created]
@@ -212,10 +194,9 @@ class _Admin:
         # One broker alive is a development broker only when it is set up as one (its
         # own offsets topic has one replica); otherwise it is a cluster missing nodes.
         setting = "offsets.topic.replication.factor"
-        broker = ConfigResource(ConfigResourceType.BROKER, str(brokers[0]), {setting: None})
         try:
-            offsets = (await self._configs([broker])).get(str(brokers[0]), {}).get(setting)
-        except KafkaError:
+            offsets = (await self.admin.broker_configs(brokers[0], [setting])).get(setting)
+        except RelayError:
             # Not allowed to read it (managed Kafka often forbids it) or no answer: never
             # guess "development" and create weaker topics; keep what was asked for, so
             # creation waits for brokers and then fails clearly.
@@ -239,26 +220,17 @@ class _Admin:
                 f"RELAY_TOPIC_REPLICATION={replication} needs {replication}: not creating "
                 f"{', '.join(names)} with replicas on brokers that are down"
             )
-        answer = await self.admin.create_topics(
+        created = await self.admin.create(
             [
-                NewTopic(
+                TopicPlan(
                     spec.name,
                     spec.partitions,
                     replication,
-                    topic_configs={"min.insync.replicas": str(min_isr), **spec.configs},
+                    {"min.insync.replicas": str(min_isr), **spec.configs},
                 )
                 for spec in missing
             ]
         )
-        created = []
-        for name, code, message, *_ in answer.topic_errors:
-            if code == 0:
-                created.append(name)
-            elif code != _TOPIC_ALREADY_EXISTS:  # another process was first: checked below
-                error = for_code(code)(message)
-                if error.retriable or isinstance(error, InvalidReplicationFactorError):
-                    raise _NotYet(f"Kafka did not create {name}: {message or error}")
-                raise KafkaUnavailable(f"Kafka refused to create topic {name}: {message or error}")
         if created:
             log.info(
                 "created topics",
@@ -270,24 +242,15 @@ class _Admin:
         """The topics with less replication or min ISR than configured, each logged."""
         if not specs:
             return set()
-        described = {
-            t["topic"]: t for t in await self.admin.describe_topics([s.name for s in specs])
-        }
-        known = [spec for spec in specs if described.get(spec.name, {}).get("partitions")]
-        configs_of = await self._configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.TOPIC,
-                    spec.name,
-                    dict.fromkeys(["min.insync.replicas", *spec.configs]),
-                )
-                for spec in known
-            ]
+        described = await self.admin.describe([spec.name for spec in specs])
+        known = [spec for spec in specs if spec.name in described]
+        configs_of = await self.admin.topic_configs(
+            {spec.name: ["min.insync.replicas", *spec.configs] for spec in known}
         )
         weak = set()
         for spec in known:  # the others were deleted meanwhile, or are not known yet
-            partitions = described[spec.name]["partitions"]
-            replicas = min(len(p["replicas"]) for p in partitions)
+            partitions = described[spec.name]
+            replicas = min(len(brokers) for brokers in partitions.values())
             configs = configs_of.get(spec.name, {})
             isr = int(configs.get("min.insync.replicas") or 1)
             if replicas < replication or isr < min_isr:
@@ -307,7 +270,7 @@ class _Admin:
     def _report_weak(
         self,
         topic: str,
-        partitions: list[dict[str, Any]],
+        partitions: Replicas,
         replicas: int,
         isr: int,
         replication: int,
@@ -353,16 +316,6 @@ class _Admin:
             extra={"topic": spec.name},
         )
 
-    async def _configs(self, resources: list[ConfigResource]) -> dict[str, dict[str, str]]:
-        """Configs by resource name, asked in one request per broker (topics: one)."""
-        found: dict[str, dict[str, str]] = {}
-        for answer in await self.admin.describe_configs(resources):
-            for error_code, error_message, _type, name, entries, *_ in answer.resources:
-                if error_code:
-                    raise for_code(error_code)(error_message)
-                found[name] = {entry[0]: entry[1] for entry in entries}
-        return found
-
 
 def _ids(brokers: list[int]) -> str:
     return "ids " + ", ".join(map(str, brokers)) if brokers else "none"
@@ -371,15 +324,15 @@ def _ids(brokers: list[int]) -> str:
 def _reassignment(
     bootstrap: str,
     topic: str,
-    partitions: list[dict[str, Any]],
+    partitions: Replicas,
     replication: int,
     brokers: list[int],
 ) -> str:
     """The kafka-reassign-partitions command that gives every partition ``replication``
     replicas: the current ones (they hold the data) first, then brokers round-robin."""
     plan = []
-    for partition in sorted(partitions, key=lambda p: p["partition"]):
-        number, replicas = partition["partition"], list(partition["replicas"])
+    for number, held in sorted(partitions.items()):
+        replicas = list(held)
         start = number % len(brokers) if brokers else 0
         for broker in brokers[start:] + brokers[:start]:
             if len(replicas) >= replication:

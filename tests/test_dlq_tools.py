@@ -23,8 +23,8 @@ from relay.dlq_triage import Letter, Triage
 from relay.envelope import Envelope, new_event_id
 from relay.events import BY_NAME
 from relay.facts import FactPublisher, create_facts_topic
-from relay.kafka_client import producer_options
-from relay.producer import KafkaProducer
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer
 from relay.topics import create_missing_topics
 from tests.kafka_helpers import read_for, read_topics
 

@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
-from relay import kafka_client
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaSecurityError, KafkaUnavailable
-from relay.kafka_client import check_access, client_options, producer_options, translate
+from relay.kafka import options as kafka_options
+from relay.kafka.access import check_access, translate, translated
+from relay.kafka.options import client_options, producer_options
 from tests.tls import Authority
 
 
@@ -124,7 +129,7 @@ def test_compression_is_for_producers_and_lz4_by_default() -> None:
 
 
 def test_a_missing_codec_library_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(kafka_client._CODECS, "zstd", lambda: False)
+    monkeypatch.setitem(kafka_options._CODECS, "zstd", lambda: False)
     with pytest.raises(ConfigError, match="RELAY_KAFKA_COMPRESSION=zstd needs the cramjam"):
         producer_options(Settings(kafka_compression="zstd"))
 
@@ -253,6 +258,18 @@ def test_no_answer_is_unavailable_and_retriable() -> None:
     translated = translate(ConnectionRefusedError(111, "refused"), Settings(), "k1:9092")
     assert isinstance(translated, KafkaUnavailable)
     assert translated.retriable
+
+
+def test_a_running_client_losing_its_broker_is_unavailable_not_misconfigured() -> None:
+    """Once running, a dropped connection is an outage; only a refused password or
+    certificate is a setting to fix."""
+    settings = Settings(kafka_security_protocol="SASL_SSL", kafka_username="relay")
+    lost = translated(KafkaConnectionError("gone"), settings, "fetching")
+    assert isinstance(lost, KafkaUnavailable)
+    assert "fetching" in str(lost)
+    refused = translated(SaslAuthenticationFailed(), settings, "fetching")
+    assert isinstance(refused, KafkaSecurityError)
+    assert refused.setting == "RELAY_KAFKA_PASSWORD"
 
 
 @asynccontextmanager

@@ -9,8 +9,9 @@ import pytest
 
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
-from relay.kafka_client import producer_options
-from relay.producer import KafkaProducer, MemoryProducer, Producer, Record
+from relay.kafka.memory import MemoryProducer
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer, Producer, Record
 from relay.topics import create_missing_topics
 from tests.brokers import Broker
 from tests.kafka_helpers import read_topics

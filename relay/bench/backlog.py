@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
-
-from aiokafka import AIOKafkaProducer
 
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.events import BY_NAME, EVENT_TYPES, normalise
-from relay.kafka_client import producer_options
+from relay.kafka.options import producer_options
+from relay.kafka.producer import Record
+from relay.kafka.writer import Writer
 from relay.topics import create_missing_topics
 
 __all__ = ["example_bodies", "produce_backlog"]
@@ -75,13 +74,16 @@ async def produce_backlog(
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions)
     topics = [settings.topic(event_type.name, tenant) for event_type in EVENT_TYPES]
     await create_missing_topics(settings, [*topics, settings.dlq_topic])
-    producer = AIOKafkaProducer(
-        **producer_options(settings), acks="all", linger_ms=20, max_batch_size=512 * 1024
+    # Large batches that linger: a backlog is written as fast as the broker takes it.
+    writer = Writer(
+        producer_options(settings),
+        client_id="relay-bench-backlog",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
     )
-    await producer.start()
-    ids = []
-    pending: list[asyncio.Future[Any]] = []
-    try:
+    ids: list[str] = []
+
+    def records() -> Iterator[Record]:
         for number, (name, body) in enumerate(bodies):
             envelope = Envelope(
                 new_event_id(1_795_000_000_000 + number),
@@ -92,18 +94,16 @@ async def produce_backlog(
                 body,
             )
             ids.append(envelope.id)
-            pending.append(
-                await producer.send(
-                    settings.topic(name, tenant),
-                    envelope.encode(),
-                    key=envelope.key,
-                    headers=envelope.headers(),
-                )
+            yield Record(
+                settings.topic(name, tenant),
+                envelope.key,
+                envelope.encode(),
+                tuple(envelope.headers()),
             )
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+
+    await writer.start()
+    try:
+        await writer.send_all(records(), in_flight=10_000)
     finally:
-        await producer.stop()
+        await writer.stop()
     return ids

@@ -25,8 +25,8 @@ from relay.bench.backlog import example_bodies
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.events import EVENT_TYPES
-from relay.kafka_client import producer_options
-from relay.producer import KafkaProducer, Record
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer, Record
 from relay.topics import create_missing_topics
 
 __all__ = ["measure"]

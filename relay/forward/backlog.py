@@ -1,7 +1,7 @@
 """How far behind delivery is, in events and in seconds, measured from Kafka.
 
 The worker knows the committed offset of each partition it owns; this reads the
-record at that offset (the oldest event not yet delivered) with a consumer of its
+record at that offset (the oldest event not yet delivered) with a reader of its
 own, outside the group, and reports its age, ``now - received_at``. It does so also
 when the worker holds nothing of a partition (a paused tenant, a full window, a
 partition just assigned), which is when an age taken from held events would lie.
@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from relay.clock import Clock
 from relay.envelope import Envelope
+from relay.kafka.consumer import TopicPartition
+from relay.kafka.reader import Reader
 
 __all__ = ["Backlog", "BacklogProbe"]
 
@@ -45,40 +45,38 @@ class Backlog:
 
 class BacklogProbe:
     def __init__(self, options: Mapping[str, Any], clock: Clock, *, bound_s: float = 5.0) -> None:
-        """``options``: ``relay.kafka_client.client_options`` of the worker's settings."""
+        """``options``: ``relay.kafka.options.client_options`` of the worker's settings."""
         self._clock = clock
         self._bound_s = bound_s
         self._assigned: frozenset[TopicPartition] = frozenset()
-        self._consumer = AIOKafkaConsumer(
-            **options,
-            group_id=None,  # reads only; never joins the group or commits
+        self._reader = Reader(
+            options,
             client_id="relay-forward-backlog",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            isolation_level="read_committed",
             max_partition_fetch_bytes=_PROBE_PARTITION_BYTES,
             fetch_max_bytes=_PROBE_TOTAL_BYTES,
-            isolation_level="read_committed",
         )
 
     async def start(self) -> None:
-        await self._consumer.start()
+        """Raises ``KafkaUnavailable`` when no broker answers."""
+        await self._reader.start()
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await self._reader.stop()
 
     async def measure(
         self, committed: Mapping[TopicPartition, int | None]
     ) -> dict[TopicPartition, Backlog]:
         """The backlog of each partition, from its committed offset (None: never
-        committed, so the log's start). Raises ``KafkaError`` when Kafka cannot be
-        asked at all."""
+        committed, so the log's start). Raises ``KafkaUnavailable`` when Kafka cannot
+        be asked at all."""
         tps = list(committed)
         if not tps:
             return {}
-        consumer = self._consumer
+        reader = self._reader
         self._assign(frozenset(tps))
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
+        ends = await reader.end_offsets(tps)
+        starts = await reader.start_offsets(tps)
         # A commit older than the log's start (retention deleted it) counts from the start.
         positions = {tp: max(committed[tp] or 0, starts[tp]) for tp in tps}
         result: dict[TopicPartition, Backlog] = {
@@ -88,25 +86,25 @@ class BacklogProbe:
         if not behind:
             return result
         for tp in behind:
-            consumer.seek(tp, positions[tp])
-        consumer.resume(*behind)
+            reader.seek(tp, positions[tp])
+        reader.resume(behind)
         now = self._clock.wall()
         waiting = set(behind)
         try:
             async with asyncio.timeout(self._bound_s):
                 while waiting:
-                    batch = await consumer.getmany(*waiting, timeout_ms=500)
+                    batch = await reader.fetch(waiting, timeout_s=0.5)
                     for tp, records in batch.items():
                         if tp in waiting and records:
                             waiting.discard(tp)
-                            age = now - _received_epoch(records[0].value, records[0].timestamp)
+                            age = now - _received_epoch(records[0].value, records[0].timestamp_ms)
                             result[tp] = Backlog(ends[tp] - positions[tp], max(0.0, age))
         except TimeoutError:
             log.warning(
                 "backlog probe: no record within the bound", extra={"partitions": len(waiting)}
             )
         finally:
-            consumer.pause(*behind)  # no background fetching between probes
+            reader.pause(behind)  # no background fetching between probes
         for tp in waiting:
             result[tp] = Backlog(ends[tp] - positions[tp], None)
         return result
@@ -115,15 +113,15 @@ class BacklogProbe:
         """Assign all the worker's partitions at once, paused, and only when they
         change: each assignment narrows the consumer's metadata to its topics."""
         if tps != self._assigned:
-            self._consumer.assign(list(tps))
-            self._consumer.pause(*tps)
+            self._reader.assign(tps)
+            self._reader.pause(tps)
             self._assigned = tps
 
 
-def _received_epoch(value: bytes | None, timestamp_ms: int) -> float:
+def _received_epoch(value: bytes, timestamp_ms: int) -> float:
     """The envelope's receive time; Kafka's record time for what is not an envelope
     (it is dead-lettered, but it is still the backlog's head)."""
     try:
-        return Envelope.decode(value or b"").received_epoch
+        return Envelope.decode(value).received_epoch
     except (ValueError, KeyError, TypeError):
         return timestamp_ms / 1000

@@ -35,9 +35,9 @@ from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
 from relay.kafka.admin import partition_counts
 from relay.kafka.consumer import KafkaConsumer
-from relay.kafka_client import client_options, producer_options
+from relay.kafka.options import client_options, producer_options
+from relay.kafka.producer import KafkaProducer
 from relay.metrics import ForwardMetrics
-from relay.producer import KafkaProducer
 from relay.retry import RetryPolicy
 from relay.tenants import Tenants, load_tenants
 from relay.topics import create_missing_topics
@@ -137,7 +137,11 @@ class Forwarder:
             self.configured,
             self.metrics,
             clock,
-            consumer=KafkaConsumer(options, group_id=settings.consumer_group),
+            consumer=KafkaConsumer(
+                settings,
+                group_id=settings.consumer_group,
+                lookup_timeout_s=settings.backlog_probe_s,
+            ),
             partition_counts=lambda topics: partition_counts(options, topics),
             backlog=BacklogProbe(options, clock),
         )

@@ -20,9 +20,9 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.openapi import openapi
-from relay.producer import Producer
 from relay.tenants import Tenants, load_tenants
 from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient

@@ -24,8 +24,8 @@ from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate, Refused
+from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
-from relay.producer import Producer, Record
 from relay.tenants import Tenant, Tenants
 
 __all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]

@@ -26,7 +26,6 @@ import signal
 
 import aiohttp
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
 from relay.clock import SystemClock
 from relay.config import ConfigError, Settings
@@ -34,9 +33,9 @@ from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
 from relay.ingest.slow_clients import GuardedAppRunner
-from relay.kafka_client import producer_options
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer
 from relay.limits import raise_open_files_limit
-from relay.producer import KafkaProducer
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
 from relay.upstream import Tokens, UpstreamClient
@@ -215,7 +214,7 @@ async def _close(
 ) -> None:
     stop_facts.set()
     follower.cancel()
-    with contextlib.suppress(asyncio.CancelledError, KafkaError):
+    with contextlib.suppress(asyncio.CancelledError, KafkaUnavailable):
         await follower
     await publisher.stop()
     await session.close()

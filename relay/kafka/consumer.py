@@ -3,17 +3,29 @@
 The worker commits by hand, pauses partitions it has no room for, and is told of
 rebalances through a listener whose ``revoked`` runs before the partitions go to
 another member (so it can finish and commit), as Kafka's protocol allows.
-``relay.kafka.memory.MemoryConsumer`` is the in-memory fake; the contract test
-(tests/test_consumer_contract.py) runs the same checks on it and on Kafka.
+``KafkaConsumer`` serves it from Kafka; ``relay.kafka.memory.MemoryConsumer`` is the
+in-memory fake; the contract test (tests/test_consumer_contract.py) runs the same
+checks on both.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-__all__ = ["Batch", "Consumer", "Fetched", "RebalanceListener", "TopicPartition"]
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from relay.config import Settings
+from relay.errors import CommitFailed, KafkaUnavailable, RelayError
+from relay.kafka.access import translated
+from relay.kafka.options import client_options
+
+__all__ = ["Batch", "Consumer", "Fetched", "KafkaConsumer", "RebalanceListener", "TopicPartition"]
 
 
 class TopicPartition(NamedTuple):
@@ -88,3 +100,150 @@ class Consumer(Protocol):
     async def stop(self) -> None:
         """Leave the group and close. Safe to call twice."""
         ...
+
+
+class KafkaConsumer:
+    """The forwarding workers' group member on aiokafka; see ``Consumer``.
+
+    Partitions handed to aiokafka are converted to its own type (it checks the type,
+    not only the value); partitions it hands back are used as they are, being equal
+    to ours.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str | None = None,
+        lookup_timeout_s: float = 5.0,
+        session_timeout_s: float = 10.0,
+        heartbeat_interval_s: float = 3.0,
+    ) -> None:
+        """``group_id`` defaults to RELAY_CONSUMER_GROUP; ``committed`` gives up after
+        ``lookup_timeout_s``. The session and heartbeat default to aiokafka's; tests
+        shorten them so that rebalances take a moment, not seconds.
+
+        Raises ``ConfigError`` as ``client_options`` does."""
+        self._settings = settings
+        self._lookup_timeout_s = lookup_timeout_s
+        self._stopped = False
+        self._consumer = AIOKafkaConsumer(
+            **client_options(settings),
+            group_id=group_id or settings.consumer_group,
+            client_id="relay-forward",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
+            # What aiokafka prefetches is bounded too, not only the dispatcher's window.
+            # Small fetches (2 MiB, 256 KiB per partition) measured better on both counts
+            # than 8 MiB / 1 MiB: peak RSS 193 -> 116 MB, deliveries 8.9k -> 9.3-9.7k/s.
+            fetch_max_bytes=2 * 1024 * 1024,
+            max_partition_fetch_bytes=256 * 1024,
+            isolation_level="read_committed",
+            session_timeout_ms=int(session_timeout_s * 1000),
+            heartbeat_interval_ms=int(heartbeat_interval_s * 1000),
+        )
+
+    async def start(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        """Returns once connected; the group is joined in the background, and the
+        first assignment arrives through ``listener``."""
+        self._consumer.subscribe(list(topics), listener=_Listener(listener))
+        try:
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self._consumer.stop()
+            raise self._translate(exc, "joining the group") from exc
+
+    async def fetch(self, max_records: int, timeout_s: float) -> Batch:
+        if self._stopped:
+            return {}
+        try:
+            batch = await self._consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except KafkaError as exc:
+            raise self._translate(exc, "fetching") from exc
+        return {
+            tp: [Fetched(r.offset, r.key or b"", r.value or b"", tuple(r.headers)) for r in records]
+            for tp, records in batch.items()
+        }
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._consumer.assignment())
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        # Only partitions still assigned: one revoked a moment ago has nothing to pause.
+        self._consumer.pause(*self._owned(partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(*self._owned(partitions))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Raises ``ValueError`` when ``partition`` is not assigned to this member."""
+        try:
+            self._consumer.seek(KafkaPartition(partition.topic, partition.partition), offset)
+        except IllegalStateError as exc:
+            raise ValueError(f"{partition} is not assigned to this consumer") from exc
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        owned = self._consumer.assignment()
+        if any(tp not in owned for tp in offsets):
+            raise CommitFailed("the group rebalanced: these partitions are not ours any more")
+        try:
+            await self._consumer.commit(
+                {KafkaPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+            )
+        except IllegalStateError as exc:  # the assignment went between our check and here
+            raise CommitFailed(f"the group rebalanced during the commit: {exc}") from exc
+        except KafkaError as exc:
+            raise self._translate(exc, "committing") from exc
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        """Raises ``KafkaUnavailable`` when the group's coordinator does not answer
+        within ``lookup_timeout_s``."""
+        try:
+            async with asyncio.timeout(self._lookup_timeout_s):
+                offset = await self._consumer.committed(
+                    KafkaPartition(partition.topic, partition.partition)
+                )
+        except TimeoutError:
+            raise KafkaUnavailable(
+                f"Kafka did not say the committed offset of {partition} within "
+                f"{self._lookup_timeout_s}s"
+            ) from None
+        except KafkaError as exc:
+            raise self._translate(exc, "asking a committed offset") from exc
+        return int(offset) if offset is not None else None
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._consumer.stop()
+
+    def _owned(self, partitions: Iterable[TopicPartition]) -> list[KafkaPartition]:
+        owned = self._consumer.assignment()
+        return [KafkaPartition(tp.topic, tp.partition) for tp in partitions if tp in owned]
+
+    def _translate(self, exc: KafkaError, doing: str) -> RelayError:
+        if isinstance(exc, CommitFailedError):
+            return CommitFailed(f"Kafka refused the commit, the group moved on: {exc}")
+        return translated(exc, self._settings, doing)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's listener, passing on to ours. aiokafka also reports the empty
+    revocation of a member's first join; ours hears of revocations that take
+    something away only."""
+
+    def __init__(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            await self._listener.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._listener.assigned(set(assigned))

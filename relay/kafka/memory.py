@@ -1,5 +1,6 @@
-"""In-memory stand-ins for the consumer side of the seam: a log of partitions with a
-group's committed offsets, and consumers that join it.
+"""In-memory stand-ins for the seam: a producer that keeps what it is sent, and for
+the consumer side a log of partitions with a group's committed offsets, and
+consumers that join it.
 
 Rebalances are eager, as aiokafka's default protocol: every member is told
 ``revoked`` with all it held, then ``assigned`` with its new share (round-robin, or
@@ -10,13 +11,42 @@ timeout on the injected clock, so tests on a ``VirtualClock`` never sleep.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from relay.clock import Clock
 from relay.errors import CommitFailed, KafkaUnavailable
 from relay.kafka.consumer import Batch, Fetched, RebalanceListener, TopicPartition
+from relay.kafka.producer import Record
 
-__all__ = ["MemoryConsumer", "MemoryLog"]
+__all__ = ["MemoryConsumer", "MemoryLog", "MemoryProducer"]
+
+
+class MemoryProducer:
+    """In-memory stand-in: records by topic, and a switch to play an outage."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[Record]] = defaultdict(list)
+        self.available = True
+        self.started = False
+        self.stopped = False
+
+    @property
+    def ready(self) -> bool:
+        return self.available
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def send(self, record: Record, ack_timeout: float) -> None:
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
+        if self.stopped:
+            raise KafkaUnavailable("producer is stopped")
+        self.records[record.topic].append(record)
+
+    async def stop(self) -> None:
+        self.stopped = True
 
 
 class MemoryLog:

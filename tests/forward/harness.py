@@ -18,8 +18,8 @@ from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.envelope import Envelope, new_event_id
 from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, Incoming, LaneLimits, Partition, Tenant
+from relay.kafka.memory import MemoryProducer
 from relay.metrics import ForwardMetrics
-from relay.producer import MemoryProducer
 from relay.retry import RetryPolicy
 from relay.upstream import Delivered, Outcome
 

@@ -45,7 +45,7 @@ async def test_ready_once_assigned_even_while_a_tenant_is_paused_and_not_while_s
     assert (await client.get("/readyz")).status == 503  # nothing assigned yet
     forwarder.worker.assigned = True
     assert (await client.get("/readyz")).status == 200
-    forwarder.dispatcher._tenants["default"].paused = "credentials_rejected"
+    forwarder.dispatcher._tenants["default"].pause.begin("credentials_rejected")
     answer = await client.get("/readyz")
     assert answer.status == 200
     assert "paused: default (credentials_rejected)" in (await answer.json())["reason"]
@@ -62,7 +62,7 @@ async def test_resume_is_disabled_without_an_admin_token(make_client: object) ->
 
 async def test_resume_needs_the_admin_token(make_client: object) -> None:
     client, forwarder = await make_client(admin_token="s3cret")  # type: ignore[operator]
-    forwarder.dispatcher._tenants["default"].paused = "dlq_limit"
+    forwarder.dispatcher._tenants["default"].pause.begin("dlq_limit")
     for headers in (
         {},
         {"Authorization": "Bearer wrong"},

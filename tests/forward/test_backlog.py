@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from relay.clock import ManualClock
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.forward.backlog import Backlog, BacklogProbe
-from relay.kafka_client import client_options
+from relay.kafka.consumer import TopicPartition
+from relay.kafka.options import client_options
 from relay.topics import create_missing_topics
 
 pytestmark = pytest.mark.kafka

@@ -21,9 +21,8 @@ from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.worker import ForwardWorker
 from relay.kafka.consumer import TopicPartition
-from relay.kafka.memory import MemoryConsumer, MemoryLog
+from relay.kafka.memory import MemoryConsumer, MemoryLog, MemoryProducer
 from relay.metrics import ForwardMetrics
-from relay.producer import MemoryProducer
 from relay.retry import RetryPolicy
 from relay.tenants import Tenant as Configured
 from relay.tenants import Tenants

@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 from relay.clock import Clock, ManualClock
 from relay.config import Settings
 from relay.ingest.app import make_app
-from relay.producer import MemoryProducer, Producer
+from relay.kafka.memory import MemoryProducer
+from relay.kafka.producer import Producer
 
 MakeClient = Callable[..., Awaitable[TestClient[object, object]]]
 

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from relay.config import Settings
 from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
-from relay.producer import MemoryProducer
+from relay.kafka.memory import MemoryProducer
 from tests.ingest.conftest import MakeClient
 from tests.ingest.test_front_door import JSON, post
 from tests.test_events import VALID

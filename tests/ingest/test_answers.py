@@ -17,7 +17,7 @@ from relay.config import Settings
 from relay.envelope import DELIVERED_HEADER
 from relay.facts import Facts
 from relay.ingest.app import make_app
-from relay.producer import MemoryProducer
+from relay.kafka.memory import MemoryProducer
 from relay.tenants import load_tenants
 from relay.upstream import Tokens, UpstreamClient
 from tests.test_events import VALID

@@ -16,7 +16,8 @@ from relay.envelope import Envelope
 from relay.errors import KafkaUnavailable
 from relay.events import EVENT_TYPES
 from relay.ingest.handler import EVENT_ID_HEADER
-from relay.producer import MemoryProducer, Record
+from relay.kafka.memory import MemoryProducer
+from relay.kafka.producer import Record
 from tests.ingest.conftest import MakeClient
 from tests.test_events import VALID
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.events import EventType
-from relay.producer import MemoryProducer
+from relay.kafka.memory import MemoryProducer
 from tests.test_fuzz import event_and_body
 
 

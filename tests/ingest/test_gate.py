@@ -14,7 +14,7 @@ from relay.clock import ManualClock
 from relay.config import Settings
 from relay.envelope import Envelope
 from relay.ingest.app import make_app
-from relay.producer import MemoryProducer
+from relay.kafka.memory import MemoryProducer
 from relay.tenants import hash_key, load_tenants, new_key
 from tests.test_events import VALID
 

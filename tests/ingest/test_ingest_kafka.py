@@ -12,8 +12,8 @@ from relay.config import Settings
 from relay.envelope import Envelope
 from relay.events import EVENT_TYPES
 from relay.ingest.handler import EVENT_ID_HEADER
-from relay.kafka_client import producer_options
-from relay.producer import KafkaProducer
+from relay.kafka.options import producer_options
+from relay.kafka.producer import KafkaProducer
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
 from tests.brokers import Broker

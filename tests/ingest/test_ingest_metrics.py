@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from relay.config import Settings
-from relay.producer import MemoryProducer, Record
+from relay.kafka.memory import MemoryProducer
+from relay.kafka.producer import Record
 from tests.ingest.conftest import MakeClient
 from tests.ingest.test_front_door import post
 from tests.test_events import VALID

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from relay.config import Settings
 from relay.ingest.app import make_app
 from relay.ingest.server import runner_for
-from relay.producer import MemoryProducer
+from relay.kafka.memory import MemoryProducer
 from tests.stack import free_port
 
 LIMITS = Settings(header_timeout_s=1.0, body_timeout_s=1.0, max_header_bytes=4096, app_id=1)

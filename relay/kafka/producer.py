@@ -1,8 +1,9 @@
-"""The Kafka write seam: one interface, the real producer and an in-memory fake.
+"""The producer: ingest's write path, one interface and the real implementation.
 
 ``send`` returns only once the record is durable (acks=all, idempotent producer)
-and raises ``KafkaUnavailable`` when that does not happen within the bound. The
-contract tests (tests/test_producer_contract.py) run the same checks on both.
+and raises ``KafkaUnavailable`` when that does not happen within the bound.
+``relay.kafka.memory.MemoryProducer`` is the in-memory fake; the contract tests
+(tests/test_producer_contract.py) run the same checks on both.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from aiokafka.protocol.admin import ApiVersionRequest
 
 from relay.errors import KafkaUnavailable
 
-__all__ = ["KafkaProducer", "MemoryProducer", "Producer", "Record"]
+__all__ = ["KafkaProducer", "Producer", "Record"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class KafkaProducer:
         client_id: str = "relay-ingest",
         stop_timeout: float = 5.0,
     ) -> None:
-        """``options`` come from ``relay.kafka_client.producer_options``: the
+        """``options`` come from ``relay.kafka.options.producer_options``: the
         bootstrap servers, security and compression. ``stop`` gives up flushing
         after ``stop_timeout`` seconds."""
         self._stop_timeout = stop_timeout
@@ -160,30 +160,3 @@ class KafkaProducer:
                 if not self._ready:
                     log.info("kafka reachable again", extra={"bootstrap": self._bootstrap})
                 self._ready = True
-
-
-class MemoryProducer:
-    """In-memory stand-in: records by topic, and a switch to play an outage."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, list[Record]] = defaultdict(list)
-        self.available = True
-        self.started = False
-        self.stopped = False
-
-    @property
-    def ready(self) -> bool:
-        return self.available
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def send(self, record: Record, ack_timeout: float) -> None:
-        if not self.available:
-            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
-        if self.stopped:
-            raise KafkaUnavailable("producer is stopped")
-        self.records[record.topic].append(record)
-
-    async def stop(self) -> None:
-        self.stopped = True

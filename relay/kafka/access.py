@@ -1,26 +1,19 @@
-"""Kafka client settings, built in one place, and a refused connection explained.
-
-Every aiokafka client of the relay (producer, consumer, admin) is made with
-``client_options(settings)`` (producers: ``producer_options``): bootstrap servers,
-security protocol, SASL mechanism and credentials (from the value or its ``*_FILE``,
-read at each call so a rotated secret is picked up by the next client), and a TLS
-context that trusts ``RELAY_KAFKA_CA_FILE`` and presents the client certificate.
+"""Whether the relay may talk to Kafka, and why not when it may not.
 
 aiokafka's clients log why a broker refused them and then raise a bare "Unable to
 bootstrap". ``check_access`` therefore connects once, as every client will, before a
 process starts, and translates what goes wrong into the relay's errors: a refused
 password or an untrusted certificate becomes ``KafkaSecurityError`` naming the
-setting to fix; no answer at all stays ``KafkaUnavailable``.
+setting to fix; no answer at all stays ``KafkaUnavailable``. ``translate`` is that
+mapping, and ``translated`` the one the other clients of the seam use for errors
+raised once running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from pathlib import Path
-from typing import Any
 
-from aiokafka.codec import has_gzip, has_lz4, has_zstd
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     IllegalSaslStateError,
@@ -29,87 +22,18 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
-from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaSecurityError, KafkaUnavailable, RelayError
+from relay.kafka.options import client_options, username
 
-__all__ = ["check_access", "client_options", "producer_options", "translate"]
+__all__ = ["check_access", "translate", "translated"]
 
-_CODECS = {"gzip": has_gzip, "lz4": has_lz4, "zstd": has_zstd}
 _NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for any aiokafka client, its ``client_id`` aside.
-
-    Raises ``ConfigError`` naming the setting when a file cannot be read or holds
-    no usable certificate, key or secret.
-    """
-    protocol = settings.kafka_security_protocol
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": protocol,
-    }
-    if protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = _secret(
-            "RELAY_KAFKA_USERNAME", settings.kafka_username, settings.kafka_username_file
-        )
-        options["sasl_plain_password"] = _secret(
-            "RELAY_KAFKA_PASSWORD", settings.kafka_password, settings.kafka_password_file
-        )
-    if protocol.endswith("SSL"):
-        options["ssl_context"] = _tls_context(settings)
-    return options
-
-
-def producer_options(settings: Settings) -> dict[str, Any]:
-    """``client_options`` plus the producer's compression (RELAY_KAFKA_COMPRESSION).
-
-    Raises ``ConfigError`` when the codec's library (cramjam for lz4 and zstd) is
-    missing, rather than letting the producer fail at construction."""
-    codec = settings.kafka_compression
-    if codec != "none" and not _CODECS[codec]():
-        raise ConfigError(f"RELAY_KAFKA_COMPRESSION={codec} needs the cramjam package")
-    return {**client_options(settings), "compression_type": None if codec == "none" else codec}
-
-
-def _secret(env: str, value: str, path: str) -> str:
-    if not path:
-        return value
-    try:
-        # A file written with `echo` ends in a newline that is not part of the secret.
-        secret = Path(path).read_text().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{env}_FILE={path!r} cannot be read: {exc}") from None
-    if not secret:
-        raise ConfigError(f"{env}_FILE={path!r} is empty")
-    return secret
-
-
-def _tls_context(settings: Settings) -> ssl.SSLContext:
-    """The system's CAs unless RELAY_KAFKA_CA_FILE is set; the client certificate
-    when RELAY_KAFKA_CERT_FILE is (its key in RELAY_KAFKA_KEY_FILE or in the same file)."""
-    ca, cert, key = settings.kafka_ca_file, settings.kafka_cert_file, settings.kafka_key_file
-    try:
-        context: ssl.SSLContext = create_ssl_context(cafile=ca or None)
-    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError: not PEM certificates
-        raise ConfigError(f"RELAY_KAFKA_CA_FILE={ca!r} cannot be used: {exc}") from None
-    if cert:
-        for env, path in (("RELAY_KAFKA_CERT_FILE", cert), ("RELAY_KAFKA_KEY_FILE", key)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{env}={path!r} is not a readable file")
-        try:
-            context.load_cert_chain(cert, key or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"RELAY_KAFKA_CERT_FILE={cert!r} and RELAY_KAFKA_KEY_FILE={key!r} are not "
-                f"a PEM certificate and its private key: {exc}"
-            ) from None
-    context.check_hostname = settings.kafka_check_hostname
-    return context
+# Errors that only a security setting explains; anything else from a running client is
+# an outage (a connection error there is a broker going away, not a wrong protocol).
+_SECURITY_ERRORS = (SaslAuthenticationFailed, UnsupportedSaslMechanismError, ssl.SSLError)
 
 
 async def check_access(settings: Settings, bound_s: float = 10.0) -> None:
@@ -236,14 +160,21 @@ def translate(exc: BaseException, settings: Settings, address: str) -> RelayErro
     return KafkaUnavailable(f"cannot reach Kafka at {address}: {_reason(exc)}")
 
 
+def translated(exc: BaseException, settings: Settings, doing: str) -> RelayError:
+    """The relay's error for ``exc``, raised by a running client while ``doing``:
+    ``KafkaSecurityError`` for a refused password or certificate, otherwise
+    ``KafkaUnavailable``."""
+    if isinstance(exc, _SECURITY_ERRORS):
+        return translate(exc, settings, settings.kafka_bootstrap)
+    return KafkaUnavailable(f"Kafka failed while {doing}: {_reason(exc)}")
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
 def _username(settings: Settings) -> str:
     try:
-        return _secret(
-            "RELAY_KAFKA_USERNAME", settings.kafka_username, settings.kafka_username_file
-        )
+        return username(settings)
     except ConfigError:
         return "?"
