@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from relay.clock import Clock
 from relay.envelope import Envelope
 from relay.events import BY_NAME, Answer
 from relay.facts import FactPublisher, Facts
@@ -39,11 +40,14 @@ class Learner:
         publisher: FactPublisher,
         clients: dict[str, UpstreamClient],
         check_every: float,
+        *,
+        clock: Clock,
         budgets: Mapping[str, Budget] | None = None,
     ) -> None:
         """``budgets``: each tenant's upstream budget, which rights checks take from
         like deliveries do (they are requests on the same credential)."""
         self._budgets = budgets or {}
+        self._clock = clock
         self._facts = facts
         self._publisher = publisher
         self._clients = clients
@@ -86,7 +90,7 @@ class Learner:
 
     async def check_rights_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._check_every)
+            await self._clock.sleep(self._check_every)
             for tenant in self._clients:
                 await self.check_rights(tenant)
 
@@ -115,9 +119,12 @@ class Learner:
                     code = None if playable else "NO_STREAMING_RIGHTS"
                     await self._publisher.rights(tenant, clip_id, playable, code, None)
 
-    async def drain(self) -> None:
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=5)
+    async def drain(self, bound_s: float = 5.0) -> None:
+        """Wait for facts being published, at most ``bound_s``."""
+        bound = asyncio.ensure_future(self._clock.sleep(bound_s))
+        while self._pending and not bound.done():
+            await asyncio.wait({*self._pending, bound}, return_when=asyncio.FIRST_COMPLETED)
+        bound.cancel()
 
     def _spawn(self, publishing: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(publishing)

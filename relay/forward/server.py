@@ -126,6 +126,7 @@ class Forwarder:
             self.publisher,
             self.clients,
             settings.rights_check_s,
+            clock=clock,
             budgets={name: tenant.credential.budget for name, tenant in self.tenants.items()},
         )
         self.dispatcher.observer = self.learner.observe

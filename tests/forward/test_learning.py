@@ -45,6 +45,7 @@ async def test_rights_checks_take_from_the_credentials_budget() -> None:
         NoPublisher(),  # type: ignore[arg-type]
         {"acme": client},  # type: ignore[dict-item]
         check_every=60.0,
+        clock=clock,
         budgets={"acme": budget},
     )
     for clip in range(1, 2 * CHECK_BATCH + 2):  # three batches of recently played clips
