@@ -23,7 +23,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -31,101 +30,32 @@ from prometheus_client import Counter
 
 from relay.clock import Clock, Timer
 from relay.concurrency import AdaptiveConcurrency
-from relay.dlq import DeadLetter, DeadLetterGuard, DeadLetters
+from relay.dlq import DeadLetter, DeadLetters
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.events import BY_NAME
 from relay.forward import decide as rules
-from relay.forward.credential import Credential
 from relay.forward.letters import LetterWriter
-from relay.forward.offsets import PartitionOffsets
-from relay.forward.pause import Pause
+from relay.forward.model import (
+    Event,
+    Held,
+    Incoming,
+    Lane,
+    LaneLimits,
+    Partition,
+    Tenant,
+    Unhandled,
+    received_epoch,
+)
 from relay.kafka.consumer import Fetched
 from relay.metrics import STATUS_CLASSES, ForwardMetrics, code_label, reason_label, status_class
 from relay.retry import RetryPolicy
-from relay.upstream import Delivered, Deliverer, Outcome, Permanent, Retry
+from relay.upstream import Delivered, Outcome, Permanent, Retry
 
-__all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]
+__all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]  # see model.py
 
 log = logging.getLogger("relay.forward")
 
 UNEXPECTED = "unexpected_error"  # the retry reason of an exception below deliver()
-Incoming = Fetched  # a fetched record, as the consumer hands it over
-
-
-@dataclass(eq=False)
-class Partition:
-    """One assigned partition: its offsets, and whether it was taken away."""
-
-    topic: str
-    number: int
-    # Label values for what cannot be decoded: the topic's tenant and event type.
-    tenant: str = "unknown"
-    type: str = "unknown"
-    offsets: PartitionOffsets = field(default_factory=PartitionOffsets)
-    revoked: bool = False
-    closing: bool = False  # being revoked: finish what is in flight, send nothing new
-    in_flight: int = 0
-    held: int = 0
-
-
-@dataclass(eq=False, slots=True)
-class _Event:
-    partition: Partition
-    incoming: Fetched
-    envelope: Envelope
-    path: str
-    body: bytes
-    received_epoch: float | None  # for the event's age at delivery, when readable
-    attempts: int = 0
-    first_failed: float | None = None  # monotonic, at its first failed attempt
-    probe: bool = False  # sent while its tenant is paused, to test whether to resume
-
-
-@dataclass(eq=False, slots=True)
-class _Unhandled:
-    """A record that cannot be delivered (undecodable, or of no configured tenant),
-    waiting to be dead-lettered."""
-
-    partition: Partition
-    incoming: Fetched
-    reason: str
-    code: str
-    attempts: int = 0
-
-
-_Held = _Event | _Unhandled  # what a pause parks
-
-
-@dataclass(frozen=True, slots=True)
-class LaneLimits:
-    initial: int = 8
-    minimum: int = 1
-    maximum: int = 64
-
-
-class _Lane:
-    def __init__(self, limit: AdaptiveConcurrency) -> None:
-        self.ready: asyncio.Queue[_Event] = asyncio.Queue()
-        self.limit = limit
-
-
-class Tenant:
-    """One tenant: its upstream client, credential (budget), DLQ guard and pause."""
-
-    def __init__(
-        self, name: str, client: Deliverer, credential: Credential, guard: DeadLetterGuard
-    ) -> None:
-        self.name = name
-        self.client = client
-        self.credential = credential
-        self.guard = guard
-        self.pause: Pause[_Held] = Pause()
-        self.lanes: dict[str, _Lane] = {}
-        self.held = 0  # events held from this tenant's partitions
-
-    @property
-    def paused(self) -> str | None:
-        return self.pause.reason
 
 
 class Dispatcher:
@@ -151,7 +81,7 @@ class Dispatcher:
         self._probe_s = probe_s
         self._metrics = metrics
         self._clock = clock
-        self._keys: dict[tuple[Partition, bytes], deque[_Event]] = {}
+        self._keys: dict[tuple[Partition, bytes], deque[Event]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: set[Timer] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -169,7 +99,7 @@ class Dispatcher:
                     minimum=lane_limits.minimum,
                     maximum=lane_limits.maximum,
                 )
-                tenant.lanes[event_type] = _Lane(limit)
+                tenant.lanes[event_type] = Lane(limit)
         self._lane_limits = lane_limits
         # Gauges read at scrape time: a locked update per event costs more than it tells.
         metrics.held.set_function(lambda: float(self.held))
@@ -249,11 +179,11 @@ class Dispatcher:
             body = orjson.dumps(envelope.body)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("undecodable record", extra={"topic": partition.topic, "error": str(exc)})
-            self._undeliverable(_Unhandled(partition, incoming, "undecodable", "UNDECODABLE"))
+            self._undeliverable(Unhandled(partition, incoming, "undecodable", "UNDECODABLE"))
             return
         if envelope.tenant not in self._tenants:
             code = envelope.tenant[:64]
-            self._undeliverable(_Unhandled(partition, incoming, "unknown_tenant", code))
+            self._undeliverable(Unhandled(partition, incoming, "unknown_tenant", code))
             return
         if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
             self._metrics.deliveries.labels(
@@ -261,7 +191,7 @@ class Dispatcher:
             ).inc()
             self._settle_offset(partition, incoming.offset)
             return
-        event = _Event(partition, incoming, envelope, path, body, _received_epoch(envelope))
+        event = Event(partition, incoming, envelope, path, body, received_epoch(envelope))
         queue_key = (partition, incoming.key)
         queue = self._keys.get(queue_key)
         if queue is not None:
@@ -289,7 +219,7 @@ class Dispatcher:
         self._unpause(tenant)
         return True
 
-    def _lane_of(self, event: _Event) -> _Lane:
+    def _lane_of(self, event: Event) -> Lane:
         return self._tenants[event.envelope.tenant].lanes[event.envelope.type]
 
     def _hold(self, partition: Partition, count: int) -> None:
@@ -299,7 +229,7 @@ class Dispatcher:
         if tenant is not None:
             tenant.held += count
 
-    def _withdrawn(self, event: _Event, counter: Counter) -> bool:
+    def _withdrawn(self, event: Event, counter: Counter) -> bool:
         """Whether ``event`` must not be sent: its partition is going to another worker,
         or this one is stopping. It stays unsettled, so its next owner sends it."""
         partition = event.partition
@@ -308,7 +238,7 @@ class Dispatcher:
             return True
         return False
 
-    async def _send_loop(self, tenant: Tenant, event_type: str, lane: _Lane) -> None:
+    async def _send_loop(self, tenant: Tenant, event_type: str, lane: Lane) -> None:
         clock, metrics = self._clock, self._metrics
         deliveries = {
             name: metrics.deliveries.labels(tenant.name, event_type, name)
@@ -373,8 +303,8 @@ class Dispatcher:
     def _settle(
         self,
         tenant: Tenant,
-        lane: _Lane,
-        event: _Event,
+        lane: Lane,
+        event: Event,
         outcome: Outcome,
         deliveries: Mapping[str, Counter],
     ) -> None:
@@ -442,11 +372,11 @@ class Dispatcher:
             code = code_label(outcome.code)
             self._metrics.refusals.labels(tenant.name, envelope.type, code).inc()
 
-    def _park(self, tenant: Tenant, event: _Held, parked: Counter) -> None:
+    def _park(self, tenant: Tenant, event: Held, parked: Counter) -> None:
         tenant.pause.park(event)
         parked.inc()
 
-    def _undeliverable(self, record: _Unhandled) -> None:
+    def _undeliverable(self, record: Unhandled) -> None:
         """Dead-letter a record that cannot be handled, counted by the DLQ limit like a
         refusal: a stream of them is a skew between ingest and forward, which must
         pause the tenant rather than bury the stream. Past the limit it is parked
@@ -461,12 +391,12 @@ class Dispatcher:
         letter = self._letter(record, record.reason, record.code, None)
         self._spawn(self._write_letter(record, letter))
 
-    async def _write_letter(self, held: _Held, letter: DeadLetter) -> None:
+    async def _write_letter(self, held: Held, letter: DeadLetter) -> None:
         partition = held.partition
         if not await self._writer.write(letter, lambda: partition.revoked):
             return  # the partition went: its next owner handles the event
         tenant, event_type = partition.tenant, partition.type
-        if isinstance(held, _Event):
+        if isinstance(held, Event):
             tenant, event_type = held.envelope.tenant, held.envelope.type
             self._metrics.deliveries.labels(tenant, event_type, "dead_letter").inc()
             self._done(held)
@@ -480,7 +410,7 @@ class Dispatcher:
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    def _letter(event: _Held, reason: str, code: str, status: int | None) -> DeadLetter:
+    def _letter(event: Held, reason: str, code: str, status: int | None) -> DeadLetter:
         partition, incoming = event.partition, event.incoming
         return DeadLetter(
             partition.topic,
@@ -495,7 +425,7 @@ class Dispatcher:
             status,
         )
 
-    def _later(self, delay: float, lane: _Lane, event: _Event) -> None:
+    def _later(self, delay: float, lane: Lane, event: Event) -> None:
         def fire() -> None:
             self._timers.discard(timer)
             if not event.partition.revoked:
@@ -504,7 +434,7 @@ class Dispatcher:
         timer = self._clock.call_later(delay, fire)
         self._timers.add(timer)
 
-    def _done(self, event: _Event) -> None:
+    def _done(self, event: Event) -> None:
         partition = event.partition
         if partition.revoked:
             return
@@ -546,7 +476,7 @@ class Dispatcher:
         for event in tenant.pause.end():
             if event.partition.revoked:
                 continue
-            if isinstance(event, _Unhandled):
+            if isinstance(event, Unhandled):
                 self._undeliverable(event)
             else:
                 self._lane_of(event).ready.put_nowait(event)
@@ -560,7 +490,7 @@ class Dispatcher:
                 event = tenant.pause.next_probe()
                 if event is None or event.partition.revoked:
                     continue
-                if isinstance(event, _Unhandled):
+                if isinstance(event, Unhandled):
                     tenant.pause.park(event)
                     continue
                 event.probe = True
@@ -576,11 +506,3 @@ def _answer_class(outcome: Outcome) -> str:
     if isinstance(outcome, Retry):
         return status_class(outcome.status, outcome.reason)
     return status_class(outcome.status)
-
-
-def _received_epoch(envelope: Envelope) -> float | None:
-    """Best effort: an unreadable receive time costs the age metric, not the event."""
-    try:
-        return envelope.received_epoch
-    except (ValueError, TypeError):
-        return None
