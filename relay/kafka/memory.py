@@ -94,16 +94,15 @@ class MemoryLog:
     ) -> None:
         """Revoke everything from every member, then assign: ``assignment`` when given,
         otherwise each subscribed partition round-robin over the members."""
-        for member in self.members:
-            await member.lose(set(member.owned))
+        # Members run their callbacks in parallel, as separate processes would.
+        await asyncio.gather(*(member.lose(set(member.owned)) for member in self.members))
         if assignment is None:
             plan: dict[MemoryConsumer, set[TopicPartition]] = {m: set() for m in self.members}
             for number, tp in enumerate(sorted(self._subscribed())):
                 plan[self.members[number % len(self.members)]].add(tp)
         else:
             plan = {m: set(tps) for m, tps in assignment.items()}
-        for member in self.members:
-            await member.gain(plan.get(member, set()))
+        await asyncio.gather(*(member.gain(plan.get(member, set())) for member in self.members))
         self.changed()
 
     def _subscribed(self) -> set[TopicPartition]:

@@ -187,6 +187,7 @@ async def make_rig() -> AsyncIterator[Callable[..., Rig]]:
 
     yield make
     for rig in rigs:
+        rig.counts_gate.set()
         for member in rig.members:
             member.stop.set()
         tasks = [m.task for m in rig.members if m.task is not None]
@@ -409,3 +410,26 @@ async def test_a_failed_commit_is_counted_and_the_next_one_catches_up(
     assert rig.log.committed == {}
     member.consumer.available = True
     await rig.until(rig.committed_to_end)
+
+
+async def test_nothing_is_sent_on_a_stale_share_while_a_rebalance_recounts(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """Defect 6 of issue 10: during a recount the old share (all partitions: the
+    whole budget) was still used, so two workers could together exceed it."""
+    rig = make_rig(budget_rps=10.0)
+    for n in range(400):
+        rig.publish("a", f"user-{n}", partition=n % PARTITIONS)
+    first = await rig.run(rig.member())
+    await rig.until(lambda: len(rig.delivered()) >= 10)
+    rig.counts_gate.clear()  # the next recount waits for the cluster's answer
+    second = rig.member()
+    second.task = asyncio.create_task(second.worker.run(second.stop))
+    await rig.until(lambda: bool(second.consumer.assignment()))
+    recount_began = rig.clock.monotonic()
+    await rig.clock.sleep(5.0)
+    sent = [m for mb in (first, second) for m, _ in mb.upstreams["a"].calls if m > recount_began]
+    assert sent == []
+    rig.counts_gate.set()
+    before = len(rig.delivered())
+    await rig.until(lambda: len(rig.delivered()) >= before + 20)
