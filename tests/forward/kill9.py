@@ -6,10 +6,14 @@ A worker killed with SIGKILL commits nothing more; its partitions' next owner st
 from the last commit, so the upstream sees again
 
 - what the victim delivered since its last commit: at most its delivery rate times
-  the commit interval, and
+  the commit interval;
+- what it delivered before that but could not commit yet, because an earlier offset
+  of the same partition was still in flight (a commit never passes an unsettled
+  offset): at most its delivery rate times its slowest request;
 - what it had in flight (sent, answer not yet read): at most its requests in flight.
 
-Hence the bound per kill: ``delivery rate x RELAY_COMMIT_INTERVAL_S + in flight``.
+Hence the bound per kill: ``delivery rate x (RELAY_COMMIT_INTERVAL_S + slowest
+request) + in flight``, each term measured on the victim just before the kill.
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ class Kill:
     delivery_rate: float  # the victim's deliveries/s over RATE_WINDOW_S before the kill
     in_flight: float  # the victim's relay_forward_in_flight, largest of its last scrapes
     commit_interval_s: float
+    # the upper bound of the latency bucket holding every request that ended in the window
+    slowest_s: float
 
     @property
     def bound(self) -> float:
-        return self.delivery_rate * self.commit_interval_s + self.in_flight
+        return self.delivery_rate * (self.commit_interval_s + self.slowest_s) + self.in_flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,8 @@ class KillRun:
     def summary(self) -> str:
         kills = "; ".join(
             f"kill {number}: {count} duplicates <= {kill.bound:.0f} "
-            f"({kill.delivery_rate:.0f}/s x {kill.commit_interval_s:g} s + {kill.in_flight:.0f}),"
+            f"({kill.delivery_rate:.0f}/s x ({kill.commit_interval_s:g} + {kill.slowest_s:g}) s"
+            f" + {kill.in_flight:.0f}),"
             f" oldest first delivered {1000 * lag:.0f} ms before"
             for number, (kill, count, lag) in enumerate(
                 zip(self.kills, self.per_kill, self.lag_s, strict=True), 1
@@ -88,7 +95,8 @@ class KillRun:
 
 async def scrape(process: Process) -> dict[str, float]:
     """Every sample of ``process``'s /metrics, summed over labels, by sample name
-    (``relay_forward_deliveries_total`` only counts outcome="delivered")."""
+    (``relay_forward_deliveries_total`` only counts outcome="delivered"; histogram
+    buckets keep their bound: ``name{le}``)."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(process.url + "/metrics") as response,
@@ -100,7 +108,10 @@ async def scrape(process: Process) -> dict[str, float]:
             counted = sample.labels.get("outcome", "delivered") == "delivered"
             if sample.name == "relay_forward_deliveries_total" and not counted:
                 continue
-            sums[sample.name] += sample.value
+            name = sample.name
+            if name.endswith("_bucket"):
+                name += "{" + sample.labels["le"] + "}"
+            sums[name] += sample.value
     return sums
 
 
@@ -118,14 +129,29 @@ async def _kill(victim: Process, commit_interval_s: float) -> Kill:
     victim.kill9()
     delivered = last["relay_forward_deliveries_total"] - first["relay_forward_deliveries_total"]
     # In flight: the largest of the gauge's readings over the window, the last one taken
-    # milliseconds before the signal. The gauge counts every event holding a slot of its
-    # lane's concurrency limit, those still waiting for a budget token included, so it
-    # is at least what was on the wire (sent, answer unread) when the signal came. The
-    # lane maxima (7 x RELAY_CONCURRENCY_MAX = 448) would hold too but are 2-3 times
-    # looser than what the worker uses; the requests truly on the wire (rate x upstream
-    # latency, a few) are not exported, and an average would not be a bound.
+    # milliseconds before the signal. The gauge counts requests on the wire (sent,
+    # answer unread); an average would not be a bound.
     in_flight.append(last["relay_forward_in_flight"])
-    return Kill(at, delivered / elapsed, max(in_flight), commit_interval_s)
+    return Kill(at, delivered / elapsed, max(in_flight), commit_interval_s, _slowest(first, last))
+
+
+def _slowest(first: dict[str, float], last: dict[str, float]) -> float:
+    """The smallest latency bucket bound that holds every request ended between the
+    two scrapes (the histogram is cumulative: its count at that bound grew as much
+    as the total did)."""
+    prefix = "relay_forward_upstream_seconds_bucket{"
+    ended = last.get(prefix + "+Inf}", 0.0) - first.get(prefix + "+Inf}", 0.0)
+    bounds = sorted(float(key[len(prefix) : -1]) for key in last if key.startswith(prefix))
+    for bound in bounds:
+        key = f"{prefix}{_le(bound)}}}"
+        if last.get(key, 0.0) - first.get(key, 0.0) >= ended:
+            return bound
+    return bounds[-1] if bounds else 0.0
+
+
+def _le(bound: float) -> str:
+    """The ``le`` label as prometheus-client writes it."""
+    return "+Inf" if bound == float("inf") else repr(bound)
 
 
 async def _wait_total(stack: Stack, target: int, bound: float = 60.0) -> None:
