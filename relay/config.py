@@ -252,8 +252,8 @@ class Settings:
     retry_max_age_s: float = _setting(
         3600.0,
         "RELAY_RETRY_MAX_AGE_S",
-        "An event failing transiently this long (from its first attempt) while others of "
-        "its credential are delivered is dead-lettered as expired; 0: never.",
+        "An event stuck this long (failing transiently while its credential works for the "
+        "others; an outage does not count) is dead-lettered as expired; 0: never.",
     )
     dlq_max_consecutive: int = _setting(
         50, "RELAY_DLQ_MAX_CONSECUTIVE", "Dead letters in a row before delivery pauses."

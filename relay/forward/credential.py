@@ -30,12 +30,33 @@ class Credential:
         self.budget = Budget(None, clock)  # unknown until this worker's share is computed
         self._clock = clock
         self._last_delivered = float("-inf")
+        # The last failure, and the last one of another event than that: enough to
+        # tell, in O(1), whether any event but a given one failed lately.
+        self._last_failed: tuple[object, float] = (None, float("-inf"))
+        self._other_failed_at = float("-inf")
 
     def delivered(self) -> None:
         self._last_delivered = self._clock.monotonic()
 
-    def delivering(self) -> bool:
-        return self._clock.monotonic() - self._last_delivered <= DELIVERING_WITHIN_S
+    def failed(self, event: object) -> None:
+        """``event`` got a transient failure now."""
+        now = self._clock.monotonic()
+        last, at = self._last_failed
+        if last is not event:
+            self._other_failed_at = at
+        self._last_failed = (event, now)
+
+    def healthy_for(self, event: object) -> bool:
+        """Whether the credential works for everything but ``event``: another event
+        was delivered lately, or no other event failed lately (``event`` is the only
+        traffic: the span cap stopped the rest of its partition). False in an outage,
+        where deliveries stop and every event fails."""
+        now = self._clock.monotonic()
+        if now - self._last_delivered <= DELIVERING_WITHIN_S:
+            return True
+        last, at = self._last_failed
+        other_at = at if last is not event else self._other_failed_at
+        return now - other_at > DELIVERING_WITHIN_S
 
     def share(self, mine: int, total: int) -> float:
         """This worker's rate for owning ``mine`` of the credential's ``total``

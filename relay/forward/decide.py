@@ -8,10 +8,12 @@ The rules, in words:
 - Delivered: done; a probe that got through ends its tenant's pause.
 - Our credentials refused after a refresh: park the event and pause the tenant.
 - A transient failure: try again after the backoff (Retry-After is a floor), until
-  the attempts run out (RELAY_RETRY_MAX_ATTEMPTS) or the event has kept failing for
-  RELAY_RETRY_MAX_AGE_S while other events of its credential are being delivered:
-  then it is dead-lettered (``retries_exhausted``, ``expired``). An outage of the
-  whole upstream or credential expires nothing: nothing of the credential gets through.
+  the attempts run out (RELAY_RETRY_MAX_ATTEMPTS) or the event has been stuck for
+  RELAY_RETRY_MAX_AGE_S: then it is dead-lettered (``retries_exhausted``,
+  ``expired``). Stuck time is failing time during which the credential was otherwise
+  healthy (the dispatcher adds it up: see ``Credential.healthy_for``), so an outage
+  of the whole upstream or credential expires nothing, not even at its end; and a
+  429 never expires anything (the upstream asks to slow down, not to give up).
 - A permanent refusal: dead-lettered. Rights refusals are expected (a clip without
   streaming rights) and never count towards the dead-letter limit; every other dead
   letter does, and past the limit the event is parked and the tenant paused.
@@ -54,8 +56,7 @@ class Situation:
     attempts: int  # failed attempts so far, this answer included when it failed
     probe: bool  # sent while its tenant is paused, to test whether the pause is over
     paused: str | None  # the tenant's pause reason, if paused
-    failing_for_s: float  # since its first failed attempt (0 before any)
-    credential_delivering: bool  # other events of its credential were delivered lately
+    stuck_for_s: float  # failing while the credential was otherwise healthy
     dlq_room: bool  # the dead-letter limit allows one more counted dead letter
 
 
@@ -98,11 +99,11 @@ def decide(outcome: Outcome, situation: Situation, policy: RetryPolicy, max_age_
 
 
 def _transient(outcome: Retry, s: Situation, policy: RetryPolicy, max_age_s: float) -> Action:
-    if s.probe:
+    if s.probe and s.paused is not None:
         return Park(None)  # still failing: the pause goes on
     if policy.exhausted(s.attempts):
         reason = "retries_exhausted"
-    elif max_age_s > 0 and s.failing_for_s >= max_age_s and s.credential_delivering:
+    elif max_age_s > 0 and s.stuck_for_s >= max_age_s and outcome.status != 429:
         reason = "expired"
     else:
         return RetryLater(policy.delay(s.attempts, outcome.retry_after))

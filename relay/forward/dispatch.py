@@ -185,6 +185,11 @@ class Dispatcher:
             code = envelope.tenant[:64]
             self._undeliverable(Unhandled(partition, incoming, "unknown_tenant", code))
             return
+        if partition.tenant in self._tenants and envelope.tenant != partition.tenant:
+            # Another tenant's event on this tenant's topic: sending it would use the
+            # other credential while its room and pause are this tenant's.
+            self._undeliverable(Unhandled(partition, incoming, "undecodable", "TENANT_MISMATCH"))
+            return
         if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
             self._metrics.deliveries.labels(
                 envelope.tenant, envelope.type, "already_delivered"
@@ -209,6 +214,10 @@ class Dispatcher:
             del self._keys[queue_key]
         for tenant in self._tenants.values():
             tenant.pause.forget(lambda event: event.partition is partition)
+            if tenant.pause.active and not len(tenant.pause):
+                # Nothing left to probe with (its partitions are not fetched while
+                # paused): resume, and let the next answer pause it again if need be.
+                self._unpause(tenant, forgive=False)
         self.settled.set()
 
     def resume(self, tenant_name: str) -> bool:
@@ -235,6 +244,9 @@ class Dispatcher:
         partition = event.partition
         if partition.revoked or partition.closing or self.quiescing:
             counter.inc()
+            if event.probe:  # a probe that will not be answered: the next may go
+                event.probe = False
+                self._tenants[event.envelope.tenant].pause.probe_out = False
             return True
         return False
 
@@ -294,42 +306,61 @@ class Dispatcher:
             answers[_answer_class(outcome)].inc()
             if isinstance(outcome, Delivered) and event.received_epoch is not None:
                 age.observe(clock.wall() - event.received_epoch)
+            was_probe, event.probe = event.probe, False
+            if was_probe:
+                tenant.pause.probe_out = False
             try:
-                self._settle(tenant, lane, event, outcome, deliveries)
-            except Exception:  # a bug settling it: the event is tried again, not stranded
+                action = self._decide(tenant, event, outcome, was_probe, deliveries)
+            except Exception:  # a bug deciding: the event is tried again, not stranded
                 log.exception("unexpected error settling", extra={"id": event.envelope.id})
                 self._later(self._retry.delay(max(1, event.attempts)), lane, event)
+                continue
+            self._carry_out(action, tenant, lane, event, deliveries)
 
-    def _settle(
+    def _decide(
         self,
         tenant: Tenant,
-        lane: Lane,
         event: Event,
         outcome: Outcome,
+        was_probe: bool,
         deliveries: Mapping[str, Counter],
-    ) -> None:
-        was_probe, event.probe = event.probe, False
+    ) -> rules.Action:
+        """Count the answer, update the event's failure record, and decide."""
         if self.observer is not None:
             self.observer(tenant.name, event.envelope, outcome)
-        now = self._clock.monotonic()
+        if isinstance(outcome, Retry):
+            now = self._clock.monotonic()
+            credential = tenant.credential
+            # Stuck time grows only while the credential works for the others, so an
+            # outage, however long, expires nothing.
+            if event.last_failed is not None and credential.healthy_for(event):
+                event.stuck_s += now - event.last_failed
+            event.last_failed = now
+            credential.failed(event)
         if not isinstance(outcome, Delivered):
             event.attempts += 1
-            if event.first_failed is None:
-                event.first_failed = now
         self._count_answer(tenant, event.envelope, outcome, deliveries)
-        action = rules.decide(
+        return rules.decide(
             outcome,
             rules.Situation(
                 attempts=event.attempts,
                 probe=was_probe,
                 paused=tenant.paused,
-                failing_for_s=0.0 if event.first_failed is None else now - event.first_failed,
-                credential_delivering=tenant.credential.delivering(),
+                stuck_for_s=event.stuck_s,
                 dlq_room=tenant.guard.has_room(),
             ),
             self._retry,
             self._max_age_s,
         )
+
+    def _carry_out(
+        self,
+        action: rules.Action,
+        tenant: Tenant,
+        lane: Lane,
+        event: Event,
+        deliveries: Mapping[str, Counter],
+    ) -> None:
         if isinstance(action, rules.Done):
             tenant.guard.delivered()
             tenant.credential.delivered()
@@ -393,7 +424,13 @@ class Dispatcher:
 
     async def _write_letter(self, held: Held, letter: DeadLetter) -> None:
         partition = held.partition
-        if not await self._writer.write(letter, lambda: partition.revoked):
+        partition.writing += 1  # a revoke waits for it, like for a request in flight
+        try:
+            written = await self._writer.write(letter, lambda: partition.revoked)
+        finally:
+            partition.writing -= 1
+            self.settled.set()
+        if not written:
             return  # the partition went: its next owner handles the event
         tenant, event_type = partition.tenant, partition.type
         if isinstance(held, Event):
@@ -486,6 +523,8 @@ class Dispatcher:
         records that cannot be sent go to the back of the line."""
         while True:
             await self._clock.sleep(self._probe_s)
+            if not tenant.pause.active or tenant.pause.probe_out:
+                continue  # one probe at a time: an answer can take the upstream timeout
             for _ in range(len(tenant.pause)):
                 event = tenant.pause.next_probe()
                 if event is None or event.partition.revoked:
@@ -494,6 +533,7 @@ class Dispatcher:
                     tenant.pause.park(event)
                     continue
                 event.probe = True
+                tenant.pause.probe_out = True
                 self._lane_of(event).ready.put_nowait(event)
                 break
 

@@ -103,6 +103,8 @@ class Learner:
             batch = clips[start : start + CHECK_BATCH]
             budget = self._budgets.get(tenant)
             if budget is not None:
+                if not budget.rate:  # no share of this credential here (or a recount)
+                    return
                 await budget.acquire()
             denied = await client.music_check(batch)
             if not isinstance(denied, list):

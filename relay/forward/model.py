@@ -43,6 +43,7 @@ class Partition:
     revoked: bool = False
     closing: bool = False  # being revoked: finish what is in flight, send nothing new
     in_flight: int = 0
+    writing: int = 0  # dead letters being written
     held: int = 0
 
 
@@ -55,7 +56,8 @@ class Event:
     body: bytes
     received_epoch: float | None  # for the event's age at delivery, when readable
     attempts: int = 0
-    first_failed: float | None = None  # monotonic, at its first failed attempt
+    last_failed: float | None = None  # monotonic, at its last failed attempt
+    stuck_s: float = 0.0  # failing time while its credential was otherwise healthy
     probe: bool = False  # sent while its tenant is paused, to test whether to resume
 
 

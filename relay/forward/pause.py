@@ -22,6 +22,7 @@ T = TypeVar("T")
 class Pause(Generic[T]):
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.probe_out = False  # a probe was sent and not answered yet
         self._parked: deque[T] = deque()
 
     @property
@@ -46,6 +47,7 @@ class Pause(Generic[T]):
     def end(self) -> list[T]:
         """Resume: the parked events, in the order they were parked, to send again."""
         self.reason = None
+        self.probe_out = False
         parked, self._parked = list(self._parked), deque()
         return parked
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.errors import CommitFailed, KafkaUnavailable
+from relay.errors import CommitFailed, KafkaUnavailable, RelayError
 from relay.events import EVENT_TYPES
 from relay.forward.backlog import BacklogProbe
 from relay.forward.credential import Credential
@@ -176,6 +176,7 @@ class ForwardWorker:
             )
             self._unassigned_since = None
         await self._share_budget()
+        self._choose_fetched()  # before any fetch: a paused tenant's partitions stay paused
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
     async def release(self, partitions: set[TopicPartition]) -> None:
@@ -185,7 +186,8 @@ class ForwardWorker:
         for partition in leaving:
             partition.closing = True
         await self._dispatcher.wait_for(
-            lambda: not any(p.in_flight for p in leaving), self._settings.forward_drain_s
+            lambda: not any(p.in_flight or p.writing for p in leaving),
+            self._settings.forward_drain_s,
         )
         await self._commit()
         left = sum(p.held for p in leaving)
@@ -220,7 +222,7 @@ class ForwardWorker:
             credential.budget.set_rate(None)
         try:
             self._counts.update(await self._partition_counts(self._topics))
-        except KafkaUnavailable as exc:
+        except RelayError as exc:  # unreachable or refused: the last counts (or a crawl)
             log.warning("partition counts unknown; keeping the last", extra={"error": str(exc)})
         for credential, topics in self._credentials.values():
             total = sum(self._counts.get(topic, 0) for topic in topics)

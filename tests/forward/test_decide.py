@@ -36,8 +36,7 @@ def situation(**changes: object) -> Situation:
         "attempts": 1,
         "probe": False,
         "paused": None,
-        "failing_for_s": 1.0,
-        "credential_delivering": True,
+        "stuck_for_s": 1.0,
         "dlq_room": True,
     }
     return Situation(**{**base, **changes})  # type: ignore[arg-type]
@@ -79,6 +78,12 @@ ROWS: list[tuple[str, Outcome, Situation, Action]] = [
         DeadLetter("permanent", "VALIDATION_ERROR", 400, counted=False, resume=True),
     ),
     (
+        "a probe answered after the pause ended is an ordinary event",
+        BUSY,
+        situation(probe=True, paused=None, attempts=2),
+        None,
+    ),
+    (
         "a failed probe keeps the pause",
         BUSY,
         situation(probe=True, paused=CREDENTIALS_REJECTED),
@@ -97,21 +102,21 @@ ROWS: list[tuple[str, Outcome, Situation, Action]] = [
         Park(DLQ_LIMIT),
     ),
     (
-        "failing for the max age while others get through: expired",
+        "stuck for the max age: expired",
         BUSY,
-        situation(attempts=3, failing_for_s=MAX_AGE),
+        situation(attempts=3, stuck_for_s=MAX_AGE),
         DeadLetter("expired", "http_503", 503, counted=True),
     ),
     (
-        "failing for the max age in an outage: retried",
-        BUSY,
-        situation(attempts=3, failing_for_s=MAX_AGE, credential_delivering=False),
-        None,
+        "a 429 never expires: the upstream asks to slow down",
+        LIMITED,
+        situation(attempts=3, stuck_for_s=MAX_AGE),
+        RetryLater(120.0),
     ),
     (
-        "failing for less than the max age: retried",
+        "stuck for less than the max age: retried",
         BUSY,
-        situation(attempts=3, failing_for_s=MAX_AGE - 1),
+        situation(attempts=3, stuck_for_s=MAX_AGE - 1),
         None,
     ),
 ]
@@ -136,5 +141,5 @@ def test_retry_after_is_a_floor_of_the_delay() -> None:
 
 
 def test_without_a_max_age_nothing_expires() -> None:
-    action = decide(BUSY, situation(attempts=3, failing_for_s=1e9), RetryPolicy(), 0.0)
+    action = decide(BUSY, situation(attempts=3, stuck_for_s=1e9), RetryPolicy(), 0.0)
     assert isinstance(action, RetryLater)

@@ -435,3 +435,30 @@ async def test_nothing_is_sent_after_its_partition_began_to_go(
     assert sent == [first]
     assert not set(waiting) & set(sent)
     assert sample(harness, "relay_forward_withdrawn_total") == len(waiting)
+
+
+async def test_the_end_of_an_outage_longer_than_the_max_age_expires_nothing(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Found in review: failing time ran from the first failure, so after an outage
+    longer than RELAY_RETRY_MAX_AGE_S the first failure after recovery (a 429 of the
+    catch-up, a 503) expired the event at once, though the outage was not its fault."""
+    down = [True]
+    once_more: set[str] = set()
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if down[0]:
+            return Retry("http_503", 503, overload=True)
+        if event_id in once_more:
+            once_more.discard(event_id)
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    harness = make_harness(script, max_age_s=100.0, retry_cap_s=5.0)
+    ids = [harness.submit(f"user-{number}", number + 1) for number in range(5)]
+    once_more.add(ids[0])
+    await harness.clock.sleep(500.0)  # five times the max age, nothing gets through
+    down[0] = False
+    await harness.settled()
+    assert harness.dead_letters() == []
+    assert sorted(event_id for event_id, _ in harness.upstream.delivered) == sorted(ids)

@@ -433,3 +433,55 @@ async def test_nothing_is_sent_on_a_stale_share_while_a_rebalance_recounts(
     rig.counts_gate.set()
     before = len(rig.delivered())
     await rig.until(lambda: len(rig.delivered()) >= before + 20)
+
+
+async def test_a_paused_tenant_resumes_after_a_rebalance_left_it_nothing_to_probe(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """Found in review: a rebalance dropped every parked event while the pause stood,
+    and the paused tenant's partitions were never fetched again: paused for good."""
+    rejected = {"yes": True}
+
+    def script(_event_id: str, _body: dict[str, object]) -> Outcome:
+        if rejected["yes"]:
+            return CredentialsRejected("AUTHENTICATION_FAILED", "revoked", 401)
+        return Delivered(204, b"")
+
+    rig = make_rig()
+    ids = [rig.publish("a", f"user-{n}", partition=n % PARTITIONS) for n in range(20)]
+    first = await rig.run(rig.member({"a": script}))
+    await rig.until(lambda: first.dispatcher.paused_tenants == {"a": "credentials_rejected"})
+    rig.counts_gate.clear()  # the cluster answers the partition counts a second late
+    second = rig.member({"a": script})
+    second.task = asyncio.create_task(second.worker.run(second.stop))
+    await rig.until(lambda: bool(second.consumer.assignment()))
+    await rig.clock.sleep(1.0)
+    rig.counts_gate.set()
+    await rig.clock.sleep(10.0)
+    rejected["yes"] = False  # the credential is fixed
+    await rig.until(lambda: set(rig.delivered()) == set(ids), bound_s=300.0)
+
+
+async def test_a_stuck_event_that_is_its_credentials_only_traffic_expires(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """Found in review: with the rest of its partition held back by the span cap,
+    nothing of the credential was delivered any more, so the event never expired."""
+    stuck: list[str] = []
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if event_id in stuck:
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    rig = make_rig(forward_max_span=40)
+    stuck.append(rig.publish("a", "stuck-user", partition=0))
+    for n in range(200):
+        rig.publish("a", f"user-{n}", partition=0)
+    member = await rig.run(rig.member({"a": script}, window=50, max_age_s=600.0))
+    await rig.until(rig.committed_to_end, bound_s=3 * 3600.0)
+    expired = member.sample(
+        "relay_forward_dead_letters_total", {"tenant": "a", "type": "play", "reason": "expired"}
+    )
+    assert expired == 1
+    assert len(set(rig.delivered())) == 200
