@@ -247,7 +247,7 @@ async def test_an_event_retrying_when_its_partition_is_revoked_is_sent_by_its_ne
     second = rig.member({"a": script})
     tp = TopicPartition(rig.topic("a"), 0)
     second.task = asyncio.create_task(second.worker.run(second.stop))
-    await rig.clock.settle()
+    await rig.until(lambda: second.worker.assigned)  # its joining rebalance is over
     await rig.log.rebalance({first.consumer: set(), second.consumer: {tp}})
     revoked_at = rig.clock.monotonic()
     failing["yes"] = False
