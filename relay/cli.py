@@ -153,18 +153,20 @@ def _bench(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _tenants(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
-
     from relay.tenants import append_key
 
-    path = Path(args.file or settings.tenants_file)
-    if not str(path) or not path.exists():
+    file = args.file or settings.tenants_file
+    if not file:
+        # Without a file the relay runs one open tenant with no keys: there is nowhere
+        # to put a key, so say how to get a file rather than guess one.
         print(
-            "relay tenants: give --file or set RELAY_TENANTS_FILE "
-            "(deploy/tenants.example.toml shows the format)",
+            "relay tenants: no tenants file: set RELAY_TENANTS_FILE=<path> (the file ingest "
+            "and forward read) or give --file <path>. To start one, copy "
+            "deploy/tenants.example.toml and edit its [tenants.<name>] tables.",
             file=sys.stderr,
         )
         return 2
+    path = Path(file)
     try:
         key = append_key(path, args.tenant, args.id)
     except ConfigError as exc:

@@ -24,7 +24,10 @@ __all__ = [
     "BY_NAME",
     "BY_PATH",
     "EVENT_TYPES",
+    "MAX_ID",
+    "MAX_ID_DIGITS",
     "METHODS",
+    "MIN_CLIENT_ID_LENGTH",
     "Answer",
     "EventType",
     "Field",
@@ -34,7 +37,13 @@ __all__ = [
     "normalise",
 ]
 
-MAX_ID = 2**63 - 1
+# Numeric ids go on as JSON numbers, and an upstream that reads numbers as doubles
+# (JavaScript, many JSON parsers) holds every integer only up to 2^53 - 1: above it,
+# 2^53 + 1 arrives as 2^53, another clip's id. So that is the largest id taken.
+MAX_ID = 2**53 - 1
+MAX_ID_DIGITS = len(str(MAX_ID))  # a string of digits longer than this is over MAX_ID
+# The upstream's Client ID page: at least 8 characters (a UUID v4 is recommended).
+MIN_CLIENT_ID_LENGTH = 8
 METHODS = ("Stream", "Sync", "Offline")
 _METHODS_BY_LOWER = {method.lower(): method for method in METHODS}
 # Timestamps are checked against the receive time: apps report plays retroactively
@@ -69,7 +78,8 @@ class Field:
     name: str
     kind: Kind
     required: bool = True
-    max_length: int = 256  # for CLIENT_ID and TEXT
+    min_length: int = 1  # for CLIENT_ID and TEXT
+    max_length: int = 256
     description: str = ""
 
 
@@ -99,7 +109,12 @@ class Normalised:
 
 
 def _client_id() -> Field:
-    return Field("clientId", Kind.CLIENT_ID, description="Opaque, stable id of one end user.")
+    return Field(
+        "clientId",
+        Kind.CLIENT_ID,
+        min_length=MIN_CLIENT_ID_LENGTH,
+        description="Opaque, stable id of one end user (a UUID v4 is recommended).",
+    )
 
 
 def _timestamp() -> Field:
@@ -199,8 +214,10 @@ def format_timestamp(moment: datetime) -> str:
 def _text(field: Field, value: Any, _received_at: datetime) -> str:
     if not isinstance(value, str):
         raise InvalidEvent(field.name, f"{field.name} must be a string")
-    if not value or len(value) > field.max_length:
-        raise InvalidEvent(field.name, f"{field.name} must be 1 to {field.max_length} characters")
+    if not field.min_length <= len(value) <= field.max_length:
+        raise InvalidEvent(
+            field.name, f"{field.name} must be {field.min_length} to {field.max_length} characters"
+        )
     if not value.isprintable():  # control characters, line breaks, invisible formatting
         raise InvalidEvent(field.name, f"{field.name} must not contain control characters")
     return value
@@ -211,8 +228,11 @@ def _integer(field: Field, value: Any, _received_at: datetime) -> int:
     if isinstance(value, bool):
         raise InvalidEvent(field.name, f"{field.name} must be an integer, not a boolean")
     if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 19):
-            raise InvalidEvent(field.name, f"{field.name} must be an integer or a string of digits")
+        if not (value.isascii() and value.isdigit() and len(value) <= MAX_ID_DIGITS):
+            raise InvalidEvent(
+                field.name,
+                f"{field.name} must be an integer or a string of 1 to {MAX_ID_DIGITS} digits",
+            )
         value = int(value)
     elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
         value = int(value)  # 123.0 from a JSON encoder that writes every number as float

@@ -12,6 +12,7 @@ from relay import __version__
 from relay.events import (
     EVENT_TYPES,
     MAX_ID,
+    MAX_ID_DIGITS,
     MAX_TIMESTAMP_LENGTH,
     METHODS,
     Answer,
@@ -26,17 +27,35 @@ __all__ = ["openapi"]
 _FAILURE = {"$ref": "#/components/schemas/Failure"}
 
 
+def _digits_up_to(bound: int) -> str:
+    """A pattern for the strings of digits the table takes as ids: 1 to ``bound``,
+    leading zeros allowed (the schema's maxLength caps the length). Either the first
+    non-zero digit has fewer digits after it than ``bound`` has, or exactly as many
+    and the number is at most ``bound``, decided digit by digit."""
+    text = str(bound)
+    shorter = f"0*[1-9][0-9]{{0,{len(text) - 2}}}"
+    same_length = []
+    for position, digit in enumerate(text):
+        lowest = 1 if position == 0 else 0
+        if int(digit) > lowest:
+            rest = len(text) - position - 1
+            same_length.append(f"{text[:position]}[{lowest}-{int(digit) - 1}][0-9]{{{rest}}}")
+    same_length.append(text)
+    return f"^({shorter}|{'|'.join(same_length)})$"
+
+
 def _schema(field: Field) -> dict[str, Any]:
     kind = field.kind
     if kind in (Kind.CLIENT_ID, Kind.TEXT):
-        return {"type": "string", "minLength": 1, "maxLength": field.max_length}
+        return {"type": "string", "minLength": field.min_length, "maxLength": field.max_length}
     if kind is Kind.INTEGER:
         return {
             "oneOf": [
                 {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                {"type": "string", "pattern": _digits_up_to(MAX_ID), "maxLength": MAX_ID_DIGITS},
             ],
-            "description": "A number, or a string of digits (sent on as a number).",
+            "description": f"A number from 1 to {MAX_ID} (2^53 - 1, the largest integer a "
+            "double holds exactly), or a string of its digits; sent on as a number.",
         }
     if kind is Kind.BOOLEAN:
         return {

@@ -27,11 +27,17 @@ import hmac
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import AoT, Array, InlineTable, Table
 
 from relay.config import ConfigError, Settings
 
@@ -198,16 +204,87 @@ def load_tenants(settings: Settings, environ: Mapping[str, str] | None = None) -
 
 
 def append_key(path: Path, tenant: str, key_id: str) -> str:
-    """Add a new key to ``tenant`` in the file; return the key (shown once, never stored)."""
-    document = tomllib.loads(path.read_text())
-    if tenant not in document.get("tenants", {}):
-        raise ConfigError(f"{path}: no tenant {tenant!r}")
+    """Add a new key to ``tenant`` in the file; return the key (shown once, never stored).
+
+    The file is an operator's: it is edited in place with tomlkit, so its comments,
+    order and layout stay as they were, and the key goes where the tenant's keys are
+    (one more ``[[tenants.<name>.keys]]`` table, or one more entry of an inline
+    ``keys = [...]`` array). The edited text is read back before it replaces the
+    file, which is replaced whole, so a failed edit leaves it as it was.
+    Raises ``ConfigError`` naming the file and what is wrong with it."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key_id):
         raise ConfigError("key id: 1-64 letters, digits, . _ -")
+    target = path.resolve()  # a symlinked file (a mounted secret) is edited, not replaced
+    try:
+        document = tomlkit.parse(target.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except TOMLKitError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    tenants = document.get("tenants")
+    entry = tenants.get(tenant) if isinstance(tenants, Mapping) else None
+    if not isinstance(entry, Table | InlineTable):
+        raise ConfigError(f"{path}: no tenant {tenant!r}")
     key = new_key()
-    with path.open("a") as file:
-        file.write(f'\n[[tenants.{tenant}.keys]]\nid = "{key_id}"\nsha256 = "{hash_key(key)}"\n')
+    _add_key_entry(path, tenant, entry, {"id": key_id, "sha256": hash_key(key)})
+    text = tomlkit.dumps(document)
+    try:
+        written = tomllib.loads(text)["tenants"][tenant]["keys"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:  # never write what ingest refuses
+        raise ConfigError(f"{path}: the file cannot take a key ({exc}); add it by hand") from None
+    if written[-1].get("sha256") != hash_key(key):
+        raise ConfigError(f"{path}: the new key did not land in tenants.{tenant}.keys")
+    _replace(target, text)
     return key
+
+
+def _add_key_entry(
+    path: Path, tenant: str, entry: Table | InlineTable, key: dict[str, str]
+) -> None:
+    keys = entry.get("keys")
+    if isinstance(keys, AoT):
+        keys.append(_key_table(key))
+    elif isinstance(keys, Array):
+        inline = tomlkit.inline_table()
+        inline.update(key)
+        keys.append(inline)
+    elif keys is not None:
+        raise ConfigError(f"{path}: tenants.{tenant}.keys must be a list of keys")
+    elif isinstance(entry, InlineTable):  # tenants.x = { ... }: the keys go inline too
+        inline = tomlkit.inline_table()
+        inline.update(key)
+        array = tomlkit.array()
+        array.append(inline)
+        entry.append("keys", array)
+    else:
+        tables = tomlkit.aot()
+        tables.append(_key_table(key))
+        entry.append("keys", tables)
+
+
+def _key_table(key: dict[str, str]) -> Table:
+    table = tomlkit.table()
+    for name, value in key.items():
+        table.add(name, value)
+    table.add(tomlkit.nl())  # a blank line before whatever table follows
+    return table
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and move it over, with the file's permissions."""
+    scratch: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as file:
+            scratch = Path(file.name)
+            file.write(text)
+        shutil.copymode(path, scratch)
+        os.replace(scratch, path)
+    except OSError as exc:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: {exc.strerror}") from None
 
 
 def _check_shared_budgets(path: Path, tenants: Iterable[Tenant]) -> None:

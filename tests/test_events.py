@@ -118,6 +118,9 @@ def test_play_example_is_normalised_to_the_schema_types() -> None:
         ("app-start", "platform", "p" * 64, "p" * 64),
         ("share", "shareUri", "u" * 2048, "u" * 2048),
         ("play", "clientId", "c" * 256, "c" * 256),
+        ("play", "clientId", "c" * 8, "c" * 8),
+        ("play", "clipId", 2**53 - 1, 2**53 - 1),
+        ("play", "clipId", "0" + str(2**53 - 1)[1:], int(str(2**53 - 1)[1:])),
         ("play", "clientId", "é-unicode-ok", "é-unicode-ok"),
     ],
 )
@@ -165,6 +168,11 @@ def test_both_spellings_normalise(name: str, field: str, given: Any, expected: A
         ("play", "timestamp", "2026-11-27T12:00:00.251Z"),  # a day and a millisecond ahead
         ("play", "timestamp", "2024-10-26T10:01:00Z" + " " * 60),
         ("play", "clientId", ""),
+        ("play", "clientId", "c" * 7),
+        ("play", "clipId", 2**53),
+        ("play", "clipId", str(2**53)),
+        ("play", "clipId", float(2**53)),
+        ("play", "clipId", "0" * 16 + "1"),
         ("play", "clientId", "c" * 257),
         ("play", "clientId", "tab\there"),
         ("play", "clientId", "nul\x00"),

@@ -125,3 +125,44 @@ def test_openapi_is_generated_from_the_table() -> None:
         assert set(schema["properties"]) == {field.name for field in event_type.fields}
         assert schema["required"] == [f.name for f in event_type.fields if f.required]
     assert "200" in document["paths"][BY_NAME["app-start"].path]["post"]["responses"]
+
+
+def test_openapi_bounds_ids_and_lengths_as_the_table_does() -> None:
+    """A numeric id is at most 2^53 - 1 in both spellings (an upstream that reads
+    doubles would round a larger one to another clip's id); texts carry the table's
+    lengths, clientId's minimum of 8 included."""
+    import re
+
+    from relay.openapi import openapi
+
+    largest = 2**53 - 1
+    schema = openapi()["paths"]["/play"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["properties"]
+    number, digits = schema["clipId"]["oneOf"]
+    assert (number["minimum"], number["maximum"]) == (1, largest)
+    play = BY_NAME["play"]
+    for text in [
+        str(largest),
+        str(largest + 1),
+        "9" * 16,
+        "0" * 15 + "1",
+        "0" * 16 + "1",
+        "0",
+        "0" * 16,
+        "1",
+        "0123",
+        "8999999999999999",
+        "9007199254740990",
+        "9007199254740999",
+        "10000000000000000",
+    ]:
+        fits_schema = len(text) <= digits["maxLength"] and re.search(digits["pattern"], text)
+        try:
+            normalise(play, {"clientId": "c" * 8, "clipId": text, "method": "Stream"}, RECEIVED)
+            accepted = True
+        except InvalidEvent:
+            accepted = False
+        assert bool(fits_schema) == accepted, text
+    assert (schema["clientId"]["minLength"], schema["clientId"]["maxLength"]) == (8, 256)
+    assert schema["method"]["type"] == "string"

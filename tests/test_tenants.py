@@ -120,3 +120,148 @@ def test_append_key_stores_only_the_hash(tenants_file: Path) -> None:
     assert tenants.authenticate(key)[0].name == "globex"  # type: ignore[index]
     with pytest.raises(ConfigError, match="no tenant"):
         append_key(tenants_file, "initech", "k")
+
+
+INLINE_KEYS = """# Tenants of the relay, kept by hand: these comments must survive add-key.
+[tenants.acme]
+upstream_token = "acme-token"  # the Clips Studio token
+upstream_secret = "acme-secret"
+keys = [
+    { id = "ios", sha256 = "{acme}" },  # the iOS app
+]
+
+# globex has no keys yet
+[tenants.globex]
+upstream_token = "globex-token"
+upstream_secret = "globex-secret"
+"""
+
+
+def assert_kept(before: str, after: str) -> None:
+    """Every line of ``before`` is in ``after``, unchanged and in order: lines were
+    only added (the new key), none rewritten, moved or dropped."""
+    remaining = iter(after.splitlines())
+    for line in before.splitlines():
+        assert any(line == other for other in remaining), f"lost or changed: {line!r}\n{after}"
+
+
+def add_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    """Run ``relay tenants add-key`` in this process: (exit code, stdout, stderr)."""
+    from relay.cli import main
+
+    monkeypatch.delenv("RELAY_TENANTS_FILE", raising=False)
+    code = main(["tenants", "add-key", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_add_key_without_a_file_says_what_to_do(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # "." is a directory: it once was taken for the file
+    code, out, err = add_key(capsys, monkeypatch, "--tenant", "acme", "--id", "ios")
+    assert code == 2
+    assert out == ""
+    assert "RELAY_TENANTS_FILE" in err
+    assert "--file" in err
+    assert "Traceback" not in err
+
+
+def test_add_key_without_a_file_gives_no_traceback_as_a_command(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "RELAY_TENANTS_FILE"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "relay", "tenants", "add-key", "--tenant", "acme", "--id", "ios"],
+        cwd=tmp_path,
+        env={**environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2, finished.stderr
+    assert "RELAY_TENANTS_FILE" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+def test_add_key_appends_to_an_inline_array_and_keeps_the_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "tenants.toml"
+    old = new_key()
+    before = INLINE_KEYS.replace("{acme}", hash_key(old))
+    path.write_text(before)
+    code, out, err = add_key(
+        capsys, monkeypatch, "--tenant", "acme", "--id", "android", "--file", str(path)
+    )
+    assert code == 0, err
+    key = out.splitlines()[-1]
+    assert key.startswith("rk_")
+    after = path.read_text()
+    assert_kept(before, after)
+    assert "# the iOS app" in after
+    assert key not in after
+    tenants = load_tenants(Settings(tenants_file=str(path)), {})
+    assert [k.id for k in tenants.by_name["acme"].keys] == ["ios", "android"]
+    assert tenants.authenticate(key)[0].name == "acme"  # type: ignore[index]
+    assert tenants.authenticate(old)[0].name == "acme"  # type: ignore[index]
+    assert tenants.by_name["globex"].upstream_secret == "globex-secret"
+
+
+def test_add_key_to_a_tenant_of_key_tables_and_to_one_without_keys(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tenants_file: Path,
+    keys: dict[str, str],
+) -> None:
+    before = tenants_file.read_text()
+    code, out, err = add_key(
+        capsys, monkeypatch, "--tenant", "acme", "--id", "web", "--file", str(tenants_file)
+    )
+    assert code == 0, err
+    acme_key = out.splitlines()[-1]
+    assert_kept(before, tenants_file.read_text())
+    tenants = load_tenants(Settings(tenants_file=str(tenants_file)), {"ACME_SECRET": "x"})
+    assert [k.id for k in tenants.by_name["acme"].keys] == ["ios", "old", "web"]
+    assert tenants.authenticate(acme_key)[0].name == "acme"  # type: ignore[index]
+    assert tenants.authenticate(keys["globex"])[0].name == "globex"  # type: ignore[index]
+    assert tenants.authenticate(keys["old"]) is None  # still revoked
+
+    path = tenants_file.parent / "no-keys.toml"
+    path.write_text('[tenants.solo]\nupstream_token = "t"\nupstream_secret = "s"\n')
+    code, out, err = add_key(
+        capsys, monkeypatch, "--tenant", "solo", "--id", "a", "--file", str(path)
+    )
+    assert code == 0, err
+    tenants = load_tenants(Settings(tenants_file=str(path)), {})
+    assert tenants.authenticate(out.splitlines()[-1])[0].name == "solo"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not toml [", "tenants.toml"),
+        ('[tenants.acme]\nupstream_token = "t"\nkeys = "not a list"\n', "keys"),
+    ],
+)
+def test_add_key_to_a_file_it_cannot_edit_names_the_problem(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    text: str,
+    message: str,
+) -> None:
+    path = tmp_path / "tenants.toml"
+    path.write_text(text)
+    code, out, err = add_key(
+        capsys, monkeypatch, "--tenant", "acme", "--id", "k", "--file", str(path)
+    )
+    assert (code, out) == (2, "")
+    assert message in err
+    assert "Traceback" not in err
+    assert path.read_text() == text  # untouched

@@ -17,27 +17,32 @@ from relay.topics import create_missing_topics
 __all__ = ["example_bodies", "produce_backlog"]
 
 _EXAMPLES: dict[str, dict[str, Any]] = {
-    "app-start": {"clientId": "x", "timestamp": "2026-11-26T10:00:00Z", "platform": "ios"},
-    "app-close": {"clientId": "x", "timestamp": "2026-11-26T10:05:00Z"},
+    "app-start": {"clientId": "user-0000", "timestamp": "2026-11-26T10:00:00Z", "platform": "ios"},
+    "app-close": {"clientId": "user-0000", "timestamp": "2026-11-26T10:05:00Z"},
     "play": {
-        "clientId": "x",
+        "clientId": "user-0000",
         "timestamp": "2026-11-26T10:01:00Z",
         "clipId": 123,
         "method": "Stream",
         "preview": False,
         "offline": False,
     },
-    "track-play": {"clientId": "x", "timestamp": "2026-11-26T10:01:00Z", "trackId": 789},
-    "add": {"clientId": "x", "timestamp": "2026-11-26T10:02:00Z", "clipId": 123, "method": "Sync"},
+    "track-play": {"clientId": "user-0000", "timestamp": "2026-11-26T10:01:00Z", "trackId": 789},
+    "add": {
+        "clientId": "user-0000",
+        "timestamp": "2026-11-26T10:02:00Z",
+        "clipId": 123,
+        "method": "Sync",
+    },
     "share": {
-        "clientId": "x",
+        "clientId": "user-0000",
         "timestamp": "2026-11-26T10:03:00Z",
         "clipId": 123,
         "platform": "instagram",
         "shareUri": "app://content/abc",
     },
     "download": {
-        "clientId": "x",
+        "clientId": "user-0000",
         "clipId": 619462,
         "appId": 1,
         "credentialId": 1,
