@@ -96,7 +96,7 @@ class Settings:
         8190, "RELAY_MAX_HEADER_BYTES", "Longest request line or header field accepted."
     )
     header_timeout_s: float = _setting(
-        10.0, "RELAY_HEADER_TIMEOUT_S", "Time a new connection has to send its request head."
+        10.0, "RELAY_HEADER_TIMEOUT_S", "Time each request head has to arrive whole."
     )
     body_timeout_s: float = _setting(
         10.0, "RELAY_BODY_TIMEOUT_S", "Time a request has to send its body (408 beyond)."

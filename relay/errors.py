@@ -2,6 +2,9 @@
 
     RelayError
     ├── InvalidEvent            permanent: the client must fix the request (400)
+    ├── UndecodableBody         permanent: a body the front door cannot decode: a
+    │                           Content-Encoding it does not take (415), corrupt (400),
+    │                           over the body limit once decoded (413)
     ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
     ├── CommitFailed            retriable: a rebalance took the partitions first; the
     │                           next owner starts from the last commit
@@ -27,6 +30,7 @@ __all__ = [
     "KafkaSecurityError",
     "KafkaUnavailable",
     "RelayError",
+    "UndecodableBody",
 ]
 
 
@@ -46,6 +50,17 @@ class InvalidEvent(RelayError):
         self.field = field
         self.message = message
         self.failure_code = failure_code
+
+
+class UndecodableBody(RelayError):
+    """A request body the front door cannot decode; ``status`` is the answer's (415,
+    400 or 413) and ``field`` names what to fix (``Content-Encoding`` or ``body``)."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
 
 
 class KafkaUnavailable(RelayError):

@@ -128,10 +128,19 @@ def _operation(event_type: EventType) -> dict[str, Any]:
         },
         "responses": {
             **accepted,
-            "400": _failure("VALIDATION_ERROR or INVALID_PARAMETERS, errorData.field names it."),
-            "401": _failure("MISSING_HEADERS or AUTHENTICATION_FAILED."),
-            "413": _failure("The body is over the limit."),
-            "415": _failure("The body is not application/json."),
+            "400": _failure(
+                "VALIDATION_ERROR or INVALID_PARAMETERS, errorData.field names it (a body "
+                "that is not what its Content-Encoding says: Content-Encoding)."
+            ),
+            "401": _failure(
+                "MISSING_HEADERS or AUTHENTICATION_FAILED (also for two different keys in "
+                "Authorization and X-Relay-Key)."
+            ),
+            "413": _failure("The body is over the limit, as sent or once decoded."),
+            "415": _failure(
+                "The body is not application/json, or its Content-Encoding is not one of "
+                "gzip, deflate, br, zstd or identity."
+            ),
             "429": _failure("Over the key's inbound limit.", retry_after=True),
             "503": _failure("Not durable: retry after Retry-After.", retry_after=True),
         },

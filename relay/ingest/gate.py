@@ -1,8 +1,9 @@
 """The front door's lock: which tenant is calling, and whether it is within its limit.
 
 Keys come in ``Authorization: Bearer <key>`` (what client SDKs already send) or
-``X-Relay-Key: <key>``. Keys are never logged: only the key's id from the tenants
-file appears in logs and metrics.
+``X-Relay-Key: <key>``; both headers may carry the same key, never two different
+ones (401 ``AUTHENTICATION_FAILED``, whichever of them is valid). Keys are never
+logged: only the key's id from the tenants file appears in logs and metrics.
 """
 
 from __future__ import annotations
@@ -48,10 +49,18 @@ class Gate:
         if self._open_tenant is not None:
             return self._open_tenant
         key = request.headers.get(KEY_HEADER)
-        if key is None:
-            authorization = request.headers.get("Authorization", "")
-            if authorization[:7].lower() == "bearer ":
-                key = authorization[7:].strip()
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            bearer = authorization[7:].strip()
+            if key is None:
+                key = bearer
+            elif bearer != key:
+                # Which one the client meant is a guess; a 2xx must not rest on one.
+                return Refused(
+                    401,
+                    "AUTHENTICATION_FAILED",
+                    f"two different relay keys (Authorization and {KEY_HEADER}); send one",
+                )
         if not key:
             return Refused(
                 401,

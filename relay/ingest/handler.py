@@ -1,8 +1,9 @@
 """The front door's one handler: a POST of any event type, answered once it is durable.
 
-The order of checks is the order of cost: the key and its limit, content type,
-size, JSON, the event table, then Kafka. Nothing is written to Kafka for a refused
-request, and a 2xx is sent only after Kafka acknowledged the write.
+The order of checks is the order of cost: the key and its limit, content type and
+encoding, size (as sent, then decoded), JSON, the event table, then Kafka. Nothing
+is written to Kafka for a refused request, and a 2xx is sent only after Kafka
+acknowledged the write.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import Counter, Histogram
 
 from relay.clock import Clock
 from relay.config import Settings
 from relay.envelope import DELIVERED_HEADER, Envelope, new_event_id
-from relay.errors import InvalidEvent, KafkaUnavailable
+from relay.errors import InvalidEvent, KafkaUnavailable, UndecodableBody
 from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
+from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
 from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
@@ -161,6 +163,10 @@ class EventHandler:
         if request.content_type != "application/json":
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
+            body_coding = coding(request.headers.get(hdrs.CONTENT_ENCODING))
+        except UndecodableBody as exc:
+            return failure_response(exc.status, "INVALID_PARAMETERS", exc.message, field=exc.field)
+        try:
             if request.content.is_eof():  # the whole body is here: no wait, no timer
                 raw = await request.read()
             else:
@@ -182,6 +188,10 @@ class EventHandler:
                 f"the body is larger than {settings.max_body_bytes} bytes",
                 field="body",
             )
+        try:
+            raw = decode(raw, body_coding, settings.max_body_bytes)
+        except UndecodableBody as exc:
+            return failure_response(exc.status, "INVALID_PARAMETERS", exc.message, field=exc.field)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -47,10 +47,12 @@ log = logging.getLogger("relay.ingest")
 
 def runner_for(app: web.Application, settings: Settings) -> web.AppRunner:
     """The runner with the front door's connection bounds: header sizes, the time to
-    send a request head, idle keep-alive."""
+    send a request head, idle keep-alive. Bodies reach the handler as sent: it decodes
+    their Content-Encoding itself (``relay.ingest.encodings``)."""
     return GuardedAppRunner(
         app,
         head_timeout=settings.header_timeout_s,
+        auto_decompress=False,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout_s,

@@ -2,10 +2,13 @@
 
 aiohttp bounds header sizes (max_line_size, max_field_size, max_headers) but not
 the time a client may take to send them, so one connection trickling a byte a
-second could be held forever (slowloris). Each connection here gets
-RELAY_HEADER_TIMEOUT_S to deliver its first complete request head; bodies are
-bounded separately, in the handler (RELAY_BODY_TIMEOUT_S), and idle keep-alive
-connections by aiohttp's keepalive_timeout.
+second could be held forever (slowloris). Every request head gets
+RELAY_HEADER_TIMEOUT_S to arrive whole, or the connection is closed: the first from
+the moment the connection opens, each later one on a keep-alive connection from its
+first byte (a head begins with the first byte after the previous request's body).
+Bodies are bounded separately, in the handler (RELAY_BODY_TIMEOUT_S), and idle
+keep-alive connections, between a body and the next head, by aiohttp's
+keepalive_timeout.
 
 This reaches into aiohttp's ``Server`` and ``RequestHandler`` (3.x): the one seam
 aiohttp offers for per-connection behaviour.
@@ -17,6 +20,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
@@ -24,27 +28,41 @@ __all__ = ["GuardedAppRunner"]
 
 
 class _HeadDeadlineHandler(RequestHandler):
-    __slots__ = ("_head_deadline",)
+    __slots__ = ("_head_deadline", "_last_body")
 
     head_timeout: float = 10.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._head_deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            self.head_timeout, self._too_slow
-        )
+        self._last_body: StreamReader | None = None  # of the newest request head parsed
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._start_head_deadline()
 
     def data_received(self, data: bytes) -> None:
+        # Bytes that come after the last body's end (or before any head) begin a head.
+        between_requests = self._last_body is None or self._last_body.is_eof()
+        heads = self._request_count
         super().data_received(data)
-        if self._head_deadline is not None and self._messages:
-            self._head_deadline.cancel()  # a whole request head has arrived
-            self._head_deadline = None
+        if self._request_count != heads:  # a whole request head has arrived
+            self._cancel_head_deadline()
+            self._last_body = self._messages[-1][1] if self._messages else None
+        elif data and between_requests:
+            self._start_head_deadline()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _start_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = asyncio.get_running_loop().call_later(
+                self.head_timeout, self._too_slow
+            )
+
+    def _cancel_head_deadline(self) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
-        super().connection_lost(exc)
 
     def _too_slow(self) -> None:
         self._head_deadline = None

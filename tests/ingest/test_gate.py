@@ -173,3 +173,40 @@ async def test_refusals_are_counted_under_the_tenant_when_the_key_is_known(
     assert 'relay_ingest_requests_total{path="/play",status="429",tenant="alpha"} 1.0' in text
     assert 'relay_ingest_requests_total{path="/play",status="204",tenant="alpha"} 3.0' in text
     assert 'relay_ingest_requests_total{path="/play",status="401",tenant="none"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    "other",
+    ["wrong", "another tenant's", "same tenant's second", "revoked"],
+)
+async def test_two_different_keys_in_one_request_fail_authentication(
+    gated: tuple[Client, MemoryProducer], keys: dict[str, str], other: str
+) -> None:
+    client, producer = gated
+    second = {
+        "wrong": new_key(),
+        "another tenant's": keys["b"],
+        "same tenant's second": keys["a2"],
+        "revoked": keys["revoked"],
+    }[other]
+    for where, headers in (
+        ("Authorization", {"Authorization": f"Bearer {second}", "X-Relay-Key": keys["a"]}),
+        ("X-Relay-Key", {"Authorization": f"Bearer {keys['a']}", "X-Relay-Key": second}),
+    ):
+        status, body = await play(client, headers)
+        assert status == 401, f"the {other} key in {where}"
+        assert body is not None
+        assert body["failureCode"] == "AUTHENTICATION_FAILED"
+    assert not producer.records
+
+
+async def test_the_same_key_in_both_headers_is_one_key(
+    gated: tuple[Client, MemoryProducer], keys: dict[str, str]
+) -> None:
+    client, producer = gated
+    headers = {"Authorization": f"Bearer {keys['a']}", "X-Relay-Key": keys["a"]}
+    assert (await play(client, headers))[0] == 204
+    # Another scheme in Authorization is not a relay key: X-Relay-Key alone decides.
+    assert (await play(client, {"Authorization": "Basic abc", "X-Relay-Key": keys["b"]}))[0] == 204
+    assert len(producer.records["g.alpha.play"]) == 1
+    assert len(producer.records["g.beta.play"]) == 1

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,7 @@ from relay.ingest.app import make_app
 from relay.ingest.server import runner_for
 from relay.kafka.memory import MemoryProducer
 from tests.stack import free_port
+from tests.test_events import VALID
 
 LIMITS = Settings(header_timeout_s=1.0, body_timeout_s=1.0, max_header_bytes=4096, app_id=1)
 
@@ -61,6 +63,66 @@ async def test_a_slow_request_head_is_cut_off(front: int, memory_producer: Memor
     assert elapsed < 3.0  # header timeout 1 s, plus slack for a busy machine
     assert not data.startswith(b"HTTP/1.1 2")
     assert not memory_producer.records
+
+
+PLAY = orjson.dumps(VALID["play"])
+PLAY_REQUEST = (
+    b"POST /play HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(PLAY), PLAY)
+)
+
+
+async def played(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Send one whole play and read its 204, on a connection kept alive."""
+    writer.write(PLAY_REQUEST)
+    async with asyncio.timeout(5.0):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204"), head
+    assert b"connection: close" not in head.lower()
+
+
+async def test_every_request_head_on_a_keep_alive_connection_has_the_deadline(
+    front: int, memory_producer: MemoryProducer
+) -> None:
+    """The second head on a connection gets the same deadline as the first, not the
+    keep-alive timeout (75 s here)."""
+    assert LIMITS.keepalive_timeout_s > 30
+    reader, writer = await asyncio.open_connection("127.0.0.1", front)
+    await played(reader, writer)
+
+    async def trickle() -> None:
+        for byte in b"POST /play HTTP/1.1\r\nHost: relay\r\n" + b"X" * 200:
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(trickle())
+    try:
+        data, elapsed = await closed_within(reader, 10.0)
+    finally:
+        task.cancel()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert elapsed < 3.0  # header timeout 1 s, plus slack for a busy machine
+    assert not data.startswith(b"HTTP/1.1 2")
+    assert len(memory_producer.records["relay.play"]) == 1
+
+
+async def test_an_idle_keep_alive_connection_outlives_the_head_deadline(
+    front: int, memory_producer: MemoryProducer
+) -> None:
+    """Idle time between requests is the keep-alive timeout's to bound: the head
+    deadline starts with a head's first byte."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", front)
+    try:
+        await played(reader, writer)
+        await asyncio.sleep(LIMITS.header_timeout_s * 1.5)
+        await played(reader, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert len(memory_producer.records["relay.play"]) == 2
 
 
 async def test_a_slow_body_gets_408(front: int, memory_producer: MemoryProducer) -> None:
