@@ -273,6 +273,12 @@ class Settings:
         "How often done offsets are committed; after a crash, what was delivered in the "
         "last interval is delivered again (a duplicate), so keep it short.",
     )
+    commit_every_events: int = _setting(
+        20,
+        "RELAY_COMMIT_EVERY_EVENTS",
+        "Commit sooner than the interval once this many events settled since the last "
+        "commit (each one is a duplicate if the worker dies before it is committed).",
+    )
     backlog_probe_s: float = _setting(
         5.0,
         "RELAY_BACKLOG_PROBE_S",
@@ -344,6 +350,7 @@ class Settings:
             "RELAY_DLQ_RATIO_WINDOW": self.dlq_ratio_window,
             "RELAY_PAUSE_PROBE_S": self.pause_probe_s,
             "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
+            "RELAY_COMMIT_EVERY_EVENTS": self.commit_every_events,
             "RELAY_BACKLOG_PROBE_S": self.backlog_probe_s,
         }
         for env, value in positive.items():

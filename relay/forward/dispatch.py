@@ -87,6 +87,7 @@ class Dispatcher:
         self._background: set[asyncio.Task[None]] = set()
         self.held = 0
         self.in_flight = 0
+        self.settled_total = 0  # events settled since start: the commit loop reads it
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
         # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
         self.observer: Callable[[str, Envelope, Outcome], None] | None = None
@@ -490,6 +491,7 @@ class Dispatcher:
             return
         partition.offsets.done(offset)
         self._hold(partition, -1)
+        self.settled_total += 1
         self.settled.set()
 
     def _pause(self, tenant: Tenant, reason: str) -> None:

@@ -44,6 +44,7 @@ log = logging.getLogger("relay.forward")
 # Partition counts of topics, from the cluster; raises KafkaUnavailable.
 PartitionCounts = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 FETCH_WAIT_S = 0.1  # how long one fetch waits for records before the loop looks again
+COMMIT_TICK_S = 0.01  # how often the commit loop counts what settled
 
 
 class _Listener:
@@ -236,18 +237,25 @@ class ForwardWorker:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)
 
     async def _commit_loop(self) -> None:
-        """Commit on a fixed schedule, not an interval after each commit: offsets wait
-        at most one interval plus a round trip (each one not committed is a duplicate
-        if this worker dies), and a commit slower than the interval is followed by the
-        next at once, one at a time."""
+        """Commit at most RELAY_COMMIT_INTERVAL_S after offsets settle, and sooner once
+        RELAY_COMMIT_EVERY_EVENTS settled since the last commit: every settled event
+        not committed is a duplicate if this worker dies, so at a high delivery rate
+        the count bounds that exposure and at a low one the interval does. The loop
+        looks every COMMIT_TICK_S (a wake-up per settled event would cost the hot path
+        more); one commit at a time, and a slow one is followed at once."""
         interval = self._settings.commit_interval_s
+        every = self._settings.commit_every_events
+        tick = min(interval, COMMIT_TICK_S)
         due = self._clock.monotonic() + interval
+        counted = self._dispatcher.settled_total
         while True:
-            wait = due - self._clock.monotonic()
-            if wait > 0:
-                await self._clock.sleep(wait)
+            await self._clock.sleep(min(tick, max(0.0, due - self._clock.monotonic())))
+            settled = self._dispatcher.settled_total
+            if self._clock.monotonic() < due and settled - counted < every:
+                continue
+            counted = settled
             await self._commit()
-            due = max(due + interval, self._clock.monotonic())
+            due = self._clock.monotonic() + interval
 
     async def _commit(self) -> None:
         offsets = {}

@@ -485,3 +485,19 @@ async def test_a_stuck_event_that_is_its_credentials_only_traffic_expires(
     )
     assert expired == 1
     assert len(set(rig.delivered())) == 200
+
+
+async def test_commits_come_sooner_than_the_interval_once_enough_events_settled(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """Every settled event not yet committed is a duplicate if the worker dies: past
+    RELAY_COMMIT_EVERY_EVENTS the commit does not wait for the interval."""
+    rig = make_rig(commit_interval_s=30.0, commit_every_events=10)
+    ids = [rig.publish("a", f"user-{n}", partition=0) for n in range(25)]
+    member = await rig.run(rig.member())
+    await rig.until(lambda: len(rig.delivered()) == len(ids))
+    await rig.clock.sleep(1.0)  # far less than the interval
+    assert rig.log.committed.get(TopicPartition(rig.topic("a"), 0), 0) >= 20
+    assert member.sample("relay_forward_commits_total") >= 1
+    await rig.clock.sleep(30.0)  # the interval commits the rest
+    assert rig.committed_to_end()
