@@ -55,6 +55,8 @@ __all__ = ["Dispatcher", "Incoming", "LaneLimits", "Partition", "Tenant"]  # see
 
 log = logging.getLogger("relay.forward")
 
+DELIVERED = rules.Done()  # the common case, decided once (tests/forward/test_decide.py)
+
 UNEXPECTED = "unexpected_error"  # the retry reason of an exception below deliver()
 
 
@@ -341,6 +343,8 @@ class Dispatcher:
         if not isinstance(outcome, Delivered):
             event.attempts += 1
         self._count_answer(tenant, event.envelope, outcome, deliveries)
+        if isinstance(outcome, Delivered) and not was_probe:
+            return DELIVERED  # decide()'s answer for it, without building a Situation
         return rules.decide(
             outcome,
             rules.Situation(

@@ -45,6 +45,7 @@ log = logging.getLogger("relay.forward")
 PartitionCounts = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 FETCH_WAIT_S = 0.1  # how long one fetch waits for records before the loop looks again
 COMMIT_TICK_S = 0.01  # how often the commit loop counts what settled
+CHOOSE_EVERY_S = 0.05  # how often spans and paused tenants are looked at
 
 
 class _Listener:
@@ -97,6 +98,8 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
+        self._fetch_full = False  # the window was full at the last choice
+        self._next_choice = float("-inf")
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
         self._ages: dict[TopicPartition, tuple[float, float]] = {}  # last age read, when
         self.assigned = False
@@ -117,7 +120,7 @@ class ForwardWorker:
             aside.append(asyncio.create_task(self._backlog_loop(), name="backlog"))
         try:
             while not stop.is_set():
-                self._choose_fetched()
+                self._choose_fetched(full=dispatcher.room == 0)
                 batch = await consumer.fetch(max(1, dispatcher.room), FETCH_WAIT_S)
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
@@ -142,23 +145,30 @@ class ForwardWorker:
                 await consumer.stop()
             log.info("stopped")
 
-    def _choose_fetched(self) -> None:
-        """Pause the partitions that must not be fetched now, resume the others."""
+    def _choose_fetched(self, *, full: bool, now: bool = False) -> None:
+        """Pause the partitions that must not be fetched now, resume the others.
+
+        A full window is acted on at once; spans and paused tenants are looked at
+        every CHOOSE_EVERY_S (each look walks every partition, and the fetch loop runs
+        per batch: a span may pass its cap by a fetch meanwhile, which it may anyway)."""
+        moment = self._clock.monotonic()
+        if not (now or full or self._fetch_full or moment >= self._next_choice):
+            return
+        self._next_choice = moment + CHOOSE_EVERY_S
+        self._fetch_full = full
         assignment = self._consumer.assignment()
-        if self._dispatcher.room == 0:
+        if full:
             wanted_paused = assignment
-            full = 0
         else:
             paused = self._dispatcher.paused_tenants
             max_span = self._settings.forward_max_span
             full_span = {tp for tp, p in self._partitions.items() if p.offsets.held >= max_span}
-            full = len(full_span)
+            self._metrics.span_full.set(len(full_span))
             wanted_paused = frozenset(
                 tp
                 for tp in assignment
                 if tp in full_span or self._tenant_of.get(tp.topic) in paused
             )
-        self._metrics.span_full.set(full)
         if wanted_paused != self._not_fetching:
             self._consumer.pause(wanted_paused - self._not_fetching)
             self._consumer.resume((assignment - wanted_paused) & self._not_fetching)
@@ -177,7 +187,7 @@ class ForwardWorker:
             )
             self._unassigned_since = None
         await self._share_budget()
-        self._choose_fetched()  # before any fetch: a paused tenant's partitions stay paused
+        self._choose_fetched(full=self._dispatcher.room == 0, now=True)  # paused stay paused
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
     async def release(self, partitions: set[TopicPartition]) -> None:
