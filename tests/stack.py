@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,10 +26,34 @@ from relay.events import BY_NAME
 JSON = {"Content-Type": "application/json"}
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_GIVEN: set[int] = set()  # never the same port twice in one run
+_PORTS = range(_ephemeral_low() - 4000, _ephemeral_low())
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A free port for a server a test starts, below the kernel's ephemeral range: a
+    port from that range (what binding port 0 gives) can be taken by any outgoing
+    connection (a Kafka client, an HTTP client) between this check and the server's
+    own bind, and the server then fails with "address already in use"."""
+    for _ in range(1000):
+        port = random.choice(_PORTS)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 async def wait_http(
