@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,6 +24,7 @@ from aiokafka.errors import (
 )
 
 from relay.errors import KafkaRefused, KafkaSecurityError, KafkaUnavailable, RelayError
+from relay.kafka.lifecycle import ClientLifecycle
 
 __all__ = ["Admin", "Replicas", "TopicPlan", "partition_counts"]
 
@@ -43,7 +43,7 @@ class TopicPlan:
     configs: Mapping[str, str] = field(default_factory=dict)
 
 
-class Admin:
+class Admin(ClientLifecycle):
     """One admin connection. Use as ``async with Admin(...) as admin`` (or ``start``
     and ``stop``)."""
 
@@ -60,29 +60,11 @@ class Admin:
         self._bootstrap = options["bootstrap_servers"]
         self._user = options.get("sasl_plain_username") or "this client"
 
-    async def start(self) -> None:
-        """Raises ``KafkaUnavailable`` when no broker answers."""
-        try:
-            await self._client.start()
-        except KafkaError as exc:
-            await self._client.close()
-            raise KafkaUnavailable(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+    async def _open(self) -> None:
+        await self._client.start()
 
-    async def stop(self) -> None:
-        """Safe to call twice."""
+    async def _close(self) -> None:
         await self._client.close()
-
-    async def __aenter__(self) -> Admin:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def live_brokers(self) -> list[int]:
         """The ids of the brokers alive (KRaft leaves fenced ones out), in order."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer
@@ -19,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from relay.errors import KafkaUnavailable
 from relay.kafka.consumer import TopicPartition
+from relay.kafka.lifecycle import ClientLifecycle
 
 __all__ = ["Reader", "Stored"]
 
@@ -39,7 +39,7 @@ def _kafka(partitions: Iterable[TopicPartition]) -> list[KafkaPartition]:
     return [KafkaPartition(tp.topic, tp.partition) for tp in partitions]
 
 
-class Reader:
+class Reader(ClientLifecycle):
     """Partitions read from given offsets. Use as ``async with Reader(...) as reader``
     (or ``start`` and ``stop``)."""
 
@@ -68,29 +68,11 @@ class Reader:
             fetch_max_wait_ms=fetch_max_wait_ms,
         )
 
-    async def start(self) -> None:
-        """Raises ``KafkaUnavailable`` when no broker answers."""
-        try:
-            await self._consumer.start()
-        except KafkaError as exc:
-            await self._consumer.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+    async def _open(self) -> None:
+        await self._consumer.start()
 
-    async def stop(self) -> None:
-        """Safe to call twice."""
+    async def _close(self) -> None:
         await self._consumer.stop()
-
-    async def __aenter__(self) -> Reader:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly ``partitions`` from now on (replacing any earlier ones), each

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from relay.errors import KafkaUnavailable
+from relay.kafka.lifecycle import ClientLifecycle
 from relay.kafka.producer import Record
 
 __all__ = ["Writer"]
@@ -26,7 +27,7 @@ _LINGER_MS = 0
 _MAX_BATCH_BYTES = 16 * 1024
 
 
-class Writer:
+class Writer(ClientLifecycle):
     def __init__(
         self,
         options: Mapping[str, Any],
@@ -47,16 +48,11 @@ class Writer:
         )
         self._bootstrap = options["bootstrap_servers"]
 
-    async def start(self) -> None:
-        """Raises ``KafkaUnavailable`` when no broker answers."""
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._producer.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka at {self._bootstrap}: {exc}") from exc
+    async def _open(self) -> None:
+        await self._producer.start()
 
-    async def stop(self) -> None:
-        """Flush what was sent, then close. Safe to call twice."""
+    async def _close(self) -> None:
+        """Flush what was sent, then close."""
         await self._producer.stop()
 
     async def send(self, record: Record, timeout_s: float | None = None) -> None:

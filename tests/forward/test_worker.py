@@ -32,6 +32,17 @@ from tests.forward.harness import FakeUpstream, Script
 PARTITIONS = 2
 
 
+def busy_for(stuck: list[str]) -> Script:
+    """An upstream that answers 503 for ever to the events in ``stuck``."""
+
+    def script(event_id: str, _body: dict[str, object]) -> Outcome:
+        if event_id in stuck:
+            return Retry("http_503", 503, overload=True)
+        return Delivered(204, b"")
+
+    return script
+
+
 @dataclass
 class Member:
     """One forwarding worker of the group, as a process would run it."""
@@ -283,11 +294,7 @@ async def test_a_stuck_event_stops_fetching_only_its_partition_at_the_span(
     past it). At RELAY_FORWARD_MAX_SPAN the partition stops being fetched; the
     others go on; once the event expires, everything flows and commits."""
     stuck: list[str] = []
-
-    def script(event_id: str, _body: dict[str, object]) -> Outcome:
-        if event_id in stuck:
-            return Retry("http_503", 503, overload=True)
-        return Delivered(204, b"")
+    script = busy_for(stuck)
 
     rig = make_rig(forward_max_span=40)
     stuck.append(rig.publish("a", "stuck-user", partition=0))
@@ -468,11 +475,7 @@ async def test_a_stuck_event_that_is_its_credentials_only_traffic_expires(
     """Found in review: with the rest of its partition held back by the span cap,
     nothing of the credential was delivered any more, so the event never expired."""
     stuck: list[str] = []
-
-    def script(event_id: str, _body: dict[str, object]) -> Outcome:
-        if event_id in stuck:
-            return Retry("http_503", 503, overload=True)
-        return Delivered(204, b"")
+    script = busy_for(stuck)
 
     rig = make_rig(forward_max_span=40)
     stuck.append(rig.publish("a", "stuck-user", partition=0))
