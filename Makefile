@@ -80,7 +80,7 @@ kafka-cluster-down:
 run: venv kafka-jars
 	@deploy/run-local.sh
 
-test: venv kafka-jars prometheus haproxy helm
+test: venv kafka-jars prometheus haproxy helm chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv

@@ -117,6 +117,12 @@ class Settings:
     retry_after_s: int = _setting(
         1, "RELAY_RETRY_AFTER_S", "Retry-After (seconds) sent with 503 answers."
     )
+    cors_max_age_s: int = _setting(
+        600,
+        "RELAY_CORS_MAX_AGE_S",
+        "Access-Control-Max-Age of preflight answers: how long a browser may reuse one "
+        "(browsers cap it: Chromium at 7200).",
+    )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
     )
@@ -336,6 +342,7 @@ class Settings:
             "RELAY_INGEST_MAX_IN_FLIGHT": self.max_in_flight,
             "RELAY_PRODUCE_TIMEOUT_S": self.produce_timeout_s,
             "RELAY_RETRY_AFTER_S": self.retry_after_s,
+            "RELAY_CORS_MAX_AGE_S": self.cors_max_age_s,
             "RELAY_KAFKA_PROBE_INTERVAL_S": self.kafka_probe_interval_s,
             "RELAY_UPSTREAM_TIMEOUT_S": self.upstream_timeout_s,
             "RELAY_FORWARD_WINDOW": self.forward_window,

@@ -8,16 +8,31 @@ Fields passed with ``extra={...}`` become keys of the object, so a log line read
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "setup_logging"]
+__all__ = ["JsonFormatter", "redact", "setup_logging"]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+# The query parameter of relay.ingest.gate.QUERY_KEY, up to the next parameter, space,
+# quote or escape (a key is URL-safe base64; whatever else follows it is redacted too);
+# and, in any form (a repr of a query, a header), a key as relay.tenants.new_key makes them.
+_QUERY_KEY = re.compile(r"(relay_key=)[^&\s\"'\\]*")
+_KEY = re.compile(r"rk_[A-Za-z0-9_-]{43}")
+
+
+def redact(line: str) -> str:
+    """``line`` without the value of any ``relay_key=`` in it, nor any relay key."""
+    if "relay_key" not in line and "rk_" not in line:  # nearly every line: no regex
+        return line
+    return _KEY.sub("rk_<redacted>", _QUERY_KEY.sub(r"\1<redacted>", line))
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,7 +48,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
 def setup_logging(level: str = "INFO") -> None:

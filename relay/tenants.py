@@ -9,11 +9,20 @@ Read from a TOML file (``RELAY_TENANTS_FILE``; example in deploy/tenants.example
     app_id = 12345              # optional: else learned from the upstream
     inbound_rps = 100           # per key; burst inbound_burst (default 2 x rps)
     upstream_budget_rps = 200   # all workers together
+    allowed_origins = ["https://app.example"]  # web pages that may call (CORS)
+    browser_inbound_rps = 50    # per browser key; burst browser_inbound_burst (2 x rps)
 
     [[tenants.acme.keys]]
     id = "ios-2026"
     sha256 = "9f86d0..."        # of the key; the key itself is never stored
     revoked = false
+    browser = false             # true: a key for web pages (see below)
+
+A key marked ``browser`` is public (it ships in a web page): it is accepted only
+with an ``Origin`` from the tenant's ``allowed_origins``, may also come in the
+query (``?relay_key=``, for ``navigator.sendBeacon``), and is held to
+``browser_inbound_rps`` instead of ``inbound_rps``; a tenant with such a key must
+set both.
 
 Keys are random 256-bit tokens, so a plain SHA-256 is as good as a slow hash here:
 there is nothing to guess. Without a tenants file the relay runs one open tenant
@@ -40,6 +49,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Array, InlineTable, Table
 
 from relay.config import ConfigError, Settings
+from relay.origins import origin
 
 __all__ = [
     "KEY_PREFIX",
@@ -70,6 +80,7 @@ class InboundKey:
     id: str
     sha256: str
     revoked: bool = False
+    browser: bool = False  # public, in web pages: allowed origins only, browser limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,9 @@ class Tenant:
     inbound_rps: float = 0.0  # 0: no inbound limit
     inbound_burst: float = 0.0
     upstream_budget_rps: float = 200.0
+    allowed_origins: frozenset[str] = frozenset()  # as browsers send Origin (relay.origins)
+    browser_inbound_rps: float = 0.0  # per browser key; required with one
+    browser_inbound_burst: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +151,20 @@ def _tenant(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> 
         digest = str(key.get("sha256", "")).lower()
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise ConfigError(f"tenant {name}: key {key.get('id')!r} needs a 64-hex sha256")
-        keys.append(InboundKey(str(key.get("id", digest[:8])), digest, bool(key.get("revoked"))))
+        keys.append(
+            InboundKey(
+                str(key.get("id", digest[:8])),
+                digest,
+                bool(key.get("revoked")),
+                browser=key.get("browser", False) is True,
+            )
+        )
+    origins = _origins(name, entry.get("allowed_origins", []))
     try:
         rps = float(entry.get("inbound_rps", 0))
+        browser_rps = float(entry.get("browser_inbound_rps", 0))
         app_id = entry.get("app_id")
-        return Tenant(
+        tenant = Tenant(
             name=name,
             upstream_token=_secret(entry, "upstream_token", name, environ),
             upstream_secret=_secret(entry, "upstream_secret", name, environ),
@@ -150,9 +173,46 @@ def _tenant(name: str, entry: Mapping[str, Any], environ: Mapping[str, str]) -> 
             inbound_rps=rps,
             inbound_burst=float(entry.get("inbound_burst", 2 * rps)),
             upstream_budget_rps=float(entry.get("upstream_budget_rps", 200)),
+            allowed_origins=origins,
+            browser_inbound_rps=browser_rps,
+            browser_inbound_burst=float(entry.get("browser_inbound_burst", 2 * browser_rps)),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"tenant {name}: {exc}") from None
+    _check_browser_keys(tenant, entry)
+    return tenant
+
+
+def _origins(tenant: str, listed: Any) -> frozenset[str]:
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise ConfigError(f"tenant {tenant}: allowed_origins must be a list of strings")
+    try:
+        return frozenset(origin(item) for item in listed)
+    except ValueError as exc:
+        raise ConfigError(f"tenant {tenant}: allowed_origins: {exc}") from None
+
+
+def _check_browser_keys(tenant: Tenant, entry: Mapping[str, Any]) -> None:
+    """A browser key is public: what protects it is the origin list and its own limit,
+    so a tenant with one must have both (and ``browser`` must be a real boolean: a
+    quoted "false" must not make a key public)."""
+    for key in entry.get("keys", []):
+        if not isinstance(key.get("browser", False), bool):
+            raise ConfigError(
+                f"tenant {tenant.name}: key {key.get('id')!r}: browser is true or false"
+            )
+    browser_keys = [key.id for key in tenant.keys if key.browser]
+    if not browser_keys:
+        return
+    if not tenant.allowed_origins:
+        raise ConfigError(
+            f"tenant {tenant.name}: browser key {browser_keys[0]!r} needs allowed_origins"
+        )
+    if tenant.browser_inbound_rps <= 0:
+        raise ConfigError(
+            f"tenant {tenant.name}: browser key {browser_keys[0]!r} needs browser_inbound_rps > 0 "
+            "(the key is public: its limit is what protects the tenant)"
+        )
 
 
 def _entries(path: Path) -> dict[str, Any]:

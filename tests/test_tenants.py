@@ -265,3 +265,55 @@ def test_add_key_to_a_file_it_cannot_edit_names_the_problem(
     assert message in err
     assert "Traceback" not in err
     assert path.read_text() == text  # untouched
+
+
+_BROWSER_TENANT = """
+[tenants.web]
+upstream_token = "a"
+upstream_secret = "b"
+{extra}
+[[tenants.web.keys]]
+id = "page"
+sha256 = "{digest}"
+browser = {browser}
+"""
+
+
+def test_browser_keys_and_origins_load(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        _BROWSER_TENANT.format(
+            extra='allowed_origins = ["https://App.example:443", "http://127.0.0.1:3000"]\n'
+            "browser_inbound_rps = 20",
+            digest="a" * 64,
+            browser="true",
+        )
+    )
+    tenant = load_tenants(Settings(tenants_file=str(path)), {}).by_name["web"]
+    assert tenant.allowed_origins == {"https://app.example", "http://127.0.0.1:3000"}
+    assert (tenant.browser_inbound_rps, tenant.browser_inbound_burst) == (20, 40)
+    assert [key.browser for key in tenant.keys] == [True]
+
+
+@pytest.mark.parametrize(
+    ("extra", "browser", "message"),
+    [
+        ('allowed_origins = ["https://app.example/"]', "false", "allowed_origins: .*no path"),
+        ('allowed_origins = ["*"]', "false", "allowed_origins: .*wildcards"),
+        ('allowed_origins = "https://app.example"', "false", "list of strings"),
+        ("browser_inbound_rps = 5", "true", "needs allowed_origins"),
+        ('allowed_origins = ["https://app.example"]', "true", "needs browser_inbound_rps"),
+        (
+            'allowed_origins = ["https://app.example"]\nbrowser_inbound_rps = 5',
+            '"yes"',
+            "browser is true or false",
+        ),
+    ],
+)
+def test_bad_browser_settings_say_what_is_wrong(
+    tmp_path: Path, extra: str, browser: str, message: str
+) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(_BROWSER_TENANT.format(extra=extra, digest="a" * 64, browser=browser))
+    with pytest.raises(ConfigError, match=message):
+        load_tenants(Settings(tenants_file=str(path)), {})

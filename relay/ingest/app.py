@@ -18,6 +18,7 @@ from relay.events import EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
+from relay.ingest.cors import Cors
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
 from relay.kafka.producer import Producer
@@ -74,6 +75,9 @@ def make_app(
     )
     in_flight = InFlight(settings.max_in_flight, metrics)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
+    paths = [event_type.path for event_type in EVENT_TYPES]
+    cors = Cors(tenants, settings.cors_max_age_s, paths, _method_not_allowed)
+    app.on_response_prepare.append(cors.on_response_prepare)
     for event_type in EVENT_TYPES:
         handler = EventHandler(
             event_type,
@@ -88,6 +92,9 @@ def make_app(
             clock=clock,
         )
         app.router.add_post(event_type.path, handler.handle)
+        app.router.add_route(
+            "OPTIONS", event_type.path, _counted(responder, clock, cors.preflight, event_type.path)
+        )
         app.router.add_route(
             "*", event_type.path, _counted(responder, clock, _method_not_allowed, event_type.path)
         )

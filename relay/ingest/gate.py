@@ -4,6 +4,13 @@ Keys come in ``Authorization: Bearer <key>`` (what client SDKs already send) or
 ``X-Relay-Key: <key>``; both headers may carry the same key, never two different
 ones (401 ``AUTHENTICATION_FAILED``, whichever of them is valid). Keys are never
 logged: only the key's id from the tenants file appears in logs and metrics.
+
+A key marked ``browser`` ships in web pages, so it is public: it is accepted only
+with an ``Origin`` the tenant allows (403 otherwise, wherever the key was sent), it
+is held to the tenant's browser limit, and it may also come in the query
+(``?relay_key=``), because ``navigator.sendBeacon`` cannot set a header. Any other
+key in the query is refused (401): it would sit in URLs, proxies' logs and
+browser histories.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from relay.clock import Clock
 from relay.ratelimit import TokenBucket
 from relay.tenants import Tenant, Tenants
 
-__all__ = ["KEY_HEADER", "Gate", "Refused"]
+__all__ = ["CALLER", "KEY_HEADER", "QUERY_KEY", "Gate", "Refused"]
 
 KEY_HEADER = "X-Relay-Key"
+QUERY_KEY = "relay_key"
+# The tenant whose key a request carried (set even when refused: its answer's CORS
+# headers follow that tenant's allowed origins).
+CALLER = web.RequestKey("relay_caller", Tenant)
 
 log = logging.getLogger("relay.ingest")
 
@@ -35,6 +46,7 @@ class Refused:
     message: str
     tenant: str | None = None
     retry_after: int | None = None
+    field: str | None = None
 
 
 class Gate:
@@ -61,6 +73,19 @@ class Gate:
                     "AUTHENTICATION_FAILED",
                     f"two different relay keys (Authorization and {KEY_HEADER}); send one",
                 )
+        in_query = False
+        if request.query_string:  # most requests have none: no query parsing for them
+            queried = request.query.get(QUERY_KEY)
+            if queried is not None:
+                in_query = True
+                if key is None:
+                    key = queried
+                elif queried != key:
+                    return Refused(
+                        401,
+                        "AUTHENTICATION_FAILED",
+                        f"two different relay keys (a header and ?{QUERY_KEY}=); send one",
+                    )
         if not key:
             return Refused(
                 401,
@@ -72,17 +97,38 @@ class Gate:
             log.debug("refused an unknown or revoked relay key", extra={"remote": request.remote})
             return Refused(401, "AUTHENTICATION_FAILED", "unknown or revoked relay key")
         tenant, inbound = found
-        if tenant.inbound_rps > 0:
+        request[CALLER] = tenant
+        rps, burst = tenant.inbound_rps, tenant.inbound_burst
+        if inbound.browser:
+            if request.headers.get("Origin") not in tenant.allowed_origins:
+                return Refused(
+                    403,
+                    "AUTHENTICATION_FAILED",
+                    "this browser key is accepted only from its tenant's allowed origins",
+                    tenant.name,
+                    field="Origin",
+                )
+            rps, burst = tenant.browser_inbound_rps, tenant.browser_inbound_burst
+        elif in_query:
+            return Refused(
+                401,
+                "AUTHENTICATION_FAILED",
+                f"only a key marked browser may be sent as ?{QUERY_KEY}=; send this one "
+                f"as Authorization: Bearer <key> or {KEY_HEADER}: <key>",
+                tenant.name,
+                field=QUERY_KEY,
+            )
+        if rps > 0:
             bucket = self._buckets.get(inbound.sha256)
             if bucket is None:
-                bucket = TokenBucket(tenant.inbound_rps, tenant.inbound_burst, self._clock)
+                bucket = TokenBucket(rps, burst, self._clock)
                 self._buckets[inbound.sha256] = bucket
             wait = bucket.take()
             if wait:
                 return Refused(
                     429,
                     "SERVICE_UNAVAILABLE",
-                    f"over this key's limit of {tenant.inbound_rps:g} requests/s; retry later",
+                    f"over this key's limit of {rps:g} requests/s; retry later",
                     tenant.name,
                     retry_after=max(1, math.ceil(wait)),
                 )

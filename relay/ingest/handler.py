@@ -26,6 +26,7 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
+from relay.ingest.media import json_content_type
 from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.tenants import Tenant, Tenants
@@ -100,7 +101,11 @@ class _Refusal:
     message: str
 
 
-_NOT_JSON = _Refusal(415, "INVALID_PARAMETERS", "Content-Type must be application/json")
+_NOT_JSON = _Refusal(
+    415,
+    "INVALID_PARAMETERS",
+    "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)",
+)
 _BUSY = _Refusal(503, "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later")
 
 
@@ -142,7 +147,11 @@ class EventHandler:
         admitted = self._gate.admit(request)
         if isinstance(admitted, Refused):
             response = failure_response(
-                admitted.status, admitted.code, admitted.message, retry_after=admitted.retry_after
+                admitted.status,
+                admitted.code,
+                admitted.message,
+                field=admitted.field,
+                retry_after=admitted.retry_after,
             )
             tenant_label = admitted.tenant or NO_TENANT
             return self._responder.answer(tenant_label, self._type.path, started, response)
@@ -160,7 +169,7 @@ class EventHandler:
 
     async def _handle(self, request: web.Request, tenant: Tenant) -> web.Response:
         settings = self._settings
-        if request.content_type != "application/json":
+        if not json_content_type(request):
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
             body_coding = coding(request.headers.get(hdrs.CONTENT_ENCODING))

@@ -141,7 +141,14 @@ async def test_bad_bodies_get_the_failure_envelope_and_write_nothing(
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
+    "content_type",
+    [
+        "text/html",
+        "text/plain; charset=utf-16",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+        None,
+    ],
 )
 async def test_a_content_type_other_than_json_is_415(
     client: Client, memory_producer: MemoryProducer, content_type: str | None
