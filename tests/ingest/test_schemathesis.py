@@ -52,9 +52,14 @@ async def requests_counted(url: str) -> dict[str, float]:
     return counted
 
 
+@pytest.mark.parametrize(
+    "reject_unknown", [False, True], ids=["unknown-dropped", "unknown-refused"]
+)
 async def test_schemathesis_finds_nothing_in_a_thousand_requests(
-    kafka_settings: Settings, tmp_path: Path, report: object
+    kafka_settings: Settings, tmp_path: Path, report: object, reject_unknown: bool
 ) -> None:
+    """Once as deployed by default, once with RELAY_REJECT_UNKNOWN_FIELDS=true, which
+    turns the document's additionalProperties to false."""
     key = new_key()
     tenants = tmp_path / "tenants.toml"
     tenants.write_text(
@@ -81,6 +86,7 @@ sha256 = "{hash_key(key)}"
             "RELAY_INGEST_PORT": str(port),
             "RELAY_TENANTS_FILE": str(tenants),
             "RELAY_LOG_LEVEL": "ERROR",
+            "RELAY_REJECT_UNKNOWN_FIELDS": "true" if reject_unknown else "false",
         },
     )
     try:
@@ -135,7 +141,8 @@ sha256 = "{hash_key(key)}"
     assert 'failures="0"' in junit, junit
     assert 'errors="0"' in junit, junit
     report(  # type: ignore[operator]
-        f"schemathesis (seed {SEED}): {cases} test cases generated, 0 findings; the front "
+        f"schemathesis (seed {SEED}, unknown fields {'refused' if reject_unknown else 'dropped'}):"
+        f" {cases} test cases generated, 0 findings; the front "
         f"door answered {total:.0f} requests: "
         + ", ".join(f"{status}: {count:.0f}" for status, count in sorted(served.items()) if count)
     )
