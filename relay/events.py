@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,8 +27,12 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_ID",
     "MAX_ID_DIGITS",
+    "MAX_TIMESTAMP_LENGTH",
     "METHODS",
+    "METHOD_NEEDING_TIMESTAMP",
     "MIN_CLIENT_ID_LENGTH",
+    "TEXT_REFUSED_CHARACTERS",
+    "TIMESTAMP_PATTERN",
     "Answer",
     "EventType",
     "Field",
@@ -46,12 +51,34 @@ MAX_ID_DIGITS = len(str(MAX_ID))  # a string of digits longer than this is over 
 MIN_CLIENT_ID_LENGTH = 8
 METHODS = ("Stream", "Sync", "Offline")
 _METHODS_BY_LOWER = {method.lower(): method for method in METHODS}
-# Timestamps are checked against the receive time: apps report plays retroactively
-# (method Offline), so the past is open back to this date, but a clock far ahead of
-# ours is a bug on the device, not an event from the future.
+# "the play is being reported retroactively; a timestamp must be included"
+METHOD_NEEDING_TIMESTAMP = "Offline"
+# Timestamps are RFC 3339 date-times (what the vendor's examples are, and what OpenAPI's
+# date-time means), checked by this one pattern here and in the OpenAPI document (with
+# format date-time, which adds only the calendar: no 30 February). Python's own ISO
+# reader takes more (a space for T, week dates, basic format) that no schema tool does,
+# and a leap second (:60) that Python cannot represent is left out.
+TIMESTAMP_PATTERN = (
+    r"^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})"  # not year 0000
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+MAX_TIMESTAMP_LENGTH = len("2024-10-26T10:01:00.123456789+02:00")
+# A timestamp outside these bounds, set by the receive time, comes from a device clock
+# that is wrong (reset to 1970, or far ahead), not from an event at that time: the play
+# still happened, and a refusal would lose it (a client cannot fix its clock and retry),
+# so the relay stamps it with its receive time, as a missing one (timestampStamped in
+# the envelope). Plays reported retroactively (method Offline) reach back to this date.
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
-MAX_TIMESTAMP_LENGTH = 64
+# Characters no text field takes: control characters (C0, DEL, C1), line and paragraph
+# separators, and the invisible formatting that hides or reorders text (zero-width
+# characters, bidirectional overrides, word joiners, the byte order mark). A character
+# class in a syntax that Python's re and ECMA-262 (JSON Schema's patterns) read alike.
+TEXT_REFUSED_CHARACTERS = r"\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+_REFUSED = re.compile(f"[{TEXT_REFUSED_CHARACTERS}]")
 
 
 class Kind(enum.Enum):
@@ -124,7 +151,9 @@ def _timestamp() -> Field:
         "timestamp",
         Kind.TIMESTAMP,
         required=False,
-        description="ISO-8601 with Z or an offset; the relay's receive time when absent.",
+        description="RFC 3339 with Z or an offset. The relay's receive time when absent or "
+        "null, and when it is before 2000 or more than a day ahead of the relay's clock (a "
+        "device clock that is wrong).",
     )
 
 
@@ -218,7 +247,7 @@ def _text(field: Field, value: Any, _received_at: datetime) -> str:
         raise InvalidEvent(
             field.name, f"{field.name} must be {field.min_length} to {field.max_length} characters"
         )
-    if not value.isprintable():  # control characters, line breaks, invisible formatting
+    if _REFUSED.search(value):  # control characters, line breaks, invisible formatting
         raise InvalidEvent(field.name, f"{field.name} must not contain control characters")
     return value
 
@@ -246,35 +275,37 @@ def _integer(field: Field, value: Any, _received_at: datetime) -> int:
 def _boolean(field: Field, value: Any, _received_at: datetime) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
+    if isinstance(value, str) and value.isascii() and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise InvalidEvent(field.name, f'{field.name} must be true, false, "true" or "false"')
 
 
 def _method_value(field: Field, value: Any, _received_at: datetime) -> str:
-    method = _METHODS_BY_LOWER.get(value.lower()) if isinstance(value, str) else None
+    method = (
+        _METHODS_BY_LOWER.get(value.lower()) if isinstance(value, str) and value.isascii() else None
+    )
     if method is None:
         raise InvalidEvent(field.name, f"{field.name} must be one of {', '.join(METHODS)}")
     return method
 
 
-def _timestamp_value(field: Field, value: Any, received_at: datetime) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_TIMESTAMP_LENGTH:
-        raise InvalidEvent(field.name, f"{field.name} must be an ISO-8601 string")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidEvent(
-            field.name, f"{field.name} must be ISO-8601, e.g. 2024-10-26T10:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidEvent(field.name, f"{field.name} needs Z or a UTC offset")
-    if moment < EARLIEST_TIMESTAMP or moment > received_at + MAX_CLOCK_AHEAD:
+def _timestamp_value(field: Field, value: Any, received_at: datetime) -> str | None:
+    """The timestamp in UTC, or None (stamp the receive time) when the device's clock
+    is plainly wrong."""
+    if not (isinstance(value, str) and len(value) <= MAX_TIMESTAMP_LENGTH):
+        raise InvalidEvent(field.name, f"{field.name} must be an RFC 3339 string")
+    if not _TIMESTAMP.match(value):
         raise InvalidEvent(
             field.name,
-            f"{field.name} must be after {EARLIEST_TIMESTAMP:%Y-%m-%d} and at most "
-            f"{MAX_CLOCK_AHEAD} ahead of the relay's clock",
+            f"{field.name} must be RFC 3339 with Z or an offset, e.g. 2024-10-26T10:00:00Z",
         )
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:  # the pattern lets 30 February through
+        raise InvalidEvent(field.name, f"{field.name} is not a date on the calendar") from None
+    # Aware comparisons never overflow, even for year 1 or 9999 with an offset.
+    if moment < EARLIEST_TIMESTAMP or moment > received_at + MAX_CLOCK_AHEAD:
+        return None
     return format_timestamp(moment)
 
 
@@ -284,6 +315,7 @@ def _country(field: Field, value: Any, _received_at: datetime) -> str:
     return value.upper()
 
 
+# A normaliser's None: the field counts as absent (a timestamp from a wrong clock).
 _Normaliser = Callable[[Field, Any, datetime], Any]
 _NORMALISERS: Mapping[Kind, _Normaliser] = {
     Kind.CLIENT_ID: _text,
@@ -334,11 +366,15 @@ def normalise(
             if field.required:
                 raise InvalidEvent(field.name, f"{field.name} is required")
             continue
-        normalised[field.name] = normaliser(field, value, received_at)
+        normal = normaliser(field, value, received_at)
+        if normal is not None:
+            normalised[field.name] = normal
 
-    if normalised.get("method") == "Offline" and "timestamp" not in normalised:
+    if normalised.get("method") == METHOD_NEEDING_TIMESTAMP and body.get("timestamp") is None:
         raise InvalidEvent(
-            "timestamp", "method Offline reports a play retroactively: timestamp is required"
+            "timestamp",
+            f"method {METHOD_NEEDING_TIMESTAMP} reports a play retroactively: "
+            "timestamp is required",
         )
     stamped = "timestamp" not in normalised
     if stamped:

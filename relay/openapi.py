@@ -1,11 +1,19 @@
 """The front door described as OpenAPI 3.1, generated from the event table.
 
 Nothing here names a field or an event type: adding a row to relay/events.py adds
-its path, body schema and answers to ``GET /openapi.json``.
+its path, body schema and answers to ``GET /openapi.json``. The body schemas say
+exactly what ``relay.events.normalise`` takes, in both directions (anything the
+schema accepts, the relay accepts, and nothing else): tests/test_openapi.py holds
+them together rule by rule, tests/ingest/test_schemathesis.py against the live door.
+
+Two tables describe what every event operation shares: ``_HEADERS`` (request header
+parameters besides the key) and ``_FAILURES`` (every status the front door answers
+with the failure envelope). A new header or answer is one entry in each.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from relay import __version__
@@ -14,7 +22,10 @@ from relay.events import (
     MAX_ID,
     MAX_ID_DIGITS,
     MAX_TIMESTAMP_LENGTH,
+    METHOD_NEEDING_TIMESTAMP,
     METHODS,
+    TEXT_REFUSED_CHARACTERS,
+    TIMESTAMP_PATTERN,
     Answer,
     EventType,
     Field,
@@ -24,7 +35,87 @@ from relay.failures import FAILURE_CODES
 
 __all__ = ["openapi"]
 
+EVENT_ID_HEADER = "X-Relay-Event-Id"  # relay.ingest.handler sets it; no import cycle here
 _FAILURE = {"$ref": "#/components/schemas/Failure"}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "description": "Seconds to wait before sending the same request again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """A request header every event operation takes (``components.parameters``)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A status answered with the failure envelope (``components.responses``)."""
+
+    status: int
+    description: str
+    headers: dict[str, Any] | None = None
+    on_event_paths: bool = True  # False: answered elsewhere (other paths, other methods)
+
+
+# Request headers besides the key (which the security schemes describe). An
+# Idempotency-Key is one more _Header here (and its 409 one more _Failure below).
+_HEADERS: tuple[_Header, ...] = ()
+
+_FAILURES: tuple[_Failure, ...] = (
+    _Failure(
+        400,
+        "VALIDATION_ERROR (a field is wrong) or INVALID_PARAMETERS (not an event: not JSON, "
+        "not an object, an unknown field under RELAY_REJECT_UNKNOWN_FIELDS, or a body that "
+        "is not what its Content-Encoding says); errorData.field names the part.",
+    ),
+    _Failure(
+        401,
+        "MISSING_HEADERS (no key) or AUTHENTICATION_FAILED (an unknown or revoked key, or "
+        "two different credentials in Authorization and X-Relay-Key).",
+    ),
+    _Failure(404, "INVALID_PARAMETERS: no such path (any method).", on_event_paths=False),
+    _Failure(
+        405,
+        "INVALID_PARAMETERS: an event path takes POST only.",
+        headers={"Allow": {"required": True, "schema": {"const": "POST"}}},
+        on_event_paths=False,
+    ),
+    _Failure(
+        408,
+        "INVALID_PARAMETERS: the body did not arrive within RELAY_BODY_TIMEOUT_S; the "
+        "connection is closed.",
+    ),
+    _Failure(
+        413,
+        "INVALID_PARAMETERS: the body is over RELAY_MAX_BODY_BYTES (64 KiB by default), as "
+        "sent or once decoded.",
+    ),
+    _Failure(
+        415,
+        "INVALID_PARAMETERS: the body is not application/json, or its Content-Encoding is "
+        "not one of gzip, deflate, br, zstd or identity.",
+    ),
+    _Failure(
+        429,
+        "SERVICE_UNAVAILABLE: over the key's inbound limit; nothing was written.",
+        _RETRY_AFTER,
+    ),
+    _Failure(500, "INTERNAL_ERROR: a fault of the relay's own; nothing was written."),
+    _Failure(
+        503,
+        "SERVICE_UNAVAILABLE: not made durable (Kafka, the in-flight bound, or an answer "
+        "the upstream could not give in time); nothing was written: send it again.",
+        _RETRY_AFTER,
+    ),
+)
 
 
 def _digits_up_to(bound: int) -> str:
@@ -44,10 +135,21 @@ def _digits_up_to(bound: int) -> str:
     return f"^({shorter}|{'|'.join(same_length)})$"
 
 
+def _any_case(*words: str) -> str:
+    """A pattern for ``words`` in any ASCII letter case (the relay folds case)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    return f"^({'|'.join(spelled)})$"
+
+
 def _schema(field: Field) -> dict[str, Any]:
     kind = field.kind
     if kind in (Kind.CLIENT_ID, Kind.TEXT):
-        return {"type": "string", "minLength": field.min_length, "maxLength": field.max_length}
+        return {
+            "type": "string",
+            "minLength": field.min_length,
+            "maxLength": field.max_length,
+            "pattern": f"^[^{TEXT_REFUSED_CHARACTERS}]*$",
+        }
     if kind is Kind.INTEGER:
         return {
             "oneOf": [
@@ -61,46 +163,59 @@ def _schema(field: Field) -> dict[str, Any]:
         return {
             "oneOf": [
                 {"type": "boolean"},
-                {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
+                {"type": "string", "pattern": _any_case("true", "false")},
             ]
         }
     if kind is Kind.METHOD:
-        return {"type": "string", "enum": list(METHODS), "description": "Any letter case."}
+        return {"type": "string", "pattern": _any_case(*METHODS), "description": "Any letter case."}
     if kind is Kind.TIMESTAMP:
-        return {"type": "string", "format": "date-time", "maxLength": MAX_TIMESTAMP_LENGTH}
+        return {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIMESTAMP_PATTERN,
+            "maxLength": MAX_TIMESTAMP_LENGTH,
+        }
     return {"type": "string", "pattern": "^[A-Za-z]{2}$"}  # Kind.COUNTRY
 
 
-def _body(event_type: EventType) -> dict[str, Any]:
+def _body(event_type: EventType, reject_unknown: bool) -> dict[str, Any]:
     properties = {}
     for field in event_type.fields:
         schema = _schema(field)
+        if not field.required:  # null is taken as absent
+            schema = {"anyOf": [schema, {"type": "null"}]}
         if field.description:
             schema["description"] = field.description
         properties[field.name] = schema
-    return {
+    body: dict[str, Any] = {
         "type": "object",
         "properties": properties,
         "required": [field.name for field in event_type.fields if field.required],
-        "description": "Fields not listed are dropped (or refused with "
-        "RELAY_REJECT_UNKNOWN_FIELDS=true).",
+        "additionalProperties": not reject_unknown,
+        "description": "Fields not listed are refused (RELAY_REJECT_UNKNOWN_FIELDS)."
+        if reject_unknown
+        else "Fields not listed are dropped.",
     }
+    names = {field.name for field in event_type.fields}
+    if {"method", "timestamp"} <= names:
+        others = [method for method in METHODS if method != METHOD_NEEDING_TIMESTAMP]
+        body["anyOf"] = [
+            {"properties": {"method": {"pattern": _any_case(*others)}}},
+            {"required": ["timestamp"], "properties": {"timestamp": {"type": "string"}}},
+        ]
+    return body
 
 
-def _failure(description: str, retry_after: bool = False) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _FAILURE}},
+def _success(event_type: EventType) -> dict[str, Any]:
+    event_id = {
+        EVENT_ID_HEADER: {
+            "required": True,
+            "description": "The event's id (a UUIDv7), as the upstream receives it.",
+            "schema": {"type": "string", "format": "uuid"},
+        }
     }
-    if retry_after:
-        answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
-    return answer
-
-
-def _operation(event_type: EventType) -> dict[str, Any]:
-    event_id = {"X-Relay-Event-Id": {"schema": {"type": "string", "format": "uuid"}}}
     if event_type.answer is Answer.APP_ID:
-        accepted = {
+        return {
             "200": {
                 "description": "Durable on Kafka; the tenant's appId.",
                 "headers": event_id,
@@ -115,55 +230,95 @@ def _operation(event_type: EventType) -> dict[str, Any]:
                 },
             }
         }
-    else:
-        accepted = {"204": {"description": "Durable on Kafka.", "headers": event_id}}
-    if event_type.name == "play":
-        accepted["200"] = _failure("The clip is known not playable (NO_STREAMING_RIGHTS).")
-    return {
+    accepted = {"204": {"description": "Durable on Kafka.", "headers": event_id}}
+    if event_type.rights_checked:
+        accepted["200"] = {
+            "description": "NO_STREAMING_RIGHTS: the clip is known not playable; stop playback. "
+            "Nothing was written.",
+            "content": {"application/json": {"schema": _FAILURE}},
+        }
+    return accepted
+
+
+def _operation(event_type: EventType, reject_unknown: bool) -> dict[str, Any]:
+    operation: dict[str, Any] = {
         "summary": event_type.description,
         "operationId": event_type.name.replace("-", "_"),
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _body(event_type)}},
+            "content": {"application/json": {"schema": _body(event_type, reject_unknown)}},
         },
         "responses": {
-            **accepted,
-            "400": _failure(
-                "VALIDATION_ERROR or INVALID_PARAMETERS, errorData.field names it (a body "
-                "that is not what its Content-Encoding says: Content-Encoding)."
-            ),
-            "401": _failure(
-                "MISSING_HEADERS or AUTHENTICATION_FAILED (also for two different keys in "
-                "Authorization and X-Relay-Key)."
-            ),
-            "413": _failure("The body is over the limit, as sent or once decoded."),
-            "415": _failure(
-                "The body is not application/json, or its Content-Encoding is not one of "
-                "gzip, deflate, br, zstd or identity."
-            ),
-            "429": _failure("Over the key's inbound limit.", retry_after=True),
-            "503": _failure("Not durable: retry after Retry-After.", retry_after=True),
+            **_success(event_type),
+            **{
+                str(failure.status): {"$ref": f"#/components/responses/{failure.status}"}
+                for failure in _FAILURES
+                if failure.on_event_paths
+            },
         },
     }
+    if _HEADERS:
+        operation["parameters"] = [
+            {"$ref": f"#/components/parameters/{header.name}"} for header in _HEADERS
+        ]
+    return operation
 
 
-def openapi(server_url: str = "http://127.0.0.1:8080") -> dict[str, Any]:
+def _response(failure: _Failure) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": failure.description,
+        "content": {"application/json": {"schema": _FAILURE}},
+    }
+    if failure.headers:
+        response["headers"] = failure.headers
+    return response
+
+
+def openapi(
+    server_url: str = "http://127.0.0.1:8080", *, reject_unknown: bool = False
+) -> dict[str, Any]:
+    """The document; ``reject_unknown`` is RELAY_REJECT_UNKNOWN_FIELDS."""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "relay: the Clips API event tracking front door",
             "version": __version__,
             "description": "The upstream's own event endpoints; a 2xx means the event is "
-            "durable and will reach the upstream.",
+            "durable and will reach the upstream. Every refusal is the upstream's failure "
+            "envelope (components.responses): other paths answer 404, other methods on an "
+            "event path 405.",
         },
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}, {"relayKey": []}],
-        "paths": {event_type.path: {"post": _operation(event_type)} for event_type in EVENT_TYPES},
+        "paths": {
+            event_type.path: {"post": _operation(event_type, reject_unknown)}
+            for event_type in EVENT_TYPES
+        },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "relayKey": {"type": "apiKey", "in": "header", "name": "X-Relay-Key"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The relay key as Authorization: Bearer <key>.",
+                },
+                "relayKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Relay-Key",
+                    "description": "The relay key; never a different one from Authorization.",
+                },
             },
+            "parameters": {
+                header.name: {
+                    "name": header.name,
+                    "in": "header",
+                    "required": False,
+                    "description": header.description,
+                    "schema": header.schema,
+                }
+                for header in _HEADERS
+            },
+            "responses": {str(failure.status): _response(failure) for failure in _FAILURES},
             "schemas": {
                 "Failure": {
                     "type": "object",

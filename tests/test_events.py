@@ -164,8 +164,11 @@ def test_both_spellings_normalise(name: str, field: str, given: Any, expected: A
         ("play", "timestamp", "2024-13-26T10:01:00Z"),
         ("play", "timestamp", 1729936860),
         ("play", "timestamp", ""),
-        ("play", "timestamp", "1999-12-31T23:59:59Z"),
-        ("play", "timestamp", "2026-11-27T12:00:00.251Z"),  # a day and a millisecond ahead
+        ("play", "timestamp", "2024-10-26 10:01:00Z"),  # RFC 3339 only: no space for T
+        ("play", "timestamp", "2024-10-26T10:01:00z"),
+        ("play", "timestamp", "20241026T100100Z"),
+        ("play", "timestamp", "2024-02-30T10:01:00Z"),
+        ("play", "timestamp", "2024-12-31T23:59:60Z"),
         ("play", "timestamp", "2024-10-26T10:01:00Z" + " " * 60),
         ("play", "clientId", ""),
         ("play", "clientId", "c" * 7),
@@ -222,6 +225,26 @@ def test_a_missing_timestamp_is_stamped_with_the_receive_time(name: str) -> None
     assert result.timestamp_stamped
     assert result.body["timestamp"] == "2026-11-26T12:00:00.250Z"
     assert not normalise(BY_NAME[name], VALID[name], RECEIVED).timestamp_stamped
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "1999-12-31T23:59:59Z",
+        "1970-01-01T00:00:00Z",  # a device clock reset
+        "0001-01-01T00:00:00+01:00",
+        "2026-11-27T12:00:00.251Z",  # a day and a millisecond ahead
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_a_timestamp_from_a_wrong_clock_is_stamped_with_the_receive_time(timestamp: str) -> None:
+    result = normalise(BY_NAME["play"], {**VALID["play"], "timestamp": timestamp}, RECEIVED)
+    assert result.timestamp_stamped
+    assert result.body["timestamp"] == "2026-11-26T12:00:00.250Z"
+    at_edge = normalise(
+        BY_NAME["play"], {**VALID["play"], "timestamp": "2026-11-27T12:00:00.250Z"}, RECEIVED
+    )
+    assert not at_edge.timestamp_stamped
 
 
 @pytest.mark.parametrize("name", ["play", "add"])

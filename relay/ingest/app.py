@@ -100,7 +100,7 @@ def make_app(
         )
     if admin_routes:
         _add_admin_routes(app)
-    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/openapi.json", _openapi(settings))
     app.router.add_route("*", "/{tail:.*}", _counted(responder, clock, _not_found, "other"))
 
     if manage_producer:
@@ -167,8 +167,16 @@ _PATHS = (
 )
 
 
-async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi(f"{request.scheme}://{request.host}"))
+def _openapi(settings: Settings) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def document(request: web.Request) -> web.Response:
+        return web.json_response(
+            openapi(
+                f"{request.scheme}://{request.host}",
+                reject_unknown=settings.reject_unknown_fields,
+            )
+        )
+
+    return document
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -61,9 +61,11 @@ class Gate:
         if self._open_tenant is not None:
             return self._open_tenant
         key = request.headers.get(KEY_HEADER)
-        authorization = request.headers.get("Authorization", "")
-        if authorization[:7].lower() == "bearer ":
-            bearer = authorization[7:].strip()
+        # "Bearer" alone is a Bearer credential too (an empty one): header values
+        # arrive without trailing blanks, so "Bearer " is read as "Bearer".
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            bearer = credentials.strip()
             if key is None:
                 key = bearer
             elif bearer != key:

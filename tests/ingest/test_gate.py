@@ -210,3 +210,19 @@ async def test_the_same_key_in_both_headers_is_one_key(
     assert (await play(client, {"Authorization": "Basic abc", "X-Relay-Key": keys["b"]}))[0] == 204
     assert len(producer.records["g.alpha.play"]) == 1
     assert len(producer.records["g.beta.play"]) == 1
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "bearer   ", "BEARER\t"])
+async def test_an_empty_bearer_beside_a_valid_key_fails_authentication(
+    gated: tuple[Client, MemoryProducer], keys: dict[str, str], authorization: str
+) -> None:
+    """Found by Schemathesis (ignored_auth): "Authorization: Bearer " reaches the app as
+    "Bearer" (header values lose trailing blanks), was not read as a Bearer credential,
+    and a valid X-Relay-Key beside it got 204. An empty Bearer is a second, different
+    credential; alone, it is no key at all."""
+    client, producer = gated
+    status, body = await play(client, {"Authorization": authorization, "X-Relay-Key": keys["a"]})
+    assert (status, body["failureCode"]) == (401, "AUTHENTICATION_FAILED")  # type: ignore[index]
+    status, body = await play(client, {"Authorization": authorization})
+    assert (status, body["failureCode"]) == (401, "MISSING_HEADERS")  # type: ignore[index]
+    assert not producer.records
