@@ -76,6 +76,10 @@ class Facts:
     def for_settings(cls, settings: Settings, clock: Clock | None = None) -> Facts:
         return cls(settings.rights_cache_max, settings.rights_max_age_s, clock)
 
+    @property
+    def max_age_s(self) -> float:
+        return self._max_age_s
+
     def size(self) -> int:
         return len(self._rights)
 

@@ -119,7 +119,7 @@ class Forwarder:
             clock=clock,
             max_age_s=settings.retry_max_age_s,
         )
-        self.facts = Facts()
+        self.facts = Facts.for_settings(settings, clock)
         self.publisher = FactPublisher(settings, clock)
         self.learner = Learner(
             self.facts,
