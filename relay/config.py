@@ -155,6 +155,45 @@ class Settings:
         "RELAY_UPSTREAM_ANSWER_TIMEOUT_S",
         "Bound on asking the upstream while a client waits (appId, fail-closed rights).",
     )
+    app_id_learning_window_s: float = _setting(
+        300.0,
+        "RELAY_APP_ID_LEARNING_WINDOW_S",
+        "How long ingest remembers the /app-start it delivered to learn the appId: a retry "
+        "of that event within it gets the same answer and is neither delivered nor written "
+        "again.",
+    )
+    rights_batch_max: int = _setting(
+        100, "RELAY_RIGHTS_BATCH_MAX", "Most clip ids ingest puts to one /music-check call."
+    )
+    rights_batch_wait_s: float = _setting(
+        0.05,
+        "RELAY_RIGHTS_BATCH_WAIT_S",
+        "How long an unknown clip waits for others to share its /music-check call.",
+    )
+    rights_cache_max: int = _setting(
+        200_000,
+        "RELAY_RIGHTS_CACHE_MAX",
+        "Most clip rights a process keeps; the oldest learned are dropped beyond (and asked "
+        "again when played).",
+    )
+    rights_max_age_s: float = _setting(
+        86400.0,
+        "RELAY_RIGHTS_MAX_AGE_S",
+        "Rights facts older than this are ignored (asked again) and deleted from the facts "
+        "topic; forward re-publishes those it re-checks before half of it passed.",
+    )
+    ingest_upstream_rps: float = _setting(
+        5.0,
+        "RELAY_INGEST_UPSTREAM_RPS",
+        "Upstream calls/s one ingest process may make per credential (/music-check, "
+        "/app-start learning); over it ingest answers as when it cannot ask. 0: none.",
+    )
+    ingest_max_processes: int = _setting(
+        1,
+        "RELAY_INGEST_MAX_PROCESSES",
+        "The most ingest processes the deployment runs (HPA maxReplicas x workers): forward "
+        "leaves RELAY_INGEST_UPSTREAM_RPS times this of each credential's budget to ingest.",
+    )
     rights_check_s: float = _setting(
         300.0, "RELAY_RIGHTS_CHECK_S", "How often forward re-checks recently played clips."
     )
@@ -359,6 +398,12 @@ class Settings:
             "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
             "RELAY_COMMIT_EVERY_EVENTS": self.commit_every_events,
             "RELAY_BACKLOG_PROBE_S": self.backlog_probe_s,
+            "RELAY_APP_ID_LEARNING_WINDOW_S": self.app_id_learning_window_s,
+            "RELAY_RIGHTS_BATCH_MAX": self.rights_batch_max,
+            "RELAY_RIGHTS_BATCH_WAIT_S": self.rights_batch_wait_s,
+            "RELAY_RIGHTS_CACHE_MAX": self.rights_cache_max,
+            "RELAY_RIGHTS_MAX_AGE_S": self.rights_max_age_s,
+            "RELAY_INGEST_MAX_PROCESSES": self.ingest_max_processes,
         }
         for env, value in positive.items():
             if value <= 0:
@@ -415,6 +460,7 @@ class Settings:
             raise ConfigError("RELAY_KAFKA_KEY_FILE needs RELAY_KAFKA_CERT_FILE")
         for env, value in {
             "RELAY_UPSTREAM_BUDGET_RPS": self.upstream_budget_rps,
+            "RELAY_INGEST_UPSTREAM_RPS": self.ingest_upstream_rps,
             "RELAY_RETRY_MAX_ATTEMPTS": self.retry_max_attempts,
             "RELAY_RETRY_MAX_AGE_S": self.retry_max_age_s,
             "RELAY_FORWARD_DRAIN_S": self.forward_drain_s,

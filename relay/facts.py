@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from relay.clock import Clock
+from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
 from relay.kafka.consumer import TopicPartition
@@ -44,21 +45,78 @@ class Rights:
 
 
 class Facts:
-    """What this process knows. Reads never block and never fail."""
+    """What this process knows. Reads never block and never fail.
 
-    def __init__(self) -> None:
-        self._rights: dict[tuple[str, int], Rights] = {}
+    Rights are ordered by the time they were learned (``learnedAt``, the learner's
+    wall clock): an older fact never replaces a newer one, whatever order the topic
+    or a local check delivers them in. They are bounded: at most ``max_rights`` (the
+    oldest learned dropped first) and none older than ``max_age_s`` (ignored when
+    read, and dropped); a dropped fact is asked again, as an unknown clip is."""
+
+    def __init__(
+        self,
+        max_rights: int = 200_000,
+        max_age_s: float = 86400.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self._max_rights = max_rights
+        self._max_age_s = max_age_s
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        # In the order learned (re-learning moves a fact to the end): the front is the
+        # oldest, the first to drop.
+        self._rights: OrderedDict[tuple[str, int], Rights] = OrderedDict()
         self._app_ids: dict[str, int] = {}
         self.changed = asyncio.Event()
+        # The topic was read to the end it had when reading started (readiness).
+        self.loaded = False
+        # The reader is following the topic; False once it failed, until it is back.
+        self.reader_up = True
+
+    @classmethod
+    def for_settings(cls, settings: Settings, clock: Clock | None = None) -> Facts:
+        return cls(settings.rights_cache_max, settings.rights_max_age_s, clock)
+
+    @property
+    def max_age_s(self) -> float:
+        return self._max_age_s
+
+    def size(self) -> int:
+        return len(self._rights)
 
     def rights(self, tenant: str, clip_id: int) -> Rights | None:
-        return self._rights.get((tenant, clip_id))
+        known = self._rights.get((tenant, clip_id))
+        if known is not None and self._too_old(known):
+            del self._rights[(tenant, clip_id)]
+            return None
+        return known
 
     def app_id(self, tenant: str) -> int | None:
         return self._app_ids.get(tenant)
 
     def denied_clips(self, tenant: str) -> list[int]:
-        return [c for (t, c), r in self._rights.items() if t == tenant and not r.playable]
+        return [
+            c
+            for (t, c), r in self._rights.items()
+            if t == tenant and not r.playable and not self._too_old(r)
+        ]
+
+    def learn(self, tenant: str, clip_id: int, rights: Rights) -> bool:
+        """Keep ``rights`` unless a newer fact of the clip is known or it is too old
+        already; True when kept."""
+        key = (tenant, clip_id)
+        known = self._rights.get(key)
+        if known is not None and known.learned_at > rights.learned_at:
+            return False
+        if self._too_old(rights):
+            return False
+        self._rights[key] = rights
+        self._rights.move_to_end(key)
+        while len(self._rights) > self._max_rights:
+            self._rights.popitem(last=False)
+        return True
+
+    def _too_old(self, rights: Rights) -> bool:
+        return self._clock.wall() - rights.learned_at >= self._max_age_s
 
     def apply(self, key: bytes, value: bytes | None) -> None:
         """Take one record of the facts topic; unreadable records are skipped."""
@@ -67,15 +125,17 @@ class Facts:
             data: Any = orjson.loads(value) if value else None
             if kind == "rights":
                 tenant, _, clip = rest.rpartition(":")
-                if data is None:
+                if data is None:  # a tombstone
                     self._rights.pop((tenant, int(clip)), None)
                 else:
-                    self._rights[(tenant, int(clip))] = Rights(
+                    rights = Rights(
                         bool(data["playable"]),
                         data.get("failureCode"),
                         data.get("message"),
                         float(data["learnedAt"]),
                     )
+                    if not self.learn(tenant, int(clip), rights):
+                        return
             elif kind == "appId" and data is not None:
                 self._app_ids[rest] = int(data["appId"])
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
@@ -84,7 +144,8 @@ class Facts:
         self.changed.set()
 
     async def follow(self, settings: Settings, stop: asyncio.Event) -> None:
-        """Read the facts topic from its start, then keep up with it until ``stop``.
+        """Read the facts topic from its start, then keep up with it until ``stop``;
+        ``loaded`` turns True once the records present at the start were read.
 
         Survives broker outages (the client reconnects). Raises ``KafkaUnavailable``
         when no broker answers at the start."""
@@ -93,7 +154,11 @@ class Facts:
         async with reader:
             reader.assign([only])
             await reader.seek_to_beginning([only])
+            end = (await reader.end_offsets([only]))[only]
+            self.reader_up = True
             while not stop.is_set():
+                if not self.loaded and await reader.position(only) >= end:
+                    self.loaded = True
                 batch = await reader.fetch([], timeout_s=0.2)
                 for records in batch.values():
                     for record in records:
@@ -142,7 +207,11 @@ class FactPublisher:
 
 async def create_facts_topic(settings: Settings) -> TopicCheck:
     """Create the facts topic if missing (one partition: ``Facts.follow`` reads
-    partition 0; compacted: the latest value of each fact is the state), replicated
-    and checked as every topic of the relay (relay/topics.py)."""
-    spec = TopicSpec(facts_topic(settings), 1, {"cleanup.policy": "compact"})
+    partition 0; compacted: the latest value of each fact is the state; deleted after
+    RELAY_RIGHTS_MAX_AGE_S, when readers ignore a fact anyway, so that clips asked
+    about once do not keep the topic growing), replicated and checked as every topic
+    of the relay (relay/topics.py). An existing topic keeps its configs."""
+    retention_ms = str(int(settings.rights_max_age_s * 1000))
+    configs = {"cleanup.policy": "compact,delete", "retention.ms": retention_ms}
+    spec = TopicSpec(facts_topic(settings), 1, configs)
     return await ensure_topics(settings, [spec])

@@ -33,6 +33,7 @@ __all__ = [
     "OUTCOMES",
     "PAUSE_REASONS",
     "STATUS_CLASSES",
+    "UPSTREAM_CALL_OUTCOMES",
     "ForwardMetrics",
     "IngestMetrics",
     "code_label",
@@ -123,6 +124,13 @@ def _topic_under_replicated(registry: CollectorRegistry) -> Gauge:
     )
 
 
+# What ingest's own upstream calls can come to (relay_ingest_upstream_calls_total).
+UPSTREAM_CALL_OUTCOMES = {
+    "music_check": ("ok", "failed", "timeout", "throttled"),
+    "app_start": ("ok", "refused", "failed", "throttled"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class IngestMetrics:
     requests: Counter
@@ -134,12 +142,48 @@ class IngestMetrics:
     unknown_fields_dropped: Counter
     kafka_ready: Gauge
     rights_refusals: Counter
+    upstream_calls: Counter
+    rights_check_clips: Histogram
+    rights_cache_size: Gauge
+    facts_reader_up: Gauge
+    facts_reader_failures: Counter
     topic_under_replicated: Gauge
     build_info: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
         metrics = cls(
+            upstream_calls=Counter(
+                "relay_ingest_upstream_calls_total",
+                "Calls ingest makes to the upstream itself, by kind (music_check: a batched "
+                "rights check; app_start: the delivery that teaches the appId) and outcome "
+                "(ok, refused, failed, timeout; throttled: not made, over "
+                "RELAY_INGEST_UPSTREAM_RPS).",
+                ["kind", "outcome"],
+                registry=registry,
+            ),
+            rights_check_clips=Histogram(
+                "relay_ingest_rights_check_clips",
+                "Clip ids per /music-check call ingest makes.",
+                buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+                registry=registry,
+            ),
+            rights_cache_size=Gauge(
+                "relay_rights_cache_size",
+                "Clip rights this ingest process knows (bounded by RELAY_RIGHTS_CACHE_MAX).",
+                registry=registry,
+            ),
+            facts_reader_up=Gauge(
+                "relay_facts_reader_up",
+                "1 while ingest's facts reader follows the facts topic, 0 after it failed "
+                "(until it reads again).",
+                registry=registry,
+            ),
+            facts_reader_failures=Counter(
+                "relay_facts_reader_failures_total",
+                "Times ingest's facts reader failed (and was started again).",
+                registry=registry,
+            ),
             rights_refusals=Counter(
                 "relay_ingest_rights_refusals_total",
                 "Plays answered NO_STREAMING_RIGHTS and not forwarded, by how it was known "
@@ -204,6 +248,9 @@ class IngestMetrics:
     def _initialise(self, tenants: Iterable[str]) -> None:
         for source in ("known", "checked"):
             self.rights_refusals.labels(source)
+        for kind, outcomes in UPSTREAM_CALL_OUTCOMES.items():
+            for outcome in outcomes:
+                self.upstream_calls.labels(kind, outcome)
         for event_type in EVENT_TYPES:
             self.produce_seconds.labels(event_type.name)
             self.produce_failures.labels(event_type.name)

@@ -10,9 +10,10 @@ what tells a stuck event (others get through) from an outage (nothing does).
 from __future__ import annotations
 
 from relay.clock import Clock
+from relay.config import ConfigError, Settings
 from relay.ratelimit import Budget
 
-__all__ = ["DELIVERING_WITHIN_S", "Credential"]
+__all__ = ["DELIVERING_WITHIN_S", "Credential", "ingest_reserve"]
 
 # "Other events are being delivered": one was, within this long. Longer than the
 # longest retry delay (RELAY_RETRY_CAP_S, 30 s by default), so a stuck event sees at
@@ -20,12 +21,30 @@ __all__ = ["DELIVERING_WITHIN_S", "Credential"]
 DELIVERING_WITHIN_S = 60.0
 
 
+def ingest_reserve(settings: Settings) -> float:
+    """What forward leaves free of every credential's budget for ingest's own calls
+    (relay/ingest/upstream_budget.py): each ingest process's rate times the most
+    ingest processes the deployment runs."""
+    return settings.ingest_upstream_rps * settings.ingest_max_processes
+
+
 class Credential:
-    def __init__(self, name: str, budget_rps: float, clock: Clock) -> None:
-        """``budget_rps``: the whole credential's requests/s, all workers together;
-        0 or less: unlimited."""
+    def __init__(
+        self, name: str, budget_rps: float, clock: Clock, reserved_rps: float = 0.0
+    ) -> None:
+        """``budget_rps``: the whole credential's requests/s, all workers together and
+        ingest included; 0 or less: unlimited. ``reserved_rps``: the part ingest may use
+        (``ingest_reserve``), which forward's workers leave free. Raises ``ConfigError``
+        when nothing would be left for forward."""
+        if 0 < budget_rps <= reserved_rps:
+            raise ConfigError(
+                f"the upstream budget of {name!r} ({budget_rps:g}/s) leaves nothing for forward "
+                f"beside ingest's {reserved_rps:g}/s (RELAY_INGEST_UPSTREAM_RPS x "
+                "RELAY_INGEST_MAX_PROCESSES): raise the budget or lower those"
+            )
         self.name = name
         self.budget_rps = budget_rps
+        self.reserved_rps = reserved_rps
         self.tenants: list[str] = []
         self.budget = Budget(None, clock)  # unknown until this worker's share is computed
         self._clock = clock
@@ -67,4 +86,4 @@ class Credential:
             return float("inf")
         if total <= 0:  # counts unknown: crawl rather than risk going over
             return 1.0
-        return self.budget_rps * min(1.0, mine / total)
+        return (self.budget_rps - self.reserved_rps) * min(1.0, mine / total)

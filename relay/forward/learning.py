@@ -117,7 +117,13 @@ class Learner:
                 known = self._facts.rights(tenant, clip_id)
                 if known is None and playable:
                     continue  # unknown means playable: nothing to say
-                if known is None or known.playable != playable:
+                # A fact past half its age is said again, so that readers, which drop
+                # facts at RELAY_RIGHTS_MAX_AGE_S, keep the ones still true.
+                if (
+                    known is None
+                    or known.playable != playable
+                    or self._clock.wall() - known.learned_at > self._facts.max_age_s / 2
+                ):
                     code = None if playable else "NO_STREAMING_RIGHTS"
                     await self._publisher.rights(tenant, clip_id, playable, code, None)
 

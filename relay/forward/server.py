@@ -29,7 +29,7 @@ from relay.config import Settings
 from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.forward.backlog import BacklogProbe
-from relay.forward.credential import Credential
+from relay.forward.credential import Credential, ingest_reserve
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
@@ -93,7 +93,7 @@ class Forwarder:
             self.clients[name] = client
             credential = credentials.setdefault(
                 configured.upstream_token,
-                Credential(name, configured.upstream_budget_rps, clock),
+                Credential(name, configured.upstream_budget_rps, clock, ingest_reserve(settings)),
             )
             credential.tenants.append(name)
             self.tenants[name] = Tenant(
@@ -119,7 +119,7 @@ class Forwarder:
             clock=clock,
             max_age_s=settings.retry_max_age_s,
         )
-        self.facts = Facts()
+        self.facts = Facts.for_settings(settings, clock)
         self.publisher = FactPublisher(settings, clock)
         self.learner = Learner(
             self.facts,

@@ -21,6 +21,7 @@ from relay.ingest.answers import Answers
 from relay.ingest.cors import Cors
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.openapi import openapi
@@ -28,11 +29,13 @@ from relay.tenants import Tenants, load_tenants
 from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient
 
-__all__ = ["PRODUCER", "SHUTTING_DOWN", "make_admin_app", "make_app"]
+__all__ = ["FACTS", "INGEST_METRICS", "PRODUCER", "SHUTTING_DOWN", "make_admin_app", "make_app"]
 
 PRODUCER = web.AppKey("producer", Producer)
+FACTS = web.AppKey("facts", Facts)
 SHUTTING_DOWN = web.AppKey("shutting_down", list[bool])
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
+INGEST_METRICS = web.AppKey("ingest_metrics", IngestMetrics)
 
 
 def make_app(
@@ -61,18 +64,18 @@ def make_app(
     app[_REGISTRY] = registry
     tenants = tenants if tenants is not None else load_tenants(settings)
     metrics = IngestMetrics.create(registry, list(tenants.by_name))
+    app[INGEST_METRICS] = metrics
     metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
     if topic_check is not None:
         topic_check.record(metrics.topic_under_replicated)
     gate = Gate(tenants, clock)
-    # Without facts or an upstream to ask (tests, mostly): configured appIds only.
-    answers = Answers(
-        settings,
-        facts if facts is not None else Facts(),
-        upstream or {},
-        publisher,
-        metrics.rights_refusals,
-    )
+    if facts is None:  # nothing to read (tests, mostly): configured appIds only
+        facts = Facts.for_settings(settings, clock)
+        facts.loaded = True
+    app[FACTS] = facts
+    metrics.rights_cache_size.set_function(lambda: float(facts.size()))
+    rates = rates_by_tenant(tenants.by_name, settings.ingest_upstream_rps, clock)
+    answers = Answers(settings, facts, upstream or {}, rates, publisher, producer, metrics, clock)
     in_flight = InFlight(settings.max_in_flight, metrics)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
@@ -115,6 +118,7 @@ def make_admin_app(front_door: web.Application) -> web.Application:
     admin[PRODUCER] = front_door[PRODUCER]
     admin[SHUTTING_DOWN] = front_door[SHUTTING_DOWN]
     admin[_REGISTRY] = front_door[_REGISTRY]
+    admin[FACTS] = front_door[FACTS]
     _add_admin_routes(admin)
     return admin
 
@@ -188,6 +192,8 @@ async def _readyz(request: web.Request) -> web.Response:
         return web.json_response({"ready": False, "reason": "shutting down"}, status=503)
     if not request.app[PRODUCER].ready:
         return web.json_response({"ready": False, "reason": "Kafka unreachable"}, status=503)
+    if not request.app[FACTS].loaded:  # /play would answer without the rights known
+        return web.json_response({"ready": False, "reason": "facts not read yet"}, status=503)
     return web.json_response({"ready": True})
 
 

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.envelope import DELIVERED_HEADER, Envelope, new_event_id
+from relay.envelope import Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable, UndecodableBody
 from relay.events import Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
@@ -237,35 +237,31 @@ class EventHandler:
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
         )
-        headers = envelope.headers()
-        app_id: int | None = None
-        delivered = False
+        app_answer: bytes | None = None
         if self._type.answer is Answer.APP_ID:
-            app_id = self._answers.app_id(tenant)
-            if app_id is None:
-                learned = await self._answers.learn_app_id(
-                    tenant, self._type.path, orjson.dumps(event.body), envelope.id
-                )
-                if isinstance(learned, web.Response):
-                    return learned
-                app_id, delivered = learned.app_id, learned.delivered
-                if delivered:
-                    headers.append(DELIVERED_HEADER)
+            answered = await self._answers.app_start(
+                tenant, self._type.path, envelope, self._topics[tenant.name]
+            )
+            if isinstance(answered, web.Response):
+                return answered
+            if answered.event_id is not None:  # delivered to learn the appId, and written
+                return self._app_id_answer(answered.body, answered.event_id)
+            app_answer = answered.body
         if not self._in_flight.try_enter():
             return self._refuse(_BUSY)
         produce_started = self._clock.monotonic()
         try:
             await self._producer.send(
-                Record(self._topics[tenant.name], envelope.key, envelope.encode(), tuple(headers)),
+                Record(
+                    self._topics[tenant.name],
+                    envelope.key,
+                    envelope.encode(),
+                    tuple(envelope.headers()),
+                ),
                 settings.produce_timeout_s,
             )
         except KafkaUnavailable as exc:
             self._produce_failures.inc()
-            if delivered:  # it reached the upstream, which is what a 2xx promises
-                log.warning(
-                    "an app-start delivered upstream is not on Kafka", extra={"id": envelope.id}
-                )
-                return self._app_id_answer(app_id, envelope.id)
             return failure_response(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -276,15 +272,15 @@ class EventHandler:
             self._in_flight.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
-        if app_id is not None:
-            return self._app_id_answer(app_id, envelope.id)
+        if app_answer is not None:
+            return self._app_id_answer(app_answer, envelope.id)
         return web.Response(status=204, headers={EVENT_ID_HEADER: envelope.id})
 
     @staticmethod
-    def _app_id_answer(app_id: int | None, event_id: str) -> web.Response:
+    def _app_id_answer(body: bytes, event_id: str) -> web.Response:
         return web.Response(
             status=200,
-            body=orjson.dumps({"appId": app_id}),
+            body=body,
             content_type="application/json",
             headers={EVENT_ID_HEADER: event_id},
         )

@@ -10,7 +10,7 @@ Shutdown order at SIGTERM or SIGINT:
 4. requests in flight finish, bounded by RELAY_SHUTDOWN_TIMEOUT_S: each either
    got Kafka's acknowledgement and its 2xx, or its 503;
 5. the producer flushes and closes (the app's cleanup context, run last by aiohttp);
-6. the admin port (RELAY_ADMIN_PORT, when set) closes, the facts follower stops, the
+6. the admin port (RELAY_ADMIN_PORT, when set) closes, the facts reader stops, the
    fact publisher and the upstream session close;
 7. the process exits 0.
 """
@@ -31,7 +31,8 @@ from relay.clock import SystemClock
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
-from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
+from relay.ingest.app import INGEST_METRICS, SHUTTING_DOWN, make_admin_app, make_app
+from relay.ingest.facts_reader import FactsReader
 from relay.ingest.slow_clients import GuardedAppRunner
 from relay.kafka.options import producer_options
 from relay.kafka.producer import KafkaProducer
@@ -102,11 +103,9 @@ async def serve(settings: Settings) -> None:
         )
         for name, tenant in tenants.by_name.items()
     }
-    facts = Facts()
+    facts = Facts.for_settings(settings, clock)
     publisher = FactPublisher(settings, clock)
     await publisher.start()
-    stop_facts = asyncio.Event()
-    follower = asyncio.create_task(facts.follow(settings, stop_facts), name="facts")
     app = make_app(
         settings,
         producer,
@@ -118,6 +117,11 @@ async def serve(settings: Settings) -> None:
         admin_routes=settings.admin_port is None,
         topic_check=checked,
     )
+    # Readiness waits for the facts read to their end; a failing reader is reported
+    # and read again while ingest serves what it knows (relay/ingest/facts_reader.py).
+    stop_facts = asyncio.Event()
+    reader = FactsReader(facts, settings, app[INGEST_METRICS], clock)
+    follower = asyncio.create_task(reader.run(stop_facts), name="facts")
     runner = runner_for(app, settings)
     admin_runner: web.AppRunner | None = None
     try:

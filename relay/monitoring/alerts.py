@@ -97,6 +97,17 @@ def _ingest(t: Thresholds) -> list[Rule]:
             "or the in-flight bound is reached, 500 for a bug of the relay. Clients retry "
             "after Retry-After; events they give up on are lost.",
         ),
+        _alert(
+            "RelayFactsReaderDown",
+            f"count by (job) (relay_facts_reader_up{{{INGEST}}} == 0) > 0",
+            t.kafka_unavailable_for,
+            "ticket",
+            summary="Ingest's facts reader has failed",
+            description=f"{VALUE} ingest instance(s) have not followed the facts topic for "
+            f"{t.kafka_unavailable_for}: they answer /play from the rights they knew "
+            "(new denials are not seen; under RELAY_RIGHTS_UNKNOWN=deny unknown clips get "
+            "503) and restart the reader with a backoff.",
+        ),
     ]
 
 

@@ -213,6 +213,40 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             *_quantiles("relay_ingest_produce_seconds", f'{INGEST}, type=~"$type"'),
         ),
         _kafka_ready(),
+        *_upstream_asked(),
+    ]
+
+
+def _upstream_asked() -> list[Builder[model.Panel]]:
+    """What ingest asks the upstream itself, and what it knows of rights."""
+    calls = "relay_ingest_upstream_calls_total"
+    return [
+        _timeseries(
+            "Ingest's upstream calls/s by kind and outcome",
+            "Calls ingest makes itself: batched /music-check (RELAY_RIGHTS_UNKNOWN=deny) and "
+            "the /app-start that teaches the appId. throttled: not made, over "
+            "RELAY_INGEST_UPSTREAM_RPS (the client got 503 under deny).",
+            units.RequestsPerSecond,
+            (f"sum by (kind, outcome) ({_rate(calls, INGEST)})", "{{kind}} {{outcome}}"),
+        ).min(0),
+        _timeseries(
+            "Clips per rights check p50 / p99",
+            "Clip ids per /music-check call ingest makes (bounded by RELAY_RIGHTS_BATCH_MAX).",
+            units.Short,
+            *_quantiles("relay_ingest_rights_check_clips", INGEST),
+        ).min(0),
+        _timeseries(
+            "Rights cache size and facts reader",
+            "Clip rights each ingest process knows (bounded by RELAY_RIGHTS_CACHE_MAX), and "
+            "whether its facts reader follows the facts topic (1) or failed (0).",
+            units.Short,
+            (f"sum by (instance) (relay_rights_cache_size{{{INGEST}}})", "{{instance}} clips"),
+            (f"min by (instance) (relay_facts_reader_up{{{INGEST}}})", "{{instance}} reader up"),
+            (
+                f"sum by (instance) ({_rate('relay_facts_reader_failures_total', INGEST)})",
+                "{{instance}} reader failures/s",
+            ),
+        ).min(0),
     ]
 
 

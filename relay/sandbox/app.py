@@ -210,6 +210,8 @@ def _event_handler(event_type: EventType) -> Callable[[web.Request], Awaitable[w
             )
         state.ledger.accept(path, raw, key, credential, clock.wall())
         if event_type.answer is Answer.APP_ID:
+            if faults.no_app_id:
+                return web.json_response({})
             return web.json_response({"appId": state.credentials[credential].app_id})
         return web.Response(status=204)
 

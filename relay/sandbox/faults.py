@@ -35,6 +35,7 @@ class Faults:
     no_rights_clips: tuple[int, ...] = ()  # /play of these answers NO_STREAMING_RIGHTS
     revoked: bool = False  # every token and /authenticate answer AUTHENTICATION_FAILED
     revoked_credentials: tuple[str, ...] = ()  # the same, for these credential tokens only
+    no_app_id: bool = False  # /app-start answers 200 {} (an upstream that names no appId)
 
     def merged(self, changes: dict[str, Any]) -> Faults:
         """Raises ``FaultsError`` for unknown fields or values out of range."""

@@ -48,7 +48,7 @@ async def test_one_broker_gets_one_replica_with_a_warning_naming_the_setting(
         assert registry.get_sample_value("relay_topic_under_replicated", {"topic": topic}) == 0
 
 
-async def test_dead_letters_keep_their_own_retention_and_markers_and_facts_are_compacted(
+async def test_dead_letters_keep_retention_markers_and_facts_are_compacted_and_bounded(
     kafka: Broker, prefix: str
 ) -> None:
     settings = settings_for(kafka.bootstrap, prefix, dlq_retention_days=2.5)
@@ -63,14 +63,16 @@ async def test_dead_letters_keep_their_own_retention_and_markers_and_facts_are_c
     assert dlq.configs["retention.ms"] == str(int(2.5 * 86_400_000))
     assert dlq.configs["cleanup.policy"] == "delete"
     # Markers: compacted, and kept as long as letters (written later, so they outlive
-    # them). Facts: compacted, the latest fact of a clip never expires.
+    # them). Facts: compacted, and deleted at RELAY_RIGHTS_MAX_AGE_S, when readers
+    # ignore them anyway (forward says a fact still true again before that).
     markers = await describe(kafka.bootstrap, markers_topic(settings))
     assert markers.partitions == 1
     assert markers.configs["cleanup.policy"] == "compact,delete"
     assert markers.configs["retention.ms"] == str(int(2.5 * 86_400_000))
     facts = await describe(kafka.bootstrap, facts_topic(settings))
     assert facts.partitions == 1
-    assert facts.configs["cleanup.policy"] == "compact"
+    assert facts.configs["cleanup.policy"] == "compact,delete"
+    assert facts.configs["retention.ms"] == str(int(settings.rights_max_age_s * 1000))
 
 
 async def test_an_existing_dead_letter_topic_that_forgets_too_soon_is_named_with_its_fix(

@@ -69,12 +69,12 @@ async def test_the_app_id_is_learned_without_a_duplicate_app_start(stack: Stack)
     ingests = [await stack.start("ingest", RELAY_APP_ID="") for _ in range(2)]
     await stack.start("forward", RELAY_UPSTREAM_BUDGET_RPS="0")
 
-    async def start(url: str) -> tuple[int, object, str]:
+    async def start(url: str, n: int) -> tuple[int, object, str]:
+        # 20 different events: the same body again would be a retry of the same event.
+        body = {**VALID["app-start"], "clientId": f"client-{n:08}"}
         async with (
             aiohttp.ClientSession() as session,
-            session.post(
-                url + "/app-start", data=orjson.dumps(VALID["app-start"]), headers=JSON
-            ) as response,
+            session.post(url + "/app-start", data=orjson.dumps(body), headers=JSON) as response,
         ):
             return (
                 response.status,
@@ -82,7 +82,7 @@ async def test_the_app_id_is_learned_without_a_duplicate_app_start(stack: Stack)
                 response.headers.get("X-Relay-Event-Id", ""),
             )
 
-    answers = await asyncio.gather(*(start(ingests[n % 2].url) for n in range(20)))
+    answers = await asyncio.gather(*(start(ingests[n % 2].url, n) for n in range(20)))
     assert {(status, str(body)) for status, body, _ in answers} == {(200, "{'appId': 1}")}
     ids = {event_id for _, _, event_id in answers}
     ledger = await stack.wait_ledger(ids, bound=60)

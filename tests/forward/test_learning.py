@@ -55,3 +55,36 @@ async def test_rights_checks_take_from_the_credentials_budget() -> None:
     await learner.check_rights("acme")
     assert client.checks == 3
     assert budget.taken == client.checks
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[Any, ...]] = []
+
+    async def rights(self, *args: Any) -> None:
+        self.published.append(args)
+
+
+async def test_a_denial_still_true_is_said_again_before_readers_drop_it() -> None:
+    clock = ManualClock(wall=1_000_000.0)
+    facts = Facts(max_age_s=3600.0, clock=clock)
+    denied = b'{"playable": false, "failureCode": "NO_STREAMING_RIGHTS", "learnedAt": '
+    facts.apply(b"rights:acme:7", denied + str(clock.wall()).encode() + b"}")
+    publisher = RecordingPublisher()
+
+    class Denying(FakeClient):
+        async def music_check(self, clip_ids: list[int]) -> list[int] | Outcome:
+            return [7]
+
+    learner = Learner(
+        facts,
+        publisher,  # type: ignore[arg-type]
+        {"acme": Denying()},  # type: ignore[dict-item]
+        check_every=60.0,
+        clock=clock,
+    )
+    await learner.check_rights("acme")
+    assert publisher.published == []  # fresh and unchanged: nothing to say
+    clock.advance(1801)  # past half the max age
+    await learner.check_rights("acme")
+    assert publisher.published == [("acme", 7, False, "NO_STREAMING_RIGHTS", None)]

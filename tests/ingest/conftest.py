@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from relay.clock import Clock, ManualClock
+from relay.clock import Clock, ManualClock, SystemClock
 from relay.config import Settings
+from relay.facts import Facts
 from relay.ingest.app import make_app
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Producer
+from relay.tenants import load_tenants
+from relay.upstream import Tokens, UpstreamClient
 
 MakeClient = Callable[..., Awaitable[TestClient[object, object]]]
 
@@ -57,3 +62,55 @@ async def client(
     make_client: MakeClient, settings: Settings, memory_producer: MemoryProducer, clock: ManualClock
 ) -> TestClient[object, object]:
     return await make_client(settings, memory_producer, clock)
+
+
+@pytest.fixture
+async def front(
+    sandbox: TestClient[object, object], memory_producer: MemoryProducer
+) -> AsyncIterator[Callable[..., Awaitable[TestClient[object, object]]]]:
+    """An ingest app whose open tenant asks the sandbox (credential "tok") for rights
+    and the appId: ``await front(facts, **settings)``; ``upstream_wrap`` wraps each
+    tenant's client (to count calls), ``registry`` and ``clock`` are the app's."""
+    made: list[TestClient[object, object]] = []
+    session = aiohttp.ClientSession()
+
+    async def make(
+        facts: Facts,
+        *,
+        upstream_wrap: Callable[[UpstreamClient], UpstreamClient] = lambda client: client,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+        **overrides: Any,
+    ) -> TestClient[object, object]:
+        settings = Settings(
+            upstream_token="tok",
+            upstream_secret="sec",
+            **{"upstream_answer_timeout_s": 2.0, **overrides},
+        )
+        base = str(sandbox.make_url("")).rstrip("/")
+        tenants = load_tenants(settings)
+        system = SystemClock()
+        upstream = {
+            name: upstream_wrap(
+                UpstreamClient(session, base, Tokens(session, base, "tok", "sec", system, 2.0), 2.0)
+            )
+            for name in tenants.by_name
+        }
+        app = make_app(
+            settings,
+            memory_producer,
+            registry=registry if registry is not None else CollectorRegistry(),
+            clock=clock,
+            tenants=tenants,
+            facts=facts,
+            upstream=upstream,
+        )
+        client: TestClient[object, object] = TestClient(TestServer(app))
+        await client.start_server()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+    await session.close()

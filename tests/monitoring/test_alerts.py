@@ -24,6 +24,7 @@ ALERTS = [
     "RelayIngestDown",
     "RelayForwardDown",
     "RelayKafkaUnavailable",
+    "RelayFactsReaderDown",
     "RelayIngestRefusing",
     "RelayDeliveryStalled",
     "RelayLagHigh",
