@@ -20,6 +20,7 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.ingest.idempotency import Idempotency
 from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.openapi import openapi
@@ -73,6 +74,7 @@ def make_app(
         metrics.rights_refusals,
     )
     in_flight = InFlight(settings.max_in_flight, metrics)
+    idempotency = Idempotency(settings.idempotency_window_s, settings.idempotency_max_keys, clock)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     for event_type in EVENT_TYPES:
         handler = EventHandler(
@@ -86,6 +88,7 @@ def make_app(
             tenants=tenants,
             answers=answers,
             clock=clock,
+            idempotency=idempotency,
         )
         app.router.add_post(event_type.path, handler.handle)
         app.router.add_route(

@@ -26,6 +26,16 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
+from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
+from relay.ingest.idempotency import (
+    Accepted,
+    Conflict,
+    Idempotency,
+    InvalidKey,
+    digest,
+    event_id,
+    parse_key,
+)
 from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.tenants import Tenant, Tenants
@@ -120,8 +130,12 @@ class EventHandler:
         tenants: Tenants,
         answers: Answers,
         clock: Clock,
+        idempotency: Idempotency | None = None,
     ) -> None:
         self._answers = answers
+        self._idempotency = idempotency or Idempotency(
+            settings.idempotency_window_s, settings.idempotency_max_keys, clock
+        )
         self._type = event_type
         self._gate = gate
         self._topics = {
@@ -160,6 +174,10 @@ class EventHandler:
 
     async def _handle(self, request: web.Request, tenant: Tenant) -> web.Response:
         settings = self._settings
+        try:
+            key = parse_key(request.headers)
+        except InvalidKey as exc:
+            return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
         if request.content_type != "application/json":
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
@@ -220,8 +238,23 @@ class EventHandler:
             elif isinstance(known, web.Response):
                 return known
 
+        # Claimed only here: a request refused above (rights included) claims no key.
+        event_id_ = new_event_id(int(wall * 1000))
+        if key is not None:
+            claim = self._idempotency.claim(tenant.name, self._type.name, key, digest(body))
+            if isinstance(claim, Conflict):
+                return failure_response(
+                    409,
+                    "INVALID_PARAMETERS",
+                    f"this {IDEMPOTENCY_KEY} came with another body within the last "
+                    f"{claim.window_s:g}s; send a new key for a new event",
+                    field=IDEMPOTENCY_KEY,
+                )
+            if claim is not None:  # acknowledged before: the same answer, nothing written
+                return self._answer(claim)
+            event_id_ = event_id(tenant.name, self._type.name, str(event.body["clientId"]), key)
         envelope = Envelope(
-            id=new_event_id(int(wall * 1000)),
+            id=event_id_,
             type=self._type.name,
             tenant=tenant.name,
             received_at=format_timestamp(received_at),
@@ -256,7 +289,7 @@ class EventHandler:
                 log.warning(
                     "an app-start delivered upstream is not on Kafka", extra={"id": envelope.id}
                 )
-                return self._app_id_answer(app_id, envelope.id)
+                return self._accepted(tenant, key, Accepted(envelope.id, app_id))
             return failure_response(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -267,9 +300,17 @@ class EventHandler:
             self._in_flight.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
-        if app_id is not None:
-            return self._app_id_answer(app_id, envelope.id)
-        return web.Response(status=204, headers={EVENT_ID_HEADER: envelope.id})
+        return self._accepted(tenant, key, Accepted(envelope.id, app_id))
+
+    def _accepted(self, tenant: Tenant, key: str | None, answer: Accepted) -> web.Response:
+        if key is not None:
+            self._idempotency.accepted(tenant.name, self._type.name, key, answer)
+        return self._answer(answer)
+
+    def _answer(self, answer: Accepted) -> web.Response:
+        if answer.app_id is not None:
+            return self._app_id_answer(answer.app_id, answer.event_id)
+        return web.Response(status=204, headers={EVENT_ID_HEADER: answer.event_id})
 
     @staticmethod
     def _app_id_answer(app_id: int | None, event_id: str) -> web.Response:
