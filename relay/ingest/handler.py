@@ -133,9 +133,11 @@ class EventHandler:
         idempotency: Idempotency | None = None,
     ) -> None:
         self._answers = answers
-        self._idempotency = idempotency or Idempotency(
-            settings.idempotency_window_s, settings.idempotency_max_keys, clock
-        )
+        if idempotency is None:  # one per handler: keys are per event type anyway
+            idempotency = Idempotency(
+                settings.idempotency_window_s, settings.idempotency_max_keys, clock
+            )
+        self._idempotency = idempotency
         self._type = event_type
         self._gate = gate
         self._topics = {
