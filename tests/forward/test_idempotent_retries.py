@@ -84,7 +84,8 @@ async def test_three_retries_across_a_late_write_two_replicas_and_a_kill9_are_de
     # Everything connected and delivering before the broker stalls.
     warm = {**body, "clientId": f"warm-up-{stack.prefix}"}
     status, warm_id = await send(ingest_a, warm, "warm-up")
-    assert status == 204 and warm_id is not None
+    assert status == 204
+    assert warm_id is not None
     await stack.wait_ledger({warm_id}, bound=60)
 
     # 1. a produce timeout whose write lands late
@@ -140,7 +141,10 @@ async def test_three_retries_across_a_late_write_two_replicas_and_a_kill9_are_de
         f"forwarder (the killed one had skipped {1 if skipped_first else 0})"
     )
     assert len(deliveries) == 1, deliveries
-    assert landed and delivered_first and skipped_first and skipped_third
+    assert landed, "the write after the 503 never landed"
+    assert delivered_first
+    assert skipped_first, "the first forwarder did not skip the second replica's record"
+    assert skipped_third, "the replacement forwarder did not skip the third record"
     assert second == (204, event_id)
     assert third == (204, event_id)
     assert deliveries[0]["idempotencyKey"] == event_id
