@@ -202,3 +202,9 @@ def test_the_window_is_bounded_in_count_and_age() -> None:
     assert len(ids) == 1
     ids.add(b"old", 90.0, 112.5)  # read back, but already out of the window
     assert not ids.seen(b"old", 112.5)
+
+
+def test_the_replay_header_is_the_one_the_replay_tool_sets() -> None:
+    from relay.dlq_tools import REPLAYED_HEADER
+
+    assert REPLAY_HEADER == REPLAYED_HEADER
