@@ -123,6 +123,17 @@ class Settings:
         "Access-Control-Max-Age of preflight answers: how long a browser may reuse one "
         "(browsers cap it: Chromium at 7200).",
     )
+    idempotency_window_s: float = _setting(
+        900.0,
+        "RELAY_IDEMPOTENCY_WINDOW_S",
+        "How long an ingest process remembers a client's Idempotency-Key (its body, "
+        "for 409, and its answer, for retries).",
+    )
+    idempotency_max_keys: int = _setting(
+        100000,
+        "RELAY_IDEMPOTENCY_MAX_KEYS",
+        "Most Idempotency-Keys an ingest process remembers (the oldest are forgotten).",
+    )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
     )
@@ -324,6 +335,24 @@ class Settings:
         "Commit sooner than the interval once this many events settled since the last "
         "commit (each one is a duplicate if the worker dies before it is committed).",
     )
+    dedupe_window_s: float = _setting(
+        900.0,
+        "RELAY_DEDUPE_WINDOW_S",
+        "Forward delivers an event id at most once within this many seconds (refilled "
+        "from Kafka when a worker is assigned a partition).",
+    )
+    dedupe_max_ids: int = _setting(
+        200000,
+        "RELAY_DEDUPE_MAX_IDS",
+        "Most event ids a forward worker remembers for that window (about 200 bytes "
+        "each: docs/PERFORMANCE.md); the oldest are forgotten first.",
+    )
+    dedupe_refill_max_s: float = _setting(
+        30.0,
+        "RELAY_DEDUPE_REFILL_MAX_S",
+        "Bound on reading back a newly assigned partition's window; past it, delivery "
+        "of that partition starts with the part read.",
+    )
     backlog_probe_s: float = _setting(
         5.0,
         "RELAY_BACKLOG_PROBE_S",
@@ -404,6 +433,11 @@ class Settings:
             "RELAY_RIGHTS_CACHE_MAX": self.rights_cache_max,
             "RELAY_RIGHTS_MAX_AGE_S": self.rights_max_age_s,
             "RELAY_INGEST_MAX_PROCESSES": self.ingest_max_processes,
+            "RELAY_IDEMPOTENCY_WINDOW_S": self.idempotency_window_s,
+            "RELAY_IDEMPOTENCY_MAX_KEYS": self.idempotency_max_keys,
+            "RELAY_DEDUPE_WINDOW_S": self.dedupe_window_s,
+            "RELAY_DEDUPE_MAX_IDS": self.dedupe_max_ids,
+            "RELAY_DEDUPE_REFILL_MAX_S": self.dedupe_refill_max_s,
         }
         for env, value in positive.items():
             if value <= 0:

@@ -291,6 +291,9 @@ class ForwardMetrics:
     retry_after_capped: Counter
     withdrawn: Counter
     span_full: Gauge
+    duplicates_skipped: Counter
+    dedupe_ids: Gauge
+    dedupe_refill_incomplete: Counter
     topic_under_replicated: Gauge
     build_info: Gauge
 
@@ -463,6 +466,27 @@ class ForwardMetrics:
                 "after the oldest unsettled one) reached RELAY_FORWARD_MAX_SPAN: a stuck event.",
                 registry=registry,
             ),
+            duplicates_skipped=Counter(
+                "relay_forward_duplicates_skipped_total",
+                "Records not delivered because their event id settled within "
+                "RELAY_DEDUPE_WINDOW_S (client retries, records written twice, redelivery "
+                "after a crash), by tenant and event type; committed like delivered ones.",
+                per_topic,
+                registry=registry,
+            ),
+            dedupe_ids=Gauge(
+                "relay_forward_dedupe_ids",
+                "Event ids this worker remembers as settled (bounded by RELAY_DEDUPE_MAX_IDS).",
+                registry=registry,
+            ),
+            dedupe_refill_incomplete=Counter(
+                "relay_forward_dedupe_refill_incomplete_total",
+                "Assigned partitions whose window was not read back whole (past "
+                "RELAY_DEDUPE_REFILL_MAX_S, or Kafka did not answer): duplicates of what was "
+                "not read can be delivered. By tenant and event type.",
+                per_topic,
+                registry=registry,
+            ),
             topic_under_replicated=_topic_under_replicated(registry),
             build_info=_standard_collectors(registry),
         )
@@ -486,5 +510,6 @@ class ForwardMetrics:
                     self.dead_letters.labels(tenant, name, reason)
                 self.upstream_seconds.labels(tenant, name)
                 self.withdrawn.labels(tenant, name)
+                self.duplicates_skipped.labels(tenant, name)
                 self.event_age_seconds.labels(tenant, name)
                 self.oldest_undelivered_seconds.labels(tenant, name).set(0)

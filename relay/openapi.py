@@ -32,6 +32,8 @@ from relay.events import (
     Kind,
 )
 from relay.failures import FAILURE_CODES
+from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
+from relay.ingest.idempotency import MAX_KEY_LENGTH
 
 __all__ = ["openapi"]
 
@@ -65,9 +67,21 @@ class _Failure:
     on_event_paths: bool = True  # False: answered elsewhere (other paths, other methods)
 
 
-# Request headers besides the key (which the security schemes describe). An
-# Idempotency-Key is one more _Header here (and its 409 one more _Failure below).
-_HEADERS: tuple[_Header, ...] = ()
+# Request headers besides the key (which the security schemes describe).
+_HEADERS: tuple[_Header, ...] = (
+    _Header(
+        IDEMPOTENCY_KEY,
+        {
+            "type": "string",
+            "pattern": f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$",
+            "maxLength": MAX_KEY_LENGTH,
+        },
+        "Makes retries of one event safe: every request with the same key (and the same "
+        "clientId) is the same event, with the same X-Relay-Event-Id, delivered upstream "
+        "once. 1 to 128 visible ASCII characters; one per event, reused only to retry it "
+        "with the same body.",
+    ),
+)
 
 _FAILURES: tuple[_Failure, ...] = (
     _Failure(
@@ -80,6 +94,12 @@ _FAILURES: tuple[_Failure, ...] = (
         401,
         "MISSING_HEADERS (no key) or AUTHENTICATION_FAILED (an unknown or revoked key, or "
         "two different credentials in Authorization and X-Relay-Key).",
+    ),
+    _Failure(
+        403,
+        "AUTHENTICATION_FAILED: a browser key without one of its tenant's allowed origins "
+        "(errorData.field is Origin); or INVALID_PARAMETERS: a CORS preflight from an "
+        "origin no tenant allows.",
     ),
     _Failure(404, "INVALID_PARAMETERS: no such path (any method).", on_event_paths=False),
     _Failure(
@@ -94,13 +114,19 @@ _FAILURES: tuple[_Failure, ...] = (
         "connection is closed.",
     ),
     _Failure(
+        409,
+        "INVALID_PARAMETERS: this Idempotency-Key came with another body within "
+        "RELAY_IDEMPOTENCY_WINDOW_S (errorData.field is Idempotency-Key); nothing was written.",
+    ),
+    _Failure(
         413,
         "INVALID_PARAMETERS: the body is over RELAY_MAX_BODY_BYTES (64 KiB by default), as "
         "sent or once decoded.",
     ),
     _Failure(
         415,
-        "INVALID_PARAMETERS: the body is not application/json, or its Content-Encoding is "
+        "INVALID_PARAMETERS: the body is not application/json (browsers may send it as "
+        "text/plain in UTF-8), or its Content-Encoding is "
         "not one of gzip, deflate, br, zstd or identity.",
     ),
     _Failure(
@@ -112,7 +138,8 @@ _FAILURES: tuple[_Failure, ...] = (
     _Failure(
         503,
         "SERVICE_UNAVAILABLE: not made durable (Kafka, the in-flight bound, or an answer "
-        "the upstream could not give in time); nothing was written: send it again.",
+        "the upstream could not give in time): send it again. After a produce timeout the "
+        "write may still land: send it again with the same Idempotency-Key.",
         _RETRY_AFTER,
     ),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,17 @@ class Broker:
 
     def wipe(self) -> None:
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def freeze(self) -> None:
+        """SIGSTOP the broker: connections stay open and requests wait unanswered (a
+        stalled broker, not a dead one) until ``thaw``."""
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        return int((self.state_dir / "kafka.pid").read_text().strip())
 
 
 @dataclass

@@ -31,7 +31,8 @@ QUIET_S = 0.3  # how long a fetch that finds nothing waits
 class Backend:
     topic: str
     join: Callable[[], Consumer]  # a new member of the test's group, not started
-    append: Callable[[int, bytes, bytes, Headers], Awaitable[int]]
+    # (partition, value, key, headers, timestamp_ms or None: now) -> offset
+    append: Callable[..., Awaitable[int]]
     quiet_fetch: Callable[[Consumer], Awaitable[Batch]]  # nothing to fetch: waits QUIET_S
     poll_s: float  # a fetch's timeout when records are there to be fetched
     members: list[Consumer] = field(default_factory=list)
@@ -42,11 +43,13 @@ class Backend:
 
 def memory_backend(prefix: str) -> Backend:
     topic = f"{prefix}.play"
-    log = MemoryLog({topic: 2})
-    clock = VirtualClock()
+    clock = VirtualClock(wall=time.time())
+    log = MemoryLog({topic: 2}, clock)
 
-    async def append(partition: int, value: bytes, key: bytes, headers: Headers) -> int:
-        return log.append(topic, partition, value, key, headers)
+    async def append(
+        partition: int, value: bytes, key: bytes, headers: Headers, timestamp_ms: int | None = None
+    ) -> int:
+        return log.append(topic, partition, value, key, headers, timestamp_ms)
 
     async def quiet_fetch(consumer: Consumer) -> Batch:
         fetching = asyncio.create_task(consumer.fetch(10, QUIET_S))
@@ -71,9 +74,16 @@ async def kafka_backend(kafka: Broker, prefix: str) -> AsyncIterator[Backend]:
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
     await producer.start()
 
-    async def append(partition: int, value: bytes, key: bytes, headers: Headers) -> int:
+    async def append(
+        partition: int, value: bytes, key: bytes, headers: Headers, timestamp_ms: int | None = None
+    ) -> int:
         written = await producer.send_and_wait(
-            topic, value, key=key, headers=list(headers), partition=partition
+            topic,
+            value,
+            key=key,
+            headers=list(headers),
+            partition=partition,
+            timestamp_ms=timestamp_ms,
         )
         return int(written.offset)
 
@@ -257,3 +267,22 @@ async def test_stop_is_safe_twice(backend: Backend) -> None:
     consumer = await member(backend)
     await consumer.stop()
     await consumer.stop()
+
+
+async def test_records_carry_their_time_and_an_offset_is_found_by_time(backend: Backend) -> None:
+    """What forward's dedupe read-back needs: the offset of a partition's first record
+    at or after a time, and each record's time."""
+    now_ms = int(time.time() * 1000)
+    stamps = [now_ms - 30_000, now_ms - 20_000, now_ms - 10_000]
+    for stamp in stamps:
+        await backend.append(0, b"v", b"k", (), stamp)
+    consumer = await member(backend)
+    await eventually(lambda: bool(consumer.assignment()), [consumer])
+    tp = backend.tp(0)
+    assert await consumer.offset_for_time(tp, now_ms - 40_000) == 0
+    assert await consumer.offset_for_time(tp, now_ms - 25_000) == 1
+    assert await consumer.offset_for_time(tp, now_ms - 10_000) == 2
+    assert await consumer.offset_for_time(tp, now_ms) is None
+    assert await consumer.offset_for_time(backend.tp(1), now_ms - 40_000) is None
+    taken = await take(backend, consumer, 3)
+    assert [record.timestamp_ms for _, record in taken] == stamps

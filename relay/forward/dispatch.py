@@ -34,6 +34,7 @@ from relay.dlq import DeadLetter, DeadLetters
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.events import BY_NAME
 from relay.forward import decide as rules
+from relay.forward.dedupe import SettledIds, dedupe_key
 from relay.forward.letters import LetterWriter
 from relay.forward.model import (
     Event,
@@ -73,8 +74,12 @@ class Dispatcher:
         metrics: ForwardMetrics,
         clock: Clock,
         max_age_s: float = 0.0,
+        settled_ids: SettledIds | None = None,
     ) -> None:
-        """``max_age_s``: RELAY_RETRY_MAX_AGE_S (0: transient failures never expire)."""
+        """``max_age_s``: RELAY_RETRY_MAX_AGE_S (0: transient failures never expire);
+        ``settled_ids``: the dedupe window (RELAY_DEDUPE_* defaults when None)."""
+        self.settled_ids = settled_ids if settled_ids is not None else SettledIds(900.0, 200_000)
+        metrics.dedupe_ids.set_function(lambda: float(len(self.settled_ids)))
         self._tenants = tenants
         self._writer = LetterWriter(dead_letters, retry, clock)
         self._retry = retry
@@ -193,17 +198,23 @@ class Dispatcher:
             # other credential while its room and pause are this tenant's.
             self._undeliverable(Unhandled(partition, incoming, "undecodable", "TENANT_MISMATCH"))
             return
+        key = dedupe_key(envelope.id.encode(), incoming.headers)
         if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
             self._metrics.deliveries.labels(
                 envelope.tenant, envelope.type, "already_delivered"
             ).inc()
+            self._remember(key)
             self._settle_offset(partition, incoming.offset)
+            return
+        if self._duplicate(key, envelope, partition, incoming):
             return
         event = Event(partition, incoming, envelope, path, body, received_epoch(envelope))
         queue_key = (partition, incoming.key)
         queue = self._keys.get(queue_key)
         if queue is not None:
-            queue.append(event)  # behind the same user's earlier event
+            # Behind the same user's earlier event; a duplicate of that one (same id,
+            # same clientId) is looked at again when it comes to the head.
+            queue.append(event)
         else:
             self._keys[queue_key] = deque((event,))
             self._lane_of(event).ready.put_nowait(event)
@@ -480,15 +491,38 @@ class Dispatcher:
         partition = event.partition
         if partition.revoked:
             return
+        self._remember(dedupe_key(event.envelope.id.encode(), event.incoming.headers))
         queue_key = (partition, event.incoming.key)
         queue = self._keys.get(queue_key)
         if queue:
             queue.popleft()
+            while queue and self._duplicate(
+                dedupe_key(queue[0].envelope.id.encode(), queue[0].incoming.headers),
+                queue[0].envelope,
+                partition,
+                queue[0].incoming,
+            ):
+                queue.popleft()
             if queue:
                 self._lane_of(queue[0]).ready.put_nowait(queue[0])
             else:
                 del self._keys[queue_key]
         self._settle_offset(partition, event.incoming.offset)
+
+    def _remember(self, key: bytes | None) -> None:
+        if key is not None:
+            now = self._clock.wall()
+            self.settled_ids.add(key, now, now)
+
+    def _duplicate(
+        self, key: bytes | None, envelope: Envelope, partition: Partition, incoming: Fetched
+    ) -> bool:
+        """Skip (count and settle) a record whose key settled within the window."""
+        if key is None or not self.settled_ids.seen(key, self._clock.wall()):
+            return False
+        self._metrics.duplicates_skipped.labels(envelope.tenant, envelope.type).inc()
+        self._settle_offset(partition, incoming.offset)
+        return True
 
     def _settle_offset(self, partition: Partition, offset: int) -> None:
         if partition.revoked:

@@ -30,6 +30,7 @@ from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.facts import FactPublisher, Facts, create_facts_topic
 from relay.forward.backlog import BacklogProbe
 from relay.forward.credential import Credential, ingest_reserve
+from relay.forward.dedupe import SettledIds
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
@@ -118,6 +119,7 @@ class Forwarder:
             metrics=self.metrics,
             clock=clock,
             max_age_s=settings.retry_max_age_s,
+            settled_ids=SettledIds(settings.dedupe_window_s, settings.dedupe_max_ids),
         )
         self.facts = Facts.for_settings(settings, clock)
         self.publisher = FactPublisher(settings, clock)

@@ -33,6 +33,7 @@ from relay.events import EVENT_TYPES
 from relay.forward.backlog import BacklogProbe
 from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, Partition, Tenant
+from relay.forward.refill import Refill
 from relay.kafka.consumer import Consumer, TopicPartition
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
@@ -102,6 +103,14 @@ class ForwardWorker:
         self._next_choice = float("-inf")
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
         self._ages: dict[TopicPartition, tuple[float, float]] = {}  # last age read, when
+        self._refill = Refill(
+            consumer,
+            dispatcher.settled_ids,
+            clock,
+            metrics,
+            self._owner_of,
+            max_s=settings.dedupe_refill_max_s,
+        )
         self.assigned = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -122,11 +131,12 @@ class ForwardWorker:
             while not stop.is_set():
                 self._choose_fetched(full=dispatcher.room == 0)
                 batch = await consumer.fetch(max(1, dispatcher.room), FETCH_WAIT_S)
+                self._refill.cut_overdue()
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
                     if partition is None or partition.revoked:
                         continue
-                    for record in records:
+                    for record in self._refill.take(tp, records):
                         dispatcher.submit(partition, record)
         finally:
             log.info("stopping: draining requests in flight, then committing")
@@ -175,9 +185,10 @@ class ForwardWorker:
             self._not_fetching = wanted_paused
 
     async def assign(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp not in self._partitions:
-                self._partitions[tp] = self._new_partition(tp)
+        new = [tp for tp in partitions if tp not in self._partitions]
+        for tp in new:
+            self._partitions[tp] = self._new_partition(tp)
+        await self._refill.begin(new)
         self._not_fetching = frozenset()  # a new assignment starts unpaused
         self.assigned = True
         self._metrics.rebalances.inc()
@@ -206,6 +217,7 @@ class ForwardWorker:
             log.info(
                 "partitions revoked; their next owner delivers the rest", extra={"events": left}
             )
+        self._refill.release(partitions, self._committed)
         for tp in partitions:
             if tp in self._partitions:
                 self._dispatcher.revoke(self._partitions.pop(tp))

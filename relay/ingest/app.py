@@ -21,6 +21,7 @@ from relay.ingest.answers import Answers
 from relay.ingest.cors import Cors
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.ingest.idempotency import Idempotency
 from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
@@ -77,6 +78,7 @@ def make_app(
     rates = rates_by_tenant(tenants.by_name, settings.ingest_upstream_rps, clock)
     answers = Answers(settings, facts, upstream or {}, rates, publisher, producer, metrics, clock)
     in_flight = InFlight(settings.max_in_flight, metrics)
+    idempotency = Idempotency(settings.idempotency_window_s, settings.idempotency_max_keys, clock)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
     cors = Cors(tenants, settings.cors_max_age_s, paths, _method_not_allowed)
@@ -93,6 +95,7 @@ def make_app(
             tenants=tenants,
             answers=answers,
             clock=clock,
+            idempotency=idempotency,
         )
         app.router.add_post(event_type.path, handler.handle)
         app.router.add_route(

@@ -26,6 +26,16 @@ from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
+from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
+from relay.ingest.idempotency import (
+    Accepted,
+    Conflict,
+    Idempotency,
+    InvalidKey,
+    digest,
+    event_id,
+    parse_key,
+)
 from relay.ingest.media import json_content_type
 from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
@@ -125,8 +135,14 @@ class EventHandler:
         tenants: Tenants,
         answers: Answers,
         clock: Clock,
+        idempotency: Idempotency | None = None,
     ) -> None:
         self._answers = answers
+        if idempotency is None:  # one per handler: keys are per event type anyway
+            idempotency = Idempotency(
+                settings.idempotency_window_s, settings.idempotency_max_keys, clock
+            )
+        self._idempotency = idempotency
         self._type = event_type
         self._gate = gate
         self._topics = {
@@ -169,6 +185,10 @@ class EventHandler:
 
     async def _handle(self, request: web.Request, tenant: Tenant) -> web.Response:
         settings = self._settings
+        try:
+            key = parse_key(request.headers)
+        except InvalidKey as exc:
+            return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
         if not json_content_type(request):
             return self._refuse(_NOT_JSON, field="Content-Type")
         try:
@@ -229,8 +249,23 @@ class EventHandler:
             elif isinstance(known, web.Response):
                 return known
 
+        # Claimed only here: a request refused above (rights included) claims no key.
+        event_id_ = new_event_id(int(wall * 1000))
+        if key is not None:
+            claim = self._idempotency.claim(tenant.name, self._type.name, key, digest(body))
+            if isinstance(claim, Conflict):
+                return failure_response(
+                    409,
+                    "INVALID_PARAMETERS",
+                    f"this {IDEMPOTENCY_KEY} came with another body within the last "
+                    f"{claim.window_s:g}s; send a new key for a new event",
+                    field=IDEMPOTENCY_KEY,
+                )
+            if claim is not None:  # acknowledged before: the same answer, nothing written
+                return self._answer(claim)
+            event_id_ = event_id(tenant.name, self._type.name, str(event.body["clientId"]), key)
         envelope = Envelope(
-            id=new_event_id(int(wall * 1000)),
+            id=event_id_,
             type=self._type.name,
             tenant=tenant.name,
             received_at=format_timestamp(received_at),
@@ -245,7 +280,7 @@ class EventHandler:
             if isinstance(answered, web.Response):
                 return answered
             if answered.event_id is not None:  # delivered to learn the appId, and written
-                return self._app_id_answer(answered.body, answered.event_id)
+                return self._accepted(tenant, key, Accepted(answered.event_id, answered.body))
             app_answer = answered.body
         if not self._in_flight.try_enter():
             return self._refuse(_BUSY)
@@ -272,9 +307,17 @@ class EventHandler:
             self._in_flight.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
-        if app_answer is not None:
-            return self._app_id_answer(app_answer, envelope.id)
-        return web.Response(status=204, headers={EVENT_ID_HEADER: envelope.id})
+        return self._accepted(tenant, key, Accepted(envelope.id, app_answer))
+
+    def _accepted(self, tenant: Tenant, key: str | None, answer: Accepted) -> web.Response:
+        if key is not None:
+            self._idempotency.accepted(tenant.name, self._type.name, key, answer)
+        return self._answer(answer)
+
+    def _answer(self, answer: Accepted) -> web.Response:
+        if answer.app_answer is not None:
+            return self._app_id_answer(answer.app_answer, answer.event_id)
+        return web.Response(status=204, headers={EVENT_ID_HEADER: answer.event_id})
 
     @staticmethod
     def _app_id_answer(body: bytes, event_id: str) -> web.Response:

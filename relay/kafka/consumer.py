@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -44,6 +44,8 @@ class Fetched:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+    # When Kafka stored it (ms since the epoch); not part of what a record is equal to.
+    timestamp_ms: int = field(default=-1, compare=False)
 
 
 Batch = dict[TopicPartition, list[Fetched]]  # what one fetch returns
@@ -95,6 +97,11 @@ class Consumer(Protocol):
 
     async def committed(self, partition: TopicPartition) -> int | None:
         """The group's committed offset of ``partition``; None when it has none."""
+        ...
+
+    async def offset_for_time(self, partition: TopicPartition, timestamp_ms: int) -> int | None:
+        """The first offset of ``partition`` whose record was stored at or after
+        ``timestamp_ms``; None when none was (or all such were deleted)."""
         ...
 
     async def stop(self) -> None:
@@ -164,7 +171,10 @@ class KafkaConsumer:
         except KafkaError as exc:
             raise self._translate(exc, "fetching") from exc
         return {
-            tp: [Fetched(r.offset, r.key or b"", r.value or b"", tuple(r.headers)) for r in records]
+            tp: [
+                Fetched(r.offset, r.key or b"", r.value or b"", tuple(r.headers), r.timestamp)
+                for r in records
+            ]
             for tp, records in batch.items()
         }
 
@@ -216,6 +226,23 @@ class KafkaConsumer:
         except KafkaError as exc:
             raise self._translate(exc, "asking a committed offset") from exc
         return int(offset) if offset is not None else None
+
+    async def offset_for_time(self, partition: TopicPartition, timestamp_ms: int) -> int | None:
+        """Raises ``KafkaUnavailable`` when Kafka does not answer within
+        ``lookup_timeout_s``."""
+        kafka = KafkaPartition(partition.topic, partition.partition)
+        try:
+            async with asyncio.timeout(self._lookup_timeout_s):
+                found = await self._consumer.offsets_for_times({kafka: timestamp_ms})
+        except TimeoutError:
+            raise KafkaUnavailable(
+                f"Kafka did not say the offset of {partition} at {timestamp_ms} ms within "
+                f"{self._lookup_timeout_s}s"
+            ) from None
+        except KafkaError as exc:
+            raise self._translate(exc, "asking an offset for a time") from exc
+        at = found.get(kafka)
+        return int(at.offset) if at is not None else None
 
     async def stop(self) -> None:
         if self._stopped:

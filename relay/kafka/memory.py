@@ -52,8 +52,10 @@ class MemoryProducer:
 class MemoryLog:
     """Topics of partitions of records, and one group's committed offsets."""
 
-    def __init__(self, partitions: Mapping[str, int]) -> None:
-        """``partitions``: how many each topic has."""
+    def __init__(self, partitions: Mapping[str, int], clock: Clock | None = None) -> None:
+        """``partitions``: how many each topic has; ``clock`` stamps appended records
+        (without one, records are stamped 0 unless the append says otherwise)."""
+        self._clock = clock
         self.records: dict[TopicPartition, list[Fetched]] = {
             TopicPartition(topic, number): []
             for topic, count in partitions.items()
@@ -70,10 +72,13 @@ class MemoryLog:
         value: bytes,
         key: bytes = b"",
         headers: tuple[tuple[str, bytes], ...] = (),
+        timestamp_ms: int | None = None,
     ) -> int:
         """Add a record at the end of a partition; returns its offset."""
         records = self.records[TopicPartition(topic, partition)]
-        records.append(Fetched(len(records), key, value, headers))
+        if timestamp_ms is None:
+            timestamp_ms = int(self._clock.wall() * 1000) if self._clock is not None else 0
+        records.append(Fetched(len(records), key, value, headers, timestamp_ms))
         self.changed()
         return len(records) - 1
 
@@ -196,6 +201,14 @@ class MemoryConsumer:
         if not self.available:
             raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
         return self._log.committed.get(partition)
+
+    async def offset_for_time(self, partition: TopicPartition, timestamp_ms: int) -> int | None:
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
+        for record in self._log.records[partition]:
+            if record.timestamp_ms >= timestamp_ms:
+                return record.offset
+        return None
 
     async def stop(self) -> None:
         if self.stopped:

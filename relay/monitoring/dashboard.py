@@ -432,6 +432,35 @@ def _forwarding(thresholds: Thresholds) -> list[Builder[model.Panel]]:
                 "{{tenant}} {{type}}",
             ),
         ).min(0),
+        _timeseries(
+            "Duplicates skipped",
+            "Records not delivered because their event id was delivered (or dead-lettered) "
+            "within RELAY_DEDUPE_WINDOW_S: client retries with one Idempotency-Key, records "
+            "written twice, redelivery after a crash. Per tenant and type in each rate "
+            "interval; and windows not read back whole at assignment (duplicates of the "
+            "unread part may then be delivered).",
+            units.Short,
+            (
+                "sum by (tenant, type) "
+                f"({_rate('relay_forward_duplicates_skipped_total', selected, 'increase')})",
+                "{{tenant}} {{type}}",
+            ),
+            (
+                "sum by (tenant, type) "
+                f"({_rate('relay_forward_dedupe_refill_incomplete_total', selected, 'increase')})",
+                "{{tenant}} {{type}} incomplete read-backs",
+            ),
+        ).min(0),
+        _timeseries(
+            "Dedupe window",
+            "Event ids each worker remembers as settled, against RELAY_DEDUPE_MAX_IDS "
+            "(about 200 bytes each): at the bound, the oldest are forgotten before the "
+            "window's time is up.",
+            units.Short,
+            (f"sum by (instance) (relay_forward_dedupe_ids{{{FORWARD}}})", "{{instance}}"),
+        )
+        .min(0)
+        .decimals(0),
     ]
 
 

@@ -18,6 +18,7 @@ from relay.dlq import DeadLetterGuard, DeadLetters
 from relay.envelope import Envelope, new_event_id
 from relay.events import EVENT_TYPES
 from relay.forward.credential import Credential
+from relay.forward.dedupe import SettledIds
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.worker import ForwardWorker
 from relay.kafka.consumer import TopicPartition
@@ -72,9 +73,19 @@ class Rig:
     def topic(self, tenant: str, event_type: str = "play") -> str:
         return self.configured.topic(self.settings, tenant, event_type)
 
-    def publish(self, tenant: str, key: str, partition: int = 0) -> str:
+    def publish(
+        self,
+        tenant: str,
+        key: str,
+        partition: int = 0,
+        *,
+        event_id: str | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> str:
+        """Append an event (a new id unless given) with the envelope's headers and
+        ``headers``; returns its id."""
         self.next_number += 1
-        event_id = new_event_id(1_795_000_000_000 + self.next_number)
+        event_id = event_id or new_event_id(1_795_000_000_000 + self.next_number)
         envelope = Envelope(
             event_id,
             "play",
@@ -84,7 +95,11 @@ class Rig:
             {"clientId": key, "clipId": self.next_number, "method": "Stream"},
         )
         self.log.append(
-            self.topic(tenant), partition, envelope.encode(), key.encode(), envelope.headers()
+            self.topic(tenant),
+            partition,
+            envelope.encode(),
+            key.encode(),
+            (*envelope.headers(), *headers),
         )
         return event_id
 
@@ -125,6 +140,7 @@ class Rig:
             metrics=metrics,
             clock=self.clock,
             max_age_s=max_age_s,
+            settled_ids=SettledIds(self.settings.dedupe_window_s, self.settings.dedupe_max_ids),
         )
         consumer = MemoryConsumer(self.log, self.clock)
         worker = ForwardWorker(
@@ -191,7 +207,7 @@ async def make_rig() -> AsyncIterator[Callable[..., Rig]]:
             for name in tenants
             for event_type in EVENT_TYPES
         }
-        rig = Rig(clock, MemoryLog(topics), settings_, configured)
+        rig = Rig(clock, MemoryLog(topics, clock), settings_, configured)
         rig.counts_gate.set()
         rigs.append(rig)
         return rig
