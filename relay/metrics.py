@@ -511,5 +511,6 @@ class ForwardMetrics:
                 self.upstream_seconds.labels(tenant, name)
                 self.withdrawn.labels(tenant, name)
                 self.duplicates_skipped.labels(tenant, name)
+                self.dedupe_refill_incomplete.labels(tenant, name)
                 self.event_age_seconds.labels(tenant, name)
                 self.oldest_undelivered_seconds.labels(tenant, name).set(0)

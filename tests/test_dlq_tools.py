@@ -16,7 +16,7 @@ import pytest
 from relay import dlq_tools
 from relay.bench.backlog import example_bodies
 from relay.cli import main
-from relay.clock import ManualClock
+from relay.clock import ManualClock, SystemClock
 from relay.config import ConfigError, Settings
 from relay.dlq import DeadLetter, DeadLetters
 from relay.dlq_triage import Letter, Triage
@@ -80,7 +80,7 @@ async def bury(settings: Settings, letters: Sequence[Burial]) -> None:
 
 async def tell_rights(settings: Settings, tenant: str, clip_id: int, playable: bool) -> None:
     await create_facts_topic(settings)
-    publisher = FactPublisher(settings, ManualClock())
+    publisher = FactPublisher(settings, SystemClock())  # facts age on the wall clock
     await publisher.start()
     try:
         code = None if playable else "NO_STREAMING_RIGHTS"

@@ -230,10 +230,15 @@ def _upstream_asked() -> list[Builder[model.Panel]]:
             (f"sum by (kind, outcome) ({_rate(calls, INGEST)})", "{{kind}} {{outcome}}"),
         ).min(0),
         _timeseries(
-            "Clips per rights check p50 / p99",
-            "Clip ids per /music-check call ingest makes (bounded by RELAY_RIGHTS_BATCH_MAX).",
+            "Clips per rights check (mean)",
+            "Clip ids per /music-check call ingest makes (bounded by RELAY_RIGHTS_BATCH_MAX); "
+            "0 while ingest makes none (a quantile of no calls would draw nothing).",
             units.Short,
-            *_quantiles("relay_ingest_rights_check_clips", INGEST),
+            (
+                f"sum({_rate('relay_ingest_rights_check_clips_sum', INGEST)}) / "
+                f"clamp_min(sum({_rate('relay_ingest_rights_check_clips_count', INGEST)}), 1e-9)",
+                "clips per call",
+            ),
         ).min(0),
         _timeseries(
             "Rights cache size and facts reader",
