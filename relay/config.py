@@ -169,9 +169,9 @@ class Settings:
     app_id_learning_window_s: float = _setting(
         300.0,
         "RELAY_APP_ID_LEARNING_WINDOW_S",
-        "How long ingest remembers the /app-start it delivered to learn the appId: a retry "
-        "of that event within it gets the same answer and is neither delivered nor written "
-        "again.",
+        "How long after an ingest process delivered the /app-start that teaches the appId "
+        "a retry of that event, at any ingest process that read the fact, gets the same "
+        "answer and is neither delivered nor written again.",
     )
     rights_batch_max: int = _setting(
         100, "RELAY_RIGHTS_BATCH_MAX", "Most clip ids ingest puts to one /music-check call."

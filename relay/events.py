@@ -31,6 +31,7 @@ __all__ = [
     "METHODS",
     "METHOD_NEEDING_TIMESTAMP",
     "MIN_CLIENT_ID_LENGTH",
+    "STAMPED_REASONS",
     "TEXT_REFUSED_CHARACTERS",
     "TIMESTAMP_PATTERN",
     "Answer",
@@ -73,6 +74,10 @@ MAX_TIMESTAMP_LENGTH = len("2024-10-26T10:01:00.123456789+02:00")
 # the envelope). Plays reported retroactively (method Offline) reach back to this date.
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
+# Why a timestamp was stamped (counted by relay_ingest_timestamps_stamped_total).
+STAMPED_MISSING = "missing"  # none sent (or null)
+STAMPED_IMPLAUSIBLE = "implausible"  # outside the bounds above
+STAMPED_REASONS = (STAMPED_MISSING, STAMPED_IMPLAUSIBLE)
 # Characters no text field takes: control characters (C0, DEL, C1), line and paragraph
 # separators, and the invisible formatting that hides or reorders text (zero-width
 # characters, bidirectional overrides, word joiners, the byte order mark). A character
@@ -131,8 +136,13 @@ class Normalised:
     """A body as the upstream will receive it, and what normalising noticed."""
 
     body: dict[str, Any]
-    timestamp_stamped: bool  # the client sent none; the relay's receive time was used
+    # Why the relay's receive time is the timestamp (STAMPED_REASONS), or None.
+    stamped_because: str | None
     unknown_fields: tuple[str, ...]  # dropped (or refused, by setting)
+
+    @property
+    def timestamp_stamped(self) -> bool:
+        return self.stamped_because is not None
 
 
 def _client_id() -> Field:
@@ -376,11 +386,14 @@ def normalise(
             f"method {METHOD_NEEDING_TIMESTAMP} reports a play retroactively: "
             "timestamp is required",
         )
-    stamped = "timestamp" not in normalised
-    if stamped:
+    stamped_because = None
+    if "timestamp" not in normalised:
         normalised["timestamp"] = format_timestamp(received_at)
+        # Present but dropped above: a wrong clock's.
+        missing = body.get("timestamp") is None
+        stamped_because = STAMPED_MISSING if missing else STAMPED_IMPLAUSIBLE
 
     unknown = () if body.keys() <= known else tuple(name for name in body if name not in known)
     if unknown and reject_unknown:
         raise InvalidEvent(unknown[0], f"unknown field {unknown[0]!r}", "INVALID_PARAMETERS")
-    return Normalised(normalised, stamped, unknown)
+    return Normalised(normalised, stamped_because, unknown)

@@ -1,10 +1,14 @@
-"""Facts every relay process shares: clip rights and learned appIds.
+"""Facts every relay process shares: clip rights, learned appIds, and the /app-start
+each tenant's appId learning delivered.
 
 They live on one compacted topic, ``<prefix>.facts``: the key names the fact
-(``rights:<tenant>:<clipId>``, ``appId:<tenant>``), the value is its latest JSON.
-Forwarders and rights checks publish; every ingest process reads the topic from the
-start and then follows it, so a denial learned anywhere is answered everywhere
-within a fetch (well under the 2 s the product asks for).
+(``rights:<tenant>:<clipId>``, ``appId:<tenant>``, ``appStart:<tenant>``), the value
+is its latest JSON. Forwarders, rights checks and ingest's appId learning publish;
+every ingest process reads the topic from the start and then follows it, so a denial
+learned anywhere is answered everywhere within a fetch (well under the 2 s the
+product asks for), and a retry of the /app-start one process delivered is known to
+all of them (relay/ingest/learning.py). Every fact carries ``learnedAt`` (the
+learner's wall clock): an older fact never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from relay.kafka.reader import Reader
 from relay.kafka.writer import Writer
 from relay.topics import TopicCheck, TopicSpec, ensure_topics
 
-__all__ = ["FactPublisher", "Facts", "Rights", "create_facts_topic", "facts_topic"]
+__all__ = ["AppStart", "FactPublisher", "Facts", "Rights", "create_facts_topic", "facts_topic"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,18 @@ class Rights:
     playable: bool
     failure_code: str | None
     message: str | None
+    learned_at: float  # wall clock
+
+
+@dataclass(frozen=True, slots=True)
+class AppStart:
+    """The /app-start an ingest process delivered to learn a tenant's appId, so that
+    any process answers its retries as the first attempt was answered."""
+
+    event_id: str  # the delivered event's id, which its retries are answered with
+    fingerprint: str  # relay.ingest.learning.fingerprint of its body
+    answer: bytes  # the body of the 200 its client gets
+    app_id: int | None  # None: the upstream's answer named none
     learned_at: float  # wall clock
 
 
@@ -65,7 +81,8 @@ class Facts:
         # In the order learned (re-learning moves a fact to the end): the front is the
         # oldest, the first to drop.
         self._rights: OrderedDict[tuple[str, int], Rights] = OrderedDict()
-        self._app_ids: dict[str, int] = {}
+        self._app_ids: dict[str, tuple[int, float]] = {}  # appId, learned at
+        self._app_starts: dict[str, AppStart] = {}  # one per tenant: the latest
         self.changed = asyncio.Event()
         # The topic was read to the end it had when reading started (readiness).
         self.loaded = False
@@ -91,7 +108,30 @@ class Facts:
         return known
 
     def app_id(self, tenant: str) -> int | None:
-        return self._app_ids.get(tenant)
+        known = self._app_ids.get(tenant)
+        return known[0] if known is not None else None
+
+    def app_start(self, tenant: str) -> AppStart | None:
+        return self._app_starts.get(tenant)
+
+    def learn_app_id(self, tenant: str, app_id: int, learned_at: float) -> bool:
+        """Keep ``app_id`` unless a newer one is known; True when kept."""
+        known = self._app_ids.get(tenant)
+        if known is not None and known[1] > learned_at:
+            return False
+        self._app_ids[tenant] = (app_id, learned_at)
+        return True
+
+    def learn_app_start(self, tenant: str, start: AppStart) -> bool:
+        """Keep ``start`` (and the appId it taught) unless a newer one is known; True
+        when kept."""
+        known = self._app_starts.get(tenant)
+        if known is not None and known.learned_at > start.learned_at:
+            return False
+        self._app_starts[tenant] = start
+        if start.app_id is not None:
+            self.learn_app_id(tenant, start.app_id, start.learned_at)
+        return True
 
     def denied_clips(self, tenant: str) -> list[int]:
         return [
@@ -137,7 +177,20 @@ class Facts:
                     if not self.learn(tenant, int(clip), rights):
                         return
             elif kind == "appId" and data is not None:
-                self._app_ids[rest] = int(data["appId"])
+                # Facts published before they were ordered carry no time: the oldest.
+                if not self.learn_app_id(rest, int(data["appId"]), float(data.get("learnedAt", 0))):
+                    return
+            elif kind == "appStart" and data is not None:
+                app_id = data["appId"]
+                start = AppStart(
+                    str(data["eventId"]),
+                    str(data["fingerprint"]),
+                    str(data["answer"]).encode(),
+                    int(app_id) if app_id is not None else None,
+                    float(data["learnedAt"]),
+                )
+                if not self.learn_app_start(rest, start):
+                    return
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
             log.warning("unreadable fact", extra={"key": key[:100].decode(errors="replace")})
             return
@@ -195,6 +248,25 @@ class FactPublisher:
 
     async def app_id(self, tenant: str, app_id: int) -> None:
         await self._send(f"appId:{tenant}", {"appId": app_id, "learnedAt": self._clock.wall()})
+
+    async def app_start(self, tenant: str, start: AppStart) -> None:
+        """What an appId learning delivered, then the appId it taught as its own fact
+        (which processes of earlier versions read). In this order on the one
+        partition: a reader that knows the appId knows the delivery too."""
+        value = {
+            "eventId": start.event_id,
+            "fingerprint": start.fingerprint,
+            # Upstream answers are JSON, hence UTF-8 (RFC 8259); anything else is
+            # relayed here as well as it decodes.
+            "answer": start.answer.decode(errors="replace"),
+            "appId": start.app_id,
+            "learnedAt": start.learned_at,
+        }
+        await self._send(f"appStart:{tenant}", value)
+        if start.app_id is not None:
+            await self._send(
+                f"appId:{tenant}", {"appId": start.app_id, "learnedAt": start.learned_at}
+            )
 
     async def _send(self, key: str, value: dict[str, Any]) -> None:
         try:

@@ -24,7 +24,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import relay
-from relay.events import EVENT_TYPES, Answer
+from relay.events import EVENT_TYPES, STAMPED_REASONS, Answer
 from relay.failures import FAILURE_CODES
 
 __all__ = [
@@ -140,6 +140,7 @@ class IngestMetrics:
     in_flight: Gauge
     in_flight_limit: Gauge
     unknown_fields_dropped: Counter
+    timestamps_stamped: Counter
     kafka_ready: Gauge
     rights_refusals: Counter
     upstream_calls: Counter
@@ -234,6 +235,14 @@ class IngestMetrics:
                 ["type"],
                 registry=registry,
             ),
+            timestamps_stamped=Counter(
+                "relay_ingest_timestamps_stamped_total",
+                "Events given the relay's receive time as timestamp, by reason: missing (none "
+                "sent) or implausible (before 2000, or more than a day ahead of the receive "
+                "time: a wrong device clock).",
+                ["type", "reason"],
+                registry=registry,
+            ),
             kafka_ready=Gauge(
                 "relay_kafka_ready",
                 "1 when the last probe of Kafka succeeded, 0 when Kafka is unreachable.",
@@ -255,6 +264,8 @@ class IngestMetrics:
             self.produce_seconds.labels(event_type.name)
             self.produce_failures.labels(event_type.name)
             self.unknown_fields_dropped.labels(event_type.name)
+            for reason in STAMPED_REASONS:
+                self.timestamps_stamped.labels(event_type.name, reason)
             self.request_seconds.labels(event_type.path)
             success = "200" if event_type.answer is Answer.APP_ID else "204"
             for tenant in tenants:

@@ -281,3 +281,22 @@ def test_a_body_that_is_not_an_object_is_refused(body: Any) -> None:
 
 def test_format_timestamp_is_utc_with_z() -> None:
     assert format_timestamp(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2024-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "because"),
+    [
+        (None, "missing"),
+        ("1999-12-31T23:59:59Z", "implausible"),
+        ("1999-12-31T23:59:59.999999999Z", "implausible"),
+        ("2000-01-01T00:00:00Z", None),
+        ("2026-11-27T12:00:00.250Z", None),  # the receive time + 1 day
+        ("2026-11-27T12:00:01.250Z", "implausible"),  # + 1 day + 1 s
+    ],
+)
+def test_normalise_says_why_it_stamped_a_timestamp(timestamp: str | None, because: str) -> None:
+    result = normalise(BY_NAME["play"], {**VALID["play"], "timestamp": timestamp}, RECEIVED)
+    assert result.stamped_because == because
+    assert result.timestamp_stamped is (because is not None)
+    without = {k: v for k, v in VALID["play"].items() if k != "timestamp"}
+    assert normalise(BY_NAME["play"], without, RECEIVED).stamped_because == "missing"

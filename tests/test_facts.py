@@ -64,3 +64,44 @@ def test_a_tombstone_removes_a_fact() -> None:
     facts.apply(b"rights:t:5", rights(False, 900.0))
     facts.apply(b"rights:t:5", None)
     assert facts.rights("t", 5) is None
+
+
+def app_start(event_id: str, app_id: int | None, learned_at: float) -> bytes:
+    answer = orjson.dumps({"appId": app_id}) if app_id is not None else b"{}"
+    return orjson.dumps(
+        {
+            "eventId": event_id,
+            "fingerprint": f"fp-{event_id}",
+            "answer": answer.decode(),
+            "appId": app_id,
+            "learnedAt": learned_at,
+        }
+    )
+
+
+def test_an_app_start_fact_is_read_with_its_app_id_and_an_older_one_never_overrides() -> None:
+    facts = Facts(clock=ManualClock(wall=1000.0))
+    facts.apply(b"appStart:t", app_start("e2", 77, 900.0))
+    facts.apply(b"appStart:t", app_start("e1", 66, 800.0))  # an earlier learning, late
+    facts.apply(b"appId:t", orjson.dumps({"appId": 66, "learnedAt": 850.0}))  # late too
+    known = facts.app_start("t")
+    assert known is not None
+    assert (known.event_id, known.fingerprint, known.answer) == ("e2", "fp-e2", b'{"appId":77}')
+    assert (known.app_id, known.learned_at) == (77, 900.0)
+    assert facts.app_id("t") == 77
+    facts.apply(b"appId:t", orjson.dumps({"appId": 88, "learnedAt": 950.0}))  # newer: kept
+    assert facts.app_id("t") == 88
+    facts.apply(b"appStart:t", app_start("e3", None, 990.0))  # the upstream named none
+    known = facts.app_start("t")
+    assert known is not None
+    assert (known.event_id, known.app_id, known.answer) == ("e3", None, b"{}")
+    assert facts.app_id("t") == 88  # an answer without an appId forgets none
+
+
+def test_an_app_id_fact_without_a_time_is_the_oldest() -> None:
+    facts = Facts(clock=ManualClock(wall=1000.0))
+    facts.apply(b"appId:t", orjson.dumps({"appId": 77, "learnedAt": 900.0}))
+    facts.apply(b"appId:t", orjson.dumps({"appId": 66}))  # published before facts had times
+    assert facts.app_id("t") == 77
+    facts.apply(b"appId:u", orjson.dumps({"appId": 66}))
+    assert facts.app_id("u") == 66

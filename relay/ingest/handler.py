@@ -21,7 +21,7 @@ from relay.clock import Clock
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable, UndecodableBody
-from relay.events import Answer, EventType, format_timestamp, normalise
+from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
 from relay.ingest.encodings import coding, decode
@@ -157,6 +157,10 @@ class EventHandler:
         self._produce_seconds = metrics.produce_seconds.labels(event_type.name)
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
+        self._stamped = {
+            reason: metrics.timestamps_stamped.labels(event_type.name, reason)
+            for reason in STAMPED_REASONS
+        }
 
     async def handle(self, request: web.Request) -> web.Response:
         started = self._clock.monotonic()
@@ -240,6 +244,8 @@ class EventHandler:
             return failure_response(400, exc.failure_code, exc.message, field=exc.field)
         if event.unknown_fields:
             self._unknown_dropped.inc(len(event.unknown_fields))
+        if event.stamped_because is not None:
+            self._stamped[event.stamped_because].inc()
         if self._type.rights_checked:
             known = self._answers.known_refusal(tenant, event.body)
             if known is False:

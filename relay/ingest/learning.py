@@ -1,26 +1,44 @@
-"""Learning a tenant's appId by delivering one /app-start, idempotently.
+"""Learning a tenant's appId by delivering one /app-start, idempotently, across
+ingest processes.
 
 When no appId is configured or known, ingest delivers the /app-start in hand to the
 upstream itself (its event id as Idempotency-Key) and answers with the upstream's
 answer. The delivery is a task of the tenant's learner, not of the request: a client
 whose answer bound (RELAY_UPSTREAM_ANSWER_TIMEOUT_S) ran out gets 503, and the
 delivery goes on. Once the upstream accepted it, the event is written to Kafka
-marked delivered (forward skips it) whether or not its client still waits, and the
-outcome is kept for RELAY_APP_ID_LEARNING_WINDOW_S: a retry of that event (the same
-event id, or the same body as the client sent it, ignoring a timestamp the relay
-stamped) gets the same answer with the first event's id, and nothing is delivered or
-written again.
+marked delivered (forward skips it) whether or not its client still waits, and what
+was delivered (the event's id, the fingerprint of its body, the answer, the time) is
+kept in the facts and published on the facts topic (``appStart:<tenant>``, then the
+``appId:<tenant>`` it taught; relay/facts.py). For RELAY_APP_ID_LEARNING_WINDOW_S
+after that time, every ingest process that has read the fact answers a retry of the
+event (the same event id, as an Idempotency-Key gives, or the same body as the
+client sent it, ignoring a timestamp the relay stamped) with the same answer and the
+first event's id, and delivers and writes nothing.
 
 An upstream answer without an appId is relayed as it is (200, the upstream's body):
-the event was accepted and is recorded. For the window, other /app-starts of the
-tenant are then written for forward to deliver and answered alike, instead of each
-being delivered by ingest; after it, the next one asks again.
+the event was accepted and is recorded. It is published alike, and for the window
+every process writes the tenant's other /app-starts for forward to deliver and
+answers them alike, instead of delivering each; after it, the next one asks again.
+
+The limit: the fact travels through Kafka (A's produce, then B's next fetch of the
+facts topic: well under a second on a healthy broker). A retry that reaches process
+B before the fact does, and while B knows no appId, starts B's own learning: B
+delivers it again, so the upstream receives the event twice (with an
+Idempotency-Key both carry the same id, which the upstream is not documented to
+dedupe). Both deliveries are written marked delivered, so forward delivers neither
+again; the client gets B's answer; and every process keeps the later learning's
+fact (the newest ``learnedAt``), whose event id later retries are answered with. The
+same holds when A's
+publish of the fact failed (logged "fact not published"). So: no second delivery for
+a retry that arrives after the fact was read, which a client honouring Retry-After
+(RELAY_RETRY_AFTER_S) meets by a wide margin unless the facts topic lags.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +51,7 @@ from relay.clock import Clock
 from relay.config import Settings
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.errors import KafkaUnavailable
-from relay.facts import FactPublisher, Facts
+from relay.facts import AppStart, FactPublisher, Facts
 from relay.failures import failure_response
 from relay.ingest.upstream_budget import UpstreamRate
 from relay.kafka.producer import Producer, Record
@@ -53,22 +71,13 @@ class AppStartAnswer:
     event_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Taught:
-    event_id: str
-    fingerprint: bytes
-    answer: bytes
-    app_id: int | None
-    at: float  # monotonic
-
-
-def fingerprint(envelope: Envelope) -> bytes:
+def fingerprint(envelope: Envelope) -> str:
     """The event as its client sent it: a timestamp the relay stamped differs on
-    every retry, so it is left out."""
+    every retry, so it is left out. A digest: it travels in a fact."""
     body: dict[str, Any] = dict(envelope.body)
     if envelope.timestamp_stamped:
         body.pop("timestamp", None)
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class AppIdLearner:
@@ -91,16 +100,12 @@ class AppIdLearner:
         self._producer = producer
         self._calls = metrics.upstream_calls
         self._clock = clock
-        self._learned: dict[str, int] = {}
-        self._taught: dict[str, _Taught] = {}  # one per tenant: learning is one at a time
-        self._learning: dict[str, asyncio.Task[_Taught | web.Response]] = {}
+        # One learning per tenant at a time in this process.
+        self._learning: dict[str, asyncio.Task[AppStart | web.Response]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def app_id(self, configured: int | None, tenant: str) -> int | None:
-        if configured is not None:
-            return configured
-        learned = self._learned.get(tenant)
-        return learned if learned is not None else self._facts.app_id(tenant)
+        return configured if configured is not None else self._facts.app_id(tenant)
 
     async def answer(
         self, configured: int | None, tenant: str, path: str, envelope: Envelope, topic: str
@@ -137,17 +142,18 @@ class AppIdLearner:
                 return AppStartAnswer(outcome.answer, outcome.event_id)
             # Another event's learning ended: look again (known now, or learn with this one).
 
-    def _recent(self, tenant: str) -> _Taught | None:
-        taught = self._taught.get(tenant)
+    def _recent(self, tenant: str) -> AppStart | None:
+        """What a learning delivered, here or in another process, within the window
+        (wall clock: the time comes from whichever process learned it)."""
+        taught = self._facts.app_start(tenant)
         window = self._settings.app_id_learning_window_s
-        if taught is not None and self._clock.monotonic() - taught.at > window:
-            del self._taught[tenant]
+        if taught is None or self._clock.wall() - taught.learned_at > window:
             return None
         return taught
 
     async def _learn(
-        self, tenant: str, path: str, envelope: Envelope, mark: bytes, topic: str
-    ) -> _Taught | web.Response:
+        self, tenant: str, path: str, envelope: Envelope, mark: str, topic: str
+    ) -> AppStart | web.Response:
         client = self._upstream.get(tenant)
         rate = self._rates.get(tenant)
         wait = rate.reserve(self._settings.upstream_answer_timeout_s / 2) if rate else None
@@ -167,12 +173,10 @@ class AppIdLearner:
         with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             app_id = int(orjson.loads(outcome.body)["appId"])
         answer = orjson.dumps({"appId": app_id}) if app_id is not None else outcome.body
-        taught = _Taught(envelope.id, mark, answer, app_id, self._clock.monotonic())
-        self._taught[tenant] = taught
-        if app_id is not None:
-            self._learned[tenant] = app_id
-            if self._publisher is not None:  # aside: a slow publish delays no answer
-                self._spawn(self._publisher.app_id(tenant, app_id))
+        taught = AppStart(envelope.id, mark, answer, app_id, self._clock.wall())
+        self._facts.learn_app_start(tenant, taught)  # here at once, elsewhere by the topic
+        if self._publisher is not None:  # aside: a slow publish delays no answer
+            self._spawn(self._publisher.app_start(tenant, taught))
         headers = (*envelope.headers(), DELIVERED_HEADER)
         try:
             await self._producer.send(

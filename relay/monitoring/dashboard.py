@@ -166,6 +166,7 @@ def _label_variable(name: str, label: str) -> dashboard_builders.QueryVariable:
 def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
     requests = "relay_ingest_requests_total"
     tenant = f'{INGEST}, tenant=~"$tenant"'
+    stamped = _rate("relay_ingest_timestamps_stamped_total", f'{INGEST}, type=~"$type"')
     return [
         _timeseries(
             "Requests/s by path and status class",
@@ -212,6 +213,14 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             units.Seconds,
             *_quantiles("relay_ingest_produce_seconds", f'{INGEST}, type=~"$type"'),
         ),
+        _timeseries(
+            "Timestamps stamped/s by type and reason",
+            "Events the relay gave its receive time as timestamp: missing (none sent) or "
+            "implausible (before 2000, or more than a day ahead: a wrong device clock). A "
+            "rise in implausible points at a client fleet with broken clocks.",
+            units.RequestsPerSecond,
+            (f"sum by (type, reason) ({stamped})", "{{type}} {{reason}}"),
+        ).min(0),
         _kafka_ready(),
         *_upstream_asked(),
     ]

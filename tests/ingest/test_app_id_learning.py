@@ -4,6 +4,7 @@ are never delivered again (issue 11 §2.3), against the sandbox with injected la
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from relay.clock import SystemClock
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.facts import Facts
+from relay.ingest.learning import fingerprint
 from relay.kafka.memory import MemoryProducer
 from tests.test_events import VALID
 
@@ -94,3 +96,46 @@ async def test_an_answer_without_an_app_id_is_relayed_and_its_retries_not_delive
     assert len(await ledger(sandbox)) == 1
     assert len(records) == 2
     assert DELIVERED_HEADER not in records[1].headers
+
+
+async def test_a_delivery_another_process_published_answers_retries_for_the_window_only(
+    front: Front, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    # What another ingest process delivered, as its facts arrive here from the topic.
+    body = {"clientId": VALID["app-start"]["clientId"], "platform": "ios"}
+    unstamped = Envelope(
+        id="first",
+        type="app-start",
+        tenant="default",
+        received_at="",
+        timestamp_stamped=True,
+        body={**body, "timestamp": "2026-01-01T00:00:00Z"},
+    )
+    window = 300.0
+    facts = Facts()
+    client = await front(facts, app_id_learning_window_s=window)
+
+    def taught(learned_at: float) -> None:
+        fact = {
+            "eventId": "01a2b3c4-0000-7000-8000-000000000001",
+            "fingerprint": fingerprint(unstamped),
+            "answer": '{"appId":77}',
+            "appId": 77,
+            "learnedAt": learned_at,
+        }
+        facts.apply(b"appStart:default", orjson.dumps(fact))
+
+    taught(time.time() - window - 1)  # learned longer ago than the window
+    status, answer, event_id = await start(client, body)
+    assert (status, answer) == (200, {"appId": 77})  # the appId is known
+    assert event_id != "01a2b3c4-0000-7000-8000-000000000001"  # a new event, for forward
+    assert len(memory_producer.records["relay.app-start"]) == 1
+
+    taught(time.time() - window + 30)  # a newer learning, within the window
+    assert await start(client, body) == (
+        200,
+        {"appId": 77},
+        "01a2b3c4-0000-7000-8000-000000000001",
+    )
+    assert len(memory_producer.records["relay.app-start"]) == 1  # nothing written
+    assert len(await ledger(sandbox)) == 0  # nor asked upstream

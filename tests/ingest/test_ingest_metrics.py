@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from relay.clock import ManualClock
 from relay.config import Settings
+from relay.envelope import Envelope
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Record
 from tests.ingest.conftest import MakeClient
@@ -58,3 +60,45 @@ async def test_answers_are_counted_by_tenant_and_the_limit_is_exported(
     )
     assert value("relay_ingest_in_flight_limit") == 37
     assert value("relay_kafka_ready") == 1
+
+
+async def test_stamped_timestamps_are_counted_by_reason_at_the_edges(
+    make_client: MakeClient,
+    settings: Settings,
+    registry: CollectorRegistry,
+    memory_producer: MemoryProducer,
+    clock: ManualClock,
+) -> None:
+    # Received at 2026-11-18T11:06:40Z (the clock): kept up to a day ahead, from 2000 on.
+    client = await make_client(settings, memory_producer, clock)
+    sent = {
+        "1999-12-31T23:59:59Z": "implausible",  # a second before 2000
+        "2000-01-01T00:59:59+01:00": "implausible",  # the same instant, with an offset
+        "2000-01-01T00:00:00Z": None,
+        "2026-11-19T11:06:40Z": None,  # exactly a day ahead of the receive time
+        "2026-11-19T11:06:41Z": "implausible",  # a day and a second ahead
+    }
+    for timestamp in sent:
+        assert (await post(client, "/play", {**VALID["play"], "timestamp": timestamp}))[0] == 204
+    assert (await post(client, "/play", {**VALID["play"], "timestamp": None}))[0] == 204
+    without = {k: v for k, v in VALID["play"].items() if k != "timestamp"}
+    assert (await post(client, "/play", without))[0] == 204
+
+    def stamped(reason: str) -> float | None:
+        return registry.get_sample_value(
+            "relay_ingest_timestamps_stamped_total", {"type": "play", "reason": reason}
+        )
+
+    assert (stamped("implausible"), stamped("missing")) == (3, 2)
+    assert (
+        registry.get_sample_value(
+            "relay_ingest_timestamps_stamped_total", {"type": "add", "reason": "missing"}
+        )
+        == 0
+    )  # every child exists from the start
+    written = [Envelope.decode(r.value) for r in memory_producer.records[settings.topic("play")]]
+    expected = [*sent.values(), "missing", "missing"]
+    assert [e.timestamp_stamped for e in written] == [reason is not None for reason in expected]
+    assert [e.body["timestamp"] for e in written if e.timestamp_stamped] == [
+        "2026-11-18T11:06:40Z"
+    ] * 5
