@@ -32,6 +32,11 @@ backend relay
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
+    # A check every 100 ms and one 503 takes a server out (readiness turns 503 at
+    # SIGTERM); but a check that merely waits for a busy event loop is not a 503: it
+    # gets a second, as a Kubernetes probe's default timeout does (without this,
+    # the check times out at the 100 ms interval and takes out the last server).
+    timeout check 1s
     default-server inter 100ms fall 1 rise 2
 {servers}
 """

@@ -25,6 +25,9 @@ class SteadyLoad:
     in_flight_limit: int = 200
     accepted: list[str] = field(default_factory=list)
     failed: Counter[int] = field(default_factory=Counter)  # non-2xx answers by status
+    # Why: "<status> <failureCode>: <message>" of each non-2xx answer, to tell a
+    # refusal at the door from a Kafka timeout when a test fails.
+    reasons: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # no answer, by error type
     sent: int = 0
     elapsed: float = 0.0  # seconds from the first request to the last sent
@@ -70,11 +73,12 @@ class SteadyLoad:
             async with session.post(
                 f"{self.url}/play", data=orjson.dumps(body), headers=JSON
             ) as response:
-                await response.read()
+                answer = await response.read()
                 if response.status in (200, 204):
                     self.accepted.append(response.headers["X-Relay-Event-Id"])
                 else:
                     self.failed[response.status] += 1
+                    self.reasons[_reason(response.status, answer)] += 1
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.errors[type(exc).__name__] += 1
         finally:
@@ -90,4 +94,13 @@ class SteadyLoad:
             f"{len(self.accepted)} accepted, "
             f"{sum(self.failed.values())} failed {dict(self.failed)}, "
             f"{sum(self.errors.values())} connection errors {dict(self.errors)}"
+            + (f"; why: {dict(self.reasons.most_common(5))}" if self.reasons else "")
         )
+
+
+def _reason(status: int, answer: bytes) -> str:
+    try:
+        failure = orjson.loads(answer)
+        return f"{status} {failure['failureCode']}: {failure['message']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"{status} {answer[:80]!r}"

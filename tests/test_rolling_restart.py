@@ -20,7 +20,7 @@ import pytest
 from tests.brokers import Broker
 from tests.haproxy import HAProxy
 from tests.load import SteadyLoad
-from tests.stack import Process, Stack
+from tests.stack import Process, Stack, wait_http
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -40,9 +40,13 @@ async def stack(kafka: Broker, prefix: str) -> AsyncIterator[Stack]:
 
 
 async def restart(stack: Stack, process: Process, settle: float) -> None:
-    """SIGTERM, wait for a clean exit, start again on the same port, let it settle."""
+    """SIGTERM, wait for a clean exit, start again on the same port, wait until it is
+    ready (as an orchestrator does before it stops the next: an ingest is ready once it
+    read the facts topic and reached Kafka), let it settle."""
     assert await process.terminate() == 0, f"relay {process.kind} did not exit cleanly"
     await stack.restart(process)
+    if process.kind == "ingest":
+        await wait_http(process.url + "/readyz", bound=60, process=process.popen)
     await asyncio.sleep(settle)
 
 
