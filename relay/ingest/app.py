@@ -37,6 +37,7 @@ FACTS = web.AppKey("facts", Facts)
 SHUTTING_DOWN = web.AppKey("shutting_down", list[bool])
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 INGEST_METRICS = web.AppKey("ingest_metrics", IngestMetrics)
+_EXPOSITION: web.AppKey[Callable[[], Awaitable[bytes]]] = web.AppKey("exposition")
 
 
 def make_app(
@@ -52,24 +53,30 @@ def make_app(
     publisher: FactPublisher | None = None,
     admin_routes: bool = True,
     topic_check: TopicCheck | None = None,
+    inbound_share: float = 1.0,
+    exposition: Callable[[], Awaitable[bytes]] | None = None,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
     (after in-flight requests finished: aiohttp runs cleanup contexts last). Without
     ``admin_routes``, /metrics and health are left to ``make_admin_app`` (another port)
-    and the public port serves the event endpoints and /openapi.json only."""
+    and the public port serves the event endpoints and /openapi.json only.
+    ``inbound_share``: this process's part of each key's inbound limit (a worker of a
+    group: ``relay.ingest.gate``). ``exposition``: what /metrics answers (a worker's:
+    its group's); the registry's own by default."""
     registry = registry if registry is not None else CollectorRegistry()
     clock = clock if clock is not None else SystemClock()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[PRODUCER] = producer
     app[SHUTTING_DOWN] = [False]
     app[_REGISTRY] = registry
+    app[_EXPOSITION] = exposition if exposition is not None else _own(registry)
     tenants = tenants if tenants is not None else load_tenants(settings)
     metrics = IngestMetrics.create(registry, list(tenants.by_name))
     app[INGEST_METRICS] = metrics
     metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
     if topic_check is not None:
         topic_check.record(metrics.topic_under_replicated)
-    gate = Gate(tenants, clock)
+    gate = Gate(tenants, clock, inbound_share)
     if facts is None:  # nothing to read (tests, mostly): configured appIds only
         facts = Facts.for_settings(settings, clock)
         facts.loaded = True
@@ -121,6 +128,7 @@ def make_admin_app(front_door: web.Application) -> web.Application:
     admin[PRODUCER] = front_door[PRODUCER]
     admin[SHUTTING_DOWN] = front_door[SHUTTING_DOWN]
     admin[_REGISTRY] = front_door[_REGISTRY]
+    admin[_EXPOSITION] = front_door[_EXPOSITION]
     admin[FACTS] = front_door[FACTS]
     _add_admin_routes(admin)
     return admin
@@ -200,7 +208,13 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
+def _own(registry: CollectorRegistry) -> Callable[[], Awaitable[bytes]]:
+    async def exposition() -> bytes:
+        return generate_latest(registry)
+
+    return exposition
+
+
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        body=generate_latest(request.app[_REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    body = await request.app[_EXPOSITION]()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
