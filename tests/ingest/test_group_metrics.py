@@ -71,9 +71,10 @@ def test_a_sum_never_falls_when_a_worker_is_replaced_or_does_not_answer() -> Non
     first.requests.labels("/play", "204").inc(5)
     second.requests.labels("/play", "204").inc(6)
     key = ("relay_ingest_requests_total", (("path", "/play"), ("status", "204")))
-    assert samples(group.merge({"0": Scrape(10, first.text()), "1": Scrape(11, second.text())}))[
-        key
-    ] == 11
+    assert (
+        samples(group.merge({"0": Scrape(10, first.text()), "1": Scrape(11, second.text())}))[key]
+        == 11
+    )
     # Worker 1 stops answering (crashing): its last counts stay, its gauges go.
     merged = samples(group.merge({"0": Scrape(10, first.text()), "1": Scrape(11, None)}))
     assert merged[key] == 11

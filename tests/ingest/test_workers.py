@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +188,7 @@ def status_of(pid: int) -> str:
 
 
 @pytest.fixture
-def limited_key(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def limited_key(tmp_path: Path) -> tuple[Path, str]:
     key = "k-" + os.urandom(8).hex()
     path = tmp_path / "tenants.toml"
     path.write_text(
@@ -205,7 +205,7 @@ id = "one"
 sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"
 """
     )
-    yield path, key
+    return path, key
 
 
 async def test_a_keys_inbound_limit_holds_for_the_group(
