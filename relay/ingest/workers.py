@@ -184,19 +184,21 @@ class Supervisor:
             await self._spawn(slot)
 
     async def _stop_workers(self) -> list[int | None]:
+        """SIGTERM to the workers running; their exit statuses (a worker that had
+        crashed and was waiting for its restart was reported then, not here)."""
+        running = [p for p in self._processes.values() if p.returncode is None]
         self._signal_all(signal.SIGTERM)
         bound = self._settings.shutdown_grace_s + self._settings.shutdown_timeout_s
-        waits = [process.wait() for process in self._processes.values()]
         try:
             async with asyncio.timeout(bound + STOP_MARGIN_S):
-                await asyncio.gather(*waits)
+                await asyncio.gather(*(process.wait() for process in running))
         except TimeoutError:
             log.error(  # noqa: TRY400 (the timeout is ours, its traceback says nothing)
                 "workers still running past the shutdown bound: killed"
             )
             self._signal_all(signal.SIGKILL)
-            await asyncio.gather(*(process.wait() for process in self._processes.values()))
-        return [process.returncode for process in self._processes.values()]
+            await asyncio.gather(*(process.wait() for process in running))
+        return [process.returncode for process in running]
 
     async def _exposition(self) -> bytes:
         async with self._scraping:

@@ -104,7 +104,8 @@ def _ingest(t: Thresholds) -> list[Rule]:
             t.workers_missing_for,
             "ticket",
             summary="Ingest runs fewer workers than configured",
-            description="{{ $labels.instance }} has run " + f"{VALUE} worker(s) fewer than RELAY_INGEST_WORKERS "
+            description="{{ $labels.instance }} has run "
+            + f"{VALUE} worker(s) fewer than RELAY_INGEST_WORKERS "
             f"for {t.workers_missing_for}: workers keep crashing and their restarts are "
             "postponed past RELAY_INGEST_WORKER_RESTARTS_PER_MIN; the others serve alone.",
         ),

@@ -33,6 +33,7 @@ PLAY = VALID["play"]
 class Group:
     popen: subprocess.Popen[bytes]
     url: str
+    metrics_url: str
 
     def workers(self) -> list[int]:
         path = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
@@ -53,9 +54,11 @@ async def group(kafka_settings: Settings, **extra: str) -> AsyncIterator[Group]:
         **extra,
     }
     popen = subprocess.Popen([sys.executable, "-m", "relay", "ingest", "--workers", "2"], env=env)
-    running = Group(popen, f"http://127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}"
+    admin = extra.get("RELAY_ADMIN_PORT")
+    running = Group(popen, url, f"http://127.0.0.1:{admin}" if admin else url)
     try:
-        await wait_http(f"{running.url}/readyz", process=popen)
+        await wait_http(f"{running.metrics_url}/readyz", process=popen)
         await until(lambda: workers_running(running), 30, "both workers listening")
         yield running
     finally:
@@ -73,7 +76,8 @@ async def until(condition: Callable[[], object], bound: float, what: str) -> Non
 
 async def scrape(running: Group) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     # A new connection each time: the kernel may hand it to either worker.
-    async with aiohttp.ClientSession() as session, session.get(running.url + "/metrics") as r:
+    metrics = running.metrics_url + "/metrics"
+    async with aiohttp.ClientSession() as session, session.get(metrics) as r:
         text = await r.text()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -111,7 +115,8 @@ async def post_plays(url: str, count: int, headers: dict[str, str] | None = None
 async def test_two_workers_count_every_request_whichever_answers_the_scrape(
     kafka_settings: Settings,
 ) -> None:
-    async with group(kafka_settings) as running:
+    # On the admin port, as the Helm chart runs it: both workers listen there too.
+    async with group(kafka_settings, RELAY_ADMIN_PORT=str(free_port())) as running:
         statuses = await post_plays(running.url, 200)
         assert statuses == [204] * 200
         for _ in range(10):  # scrapes land on either worker: every one has the group's sum
@@ -155,6 +160,37 @@ async def test_a_crashed_worker_is_started_again_and_no_sum_falls(
         # What the killed worker counted before its last scrape stays in the sum.
         assert total(after, "relay_ingest_requests_total", status="204") == 150
         assert total(before, "relay_ingest_requests_total", status="204") == 100
+
+
+async def test_past_the_restart_bound_a_restart_waits_and_sigterm_still_stops_the_group(
+    kafka_settings: Settings,
+) -> None:
+    async with group(kafka_settings, RELAY_INGEST_WORKER_RESTARTS_PER_MIN="1") as running:
+        os.kill(running.workers()[0], signal.SIGKILL)
+
+        async def restarted() -> bool:
+            metrics = await scrape(running)
+            return total(metrics, "relay_ingest_worker_restarts_total") == 1 and (
+                total(metrics, "relay_ingest_workers") == 2
+            )
+
+        await until(restarted, 60, "the first restart")
+        os.kill(running.workers()[0], signal.SIGKILL)
+
+        async def delayed() -> bool:
+            metrics = await scrape(running)
+            return total(metrics, "relay_ingest_worker_restarts_delayed_total") == 1
+
+        await until(delayed, 30, "the second restart postponed")
+        # The minute is not over: one worker serves alone, none is started meanwhile.
+        await asyncio.sleep(3)
+        metrics = await scrape(running)
+        assert total(metrics, "relay_ingest_workers") == 1
+        assert total(metrics, "relay_ingest_worker_restarts_total") == 1
+        assert len(running.workers()) == 1
+        assert await post_plays(running.url, 20) == [204] * 20
+        running.popen.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(asyncio.to_thread(running.popen.wait), 30) == 0
 
 
 async def test_sigterm_to_the_supervisor_stops_every_worker_in_order(
