@@ -16,7 +16,16 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["WorkerSeat", "exposition_app", "fetch_exposition", "group_socket", "worker_socket"]
+__all__ = [
+    "WorkerSeat",
+    "ask",
+    "exposition_app",
+    "fetch_exposition",
+    "group_socket",
+    "group_unready",
+    "unready_file",
+    "worker_socket",
+]
 
 SCRAPE_TIMEOUT_S = 5.0
 
@@ -44,8 +53,23 @@ class WorkerSeat:
         return 1.0 / self.count
 
 
+def unready_file(run_dir: Path) -> Path:
+    """Present, holding the reason, while some listening worker of the group is not
+    ready; absent when all are. The supervisor keeps it, every worker's /readyz reads
+    it: a probe then costs a file read, not a round of questions through three
+    processes (load balancers' health checks have short timeouts)."""
+    return run_dir / "unready"
+
+
+def group_unready(run_dir: Path) -> str | None:
+    try:
+        return unready_file(run_dir).read_text(encoding="utf-8") or "not ready"
+    except FileNotFoundError:
+        return None
+
+
 def exposition_app(exposition: Callable[[], Awaitable[bytes]]) -> web.Application:
-    """GET /metrics answering ``exposition()``."""
+    """The supervisor's socket: GET /metrics answering ``exposition()``."""
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=await exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -55,14 +79,21 @@ def exposition_app(exposition: Callable[[], Awaitable[bytes]]) -> web.Applicatio
     return app
 
 
-async def fetch_exposition(socket: Path) -> str:
-    """The exposition served at ``socket``. Raises ``aiohttp.ClientError`` or
-    ``TimeoutError`` when nothing answers in time."""
+async def ask(socket: Path, path: str) -> tuple[int, str]:
+    """GET ``path`` over the unix ``socket``: status and text. Raises
+    ``aiohttp.ClientError``, ``OSError`` or ``TimeoutError`` when nothing answers in time."""
     connector = aiohttp.UnixConnector(path=str(socket))
     timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S)
     async with (
         aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-        session.get("http://group/metrics") as response,
+        session.get(f"http://group{path}") as response,
     ):
-        response.raise_for_status()
-        return await response.text()
+        return response.status, await response.text()
+
+
+async def fetch_exposition(socket: Path) -> str:
+    """The exposition served at ``socket`` (raises as ``ask``, and on a non-2xx)."""
+    status, text = await ask(socket, "/metrics")
+    if status != 200:
+        raise aiohttp.ClientError(f"{socket}: /metrics answered {status}")
+    return text

@@ -35,19 +35,25 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from relay.clock import SystemClock
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
-from relay.ingest.app import INGEST_METRICS, SHUTTING_DOWN, make_admin_app, make_app
+from relay.ingest.app import (
+    INGEST_METRICS,
+    SHUTTING_DOWN,
+    make_admin_app,
+    make_app,
+    make_local_app,
+)
 from relay.ingest.facts_reader import FactsReader
 from relay.ingest.seat import (
     WorkerSeat,
-    exposition_app,
     fetch_exposition,
     group_socket,
+    group_unready,
     worker_socket,
 )
 from relay.ingest.slow_clients import GuardedAppRunner
@@ -140,6 +146,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
         registry=registry,
         inbound_share=seat.share if seat is not None else 1.0,
         exposition=_group_exposition(seat) if seat is not None else None,
+        group_unready=_group_unready(seat) if seat is not None else None,
     )
     # Readiness waits for the facts read to their end; a failing reader is reported
     # and read again while ingest serves what it knows (relay/ingest/facts_reader.py).
@@ -189,7 +196,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
             "RELAY_INGEST_PORT",
         )
         if seat is not None:  # the socket's existence tells the supervisor "listening"
-            own_runner = web.AppRunner(exposition_app(_own(registry)), access_log=None)
+            own_runner = web.AppRunner(make_local_app(app), access_log=None)
             await own_runner.setup()
             await web.UnixSite(own_runner, str(worker_socket(seat.run_dir, seat.slot))).start()
         log.info(
@@ -249,13 +256,6 @@ class _Discarding(MemoryProducer):
         self.records.clear()
 
 
-def _own(registry: CollectorRegistry) -> Callable[[], Awaitable[bytes]]:
-    async def exposition() -> bytes:
-        return generate_latest(registry)
-
-    return exposition
-
-
 def _group_exposition(seat: WorkerSeat) -> Callable[[], Awaitable[bytes]]:
     """The group's metrics, merged by the supervisor, whichever worker is scraped."""
 
@@ -263,6 +263,16 @@ def _group_exposition(seat: WorkerSeat) -> Callable[[], Awaitable[bytes]]:
         return (await fetch_exposition(group_socket(seat.run_dir))).encode()
 
     return exposition
+
+
+def _group_unready(seat: WorkerSeat) -> Callable[[], Awaitable[str | None]]:
+    """Why the group is not ready (None: it is), as the supervisor last found it: the
+    kernel may hand the next connection to any listening worker."""
+
+    async def unready() -> str | None:
+        return group_unready(seat.run_dir)
+
+    return unready
 
 
 def _die_with_parent() -> None:

@@ -44,7 +44,14 @@ from relay.clock import Clock, SystemClock
 from relay.config import ConfigError, Settings
 from relay.ingest.group_metrics import GroupMetrics, Scrape
 from relay.ingest.restarts import RestartBudget
-from relay.ingest.seat import exposition_app, fetch_exposition, group_socket, worker_socket
+from relay.ingest.seat import (
+    ask,
+    exposition_app,
+    fetch_exposition,
+    group_socket,
+    unready_file,
+    worker_socket,
+)
 from relay.metrics import WorkerGroupMetrics
 
 __all__ = ["Supervisor"]
@@ -53,12 +60,22 @@ log = logging.getLogger("relay.ingest")
 
 STOP_MARGIN_S = 15.0  # past grace + drain: the producer's flush and close
 START_POLL_S = 0.05
+READINESS_POLL_S = 0.2  # how stale a worker's view of its group's readiness may be
 
 
 class Supervisor:
     def __init__(self, settings: Settings, count: int, clock: Clock | None = None) -> None:
         if settings.ingest_port == 0:
             raise ConfigError("RELAY_INGEST_PORT=0 with several workers: each would get a port")
+        if settings.ingest_upstream_rps > 0 and count > settings.ingest_max_processes:
+            # Forward reserves RELAY_INGEST_UPSTREAM_RPS x RELAY_INGEST_MAX_PROCESSES of
+            # each credential's budget for ingest, and every worker is a process there.
+            log.warning(
+                "more ingest workers than RELAY_INGEST_MAX_PROCESSES: set it, for forward, "
+                "to the most ingest pods times the workers of each, or the upstream may "
+                "see more than its budget",
+                extra={"workers": count, "max_processes": settings.ingest_max_processes},
+            )
         self._settings = settings
         self._count = count
         self._clock = clock if clock is not None else SystemClock()
@@ -71,13 +88,15 @@ class Supervisor:
         self._group = GroupMetrics()
         self._scraping = asyncio.Lock()
         self._stop = asyncio.Event()
-        self._run_dir = Path(tempfile.mkdtemp(prefix="relay-ingest-"))
+        self._run_dir = Path()  # made by run(): a private directory (mode 0700)
 
     async def run(self) -> int:
         """Run the group until a signal; the exit status for the command."""
+        self._run_dir = Path(tempfile.mkdtemp(prefix="relay-ingest-"))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal)
+        unready_file(self._run_dir).write_text("starting", encoding="utf-8")
         runner = web.AppRunner(exposition_app(self._exposition), access_log=None)
         await runner.setup()
         await web.UnixSite(runner, str(group_socket(self._run_dir))).start()
@@ -90,6 +109,7 @@ class Supervisor:
             if failed is None:
                 log.info("workers listening", extra={"workers": self._count})
                 watchers = [asyncio.create_task(self._watch(slot)) for slot in range(self._count)]
+                watchers.append(asyncio.create_task(self._follow_readiness()))
                 await self._stop.wait()
         finally:
             for watcher in watchers:
@@ -210,6 +230,45 @@ class Supervisor:
             }
             scrapes["supervisor"] = Scrape(os.getpid(), generate_latest(self._registry).decode())
             return self._group.merge(scrapes)
+
+    async def _follow_readiness(self) -> None:
+        """Keep the unready file true (``relay.ingest.seat.unready_file``)."""
+        path = unready_file(self._run_dir)
+        while True:
+            reason = await self._unready()
+            if reason is None:
+                path.unlink(missing_ok=True)
+            else:
+                staged = path.with_suffix(".new")
+                staged.write_text(reason, encoding="utf-8")
+                staged.replace(path)  # atomic: a reader never sees half a reason
+            await self._clock.sleep(READINESS_POLL_S)
+
+    async def _unready(self) -> str | None:
+        """None when every listening worker says it is ready; else which is not, and
+        why. A worker not running (crashed, waiting for its restart) gets no
+        connections, so it does not count."""
+        listening = [
+            slot
+            for slot, process in self._processes.items()
+            if process.returncode is None and worker_socket(self._run_dir, slot).exists()
+        ]
+        if not listening:
+            return "no worker listening"
+        answers = await asyncio.gather(*(self._ready(slot) for slot in listening))
+        reasons = [
+            f"worker {slot}: {reason}"
+            for slot, reason in zip(listening, answers, strict=True)
+            if reason
+        ]
+        return "; ".join(reasons) or None
+
+    async def _ready(self, slot: int) -> str | None:
+        try:
+            status, text = await ask(worker_socket(self._run_dir, slot), "/readyz")
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return "does not answer"
+        return None if status == 200 else text
 
     async def _scrape(self, slot: int) -> str | None:
         try:
