@@ -119,8 +119,8 @@ class Settings:
     ingest_producer: str = _setting(
         "kafka",
         "RELAY_INGEST_PRODUCER",
-        "kafka; or memory, for benchmarks of the front door only: events are kept in "
-        "memory and lost (refused on a non-loopback address).",
+        "kafka; or memory, for benchmarks of the front door only: events are accepted "
+        "and discarded (refused on a non-loopback address).",
     )
     max_in_flight: int = _setting(
         4096,
