@@ -154,6 +154,10 @@ class Supervisor:
             "--worker-dir",
             str(self._run_dir),
             env=env,
+            # Signals reach workers through the supervisor only (a terminal's Ctrl-C
+            # goes to its whole process group): one order, and no worker exiting on
+            # its own that the supervisor would take for a crash.
+            start_new_session=True,
         )
 
     def _running(self) -> float:
