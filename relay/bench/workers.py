@@ -5,19 +5,24 @@ nothing written), rounds alternating.
 The machine has two cores, shared by the workers, the broker and wrk: the server is
 not pinned (both workers may run on either core), wrk stays on core 1 as in every
 scenario. The ratios say how much a second process buys here, not on a host with a
-core per worker; the report names what limits it.
+core per worker. To say what limits it, each run also records the cores the ingest
+processes used (supervisor and workers, from /proc) and how busy the whole machine
+was (/proc/stat: every process, other users of the machine included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.bench.procs import Proc, start
+from relay.bench.procs import Proc, rss_mb, start, wrk
 
 __all__ = ["workers"]
 
@@ -31,7 +36,7 @@ CONFIGURATIONS = (
 
 
 async def workers(ctx: Any) -> dict[str, Any]:
-    from relay.bench.scenarios import _summary, _wrk_rounds
+    from relay.bench.scenarios import CONNECTIONS, PLAY_SCRIPT, _summary
 
     prefix = ctx.prefix()
 
@@ -55,19 +60,67 @@ async def workers(ctx: Any) -> dict[str, Any]:
 
         return make
 
-    rounds = await _wrk_rounds(
-        ctx, {name: server(count, producer) for name, count, producer in CONFIGURATIONS}
-    )
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in CONFIGURATIONS}
+    for number in range(ctx.rounds):
+        for name, count, producer in CONFIGURATIONS:
+            ctx.progress(f"round {number + 1}/{ctx.rounds}: {name}")
+            proc = await server(count, producer)()
+            try:
+                url = proc.url + "/play"
+                wrk(url, seconds=2, connections=CONNECTIONS, script=PLAY_SCRIPT)
+                before_server, before_machine = _tree_ticks(proc.pid), _machine()
+                started = time.monotonic()
+                result = wrk(url, seconds=ctx.seconds, connections=CONNECTIONS, script=PLAY_SCRIPT)
+                elapsed = time.monotonic() - started
+                used = (_tree_ticks(proc.pid) - before_server) / _HZ / elapsed
+                busy, total = (a - b for a, b in zip(_machine(), before_machine, strict=True))
+                rounds[name].append(
+                    {
+                        "rps": result.rps,
+                        "p99_ms": result.p99_ms,
+                        "errors": result.errors,
+                        "server_cores": round(used, 2),
+                        "machine_busy_pct": round(100 * busy / total, 1),
+                        "peak_rss_mb": sum(rss_mb(pid, peak=True) for pid in _tree(proc.pid)),
+                    }
+                )
+            finally:
+                proc.stop()
     summary = {name: _summary(rounds[name]) for name, _, _ in CONFIGURATIONS}
     figures: dict[str, float] = {}
     for name, _, _ in CONFIGURATIONS:
-        figures[f"{name}_rps"] = summary[name]["rps"]
-        figures[f"{name}_p99_ms"] = summary[name]["p99_ms"]
+        for key in ("rps", "p99_ms", "server_cores", "machine_busy_pct", "peak_rss_mb"):
+            figures[f"{name}_{key}"] = summary[name][key]
         figures[f"{name}_non_2xx"] = summary[name]["errors"]
     for backend in ("kafka", "memory"):
         one, two = summary[f"{backend}_1"]["rps"], summary[f"{backend}_2"]["rps"]
         figures[f"{backend}_2_over_1"] = round(two / one, 3) if one else 0.0
     return {"figures": figures, "rounds": rounds}
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its children (a group's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children)]
+
+
+def _tree_ticks(pid: int) -> int:
+    """CPU time (user + system, in clock ticks) of ``pid`` and its children."""
+    total = 0
+    for member in _tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def _machine() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
 
 
 async def _all_listening(proc: Proc, count: int, bound: float = 60.0) -> None:
