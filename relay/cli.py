@@ -53,8 +53,35 @@ def _serve(name: str, settings: Settings, serve: Callable[[Settings], Awaitable[
 
 def _ingest(args: argparse.Namespace, _settings: Settings) -> int:
     from relay.ingest import serve
+    from relay.ingest.seat import WorkerSeat
+    from relay.ingest.workers import Supervisor
 
-    return _serve("ingest", Settings.from_env(ingest_host=args.host, ingest_port=args.port), serve)
+    try:
+        settings = Settings.from_env(
+            ingest_host=args.host, ingest_port=args.port, ingest_workers=args.workers
+        )
+        count = settings.worker_count
+    except ConfigError as exc:
+        print(f"relay ingest: {exc}", file=sys.stderr)
+        return 2
+    if args.worker_slot is not None:  # started by a group's supervisor
+        seat = WorkerSeat(args.worker_slot, args.worker_count, Path(args.worker_dir))
+        return _serve("ingest", settings, lambda settings: serve(settings, seat))
+    if count == 1:
+        return _serve("ingest", settings, serve)
+    # The workers check Kafka and settings themselves and say what is wrong; the
+    # supervisor exits with the status of one that failed to start.
+    status = [2]
+
+    async def supervise() -> None:
+        status[0] = await Supervisor(settings, count).run()
+
+    try:
+        _run(supervise())
+    except ConfigError as exc:
+        print(f"relay ingest: {exc}", file=sys.stderr)
+        return 2
+    return status[0]
 
 
 def _forward(args: argparse.Namespace, _settings: Settings) -> int:
@@ -212,6 +239,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--host", help="address to listen on (RELAY_INGEST_HOST, 127.0.0.1)")
     ingest.add_argument("--port", type=int, help="port to listen on (RELAY_INGEST_PORT, 8080)")
+    ingest.add_argument(
+        "--workers",
+        help="processes sharing the port, each with its own producer; auto: one per usable "
+        "CPU (RELAY_INGEST_WORKERS, 1)",
+    )
+    # Set by the supervisor of `--workers N` for each worker it starts.
+    ingest.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
+    ingest.add_argument("--worker-count", type=int, help=argparse.SUPPRESS)
+    ingest.add_argument("--worker-dir", help=argparse.SUPPRESS)
     ingest.set_defaults(handler=_ingest)
 
     forward = commands.add_parser(
@@ -302,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
         "measured in the same run; write bench/results/<date>.json and docs/BENCHMARKS.md.",
     )
     bench.add_argument(
-        "--scenario", help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker"
+        "--scenario", help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker,workers"
     )
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario (3)")
     bench.add_argument("--seconds", type=int, default=10, help="seconds per measured run (10)")

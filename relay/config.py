@@ -104,10 +104,29 @@ class Settings:
     keepalive_timeout_s: float = _setting(
         75.0, "RELAY_KEEPALIVE_TIMEOUT_S", "Idle keep-alive connections are closed after this."
     )
+    ingest_workers: str = _setting(
+        "1",
+        "RELAY_INGEST_WORKERS",
+        "Ingest processes sharing the port (SO_REUSEPORT), each with its own producer; "
+        "auto: one per usable CPU. Bounds said to hold per process hold in each worker.",
+    )
+    ingest_worker_restarts_per_min: int = _setting(
+        5,
+        "RELAY_INGEST_WORKER_RESTARTS_PER_MIN",
+        "Crashed workers restarted per minute at most (all workers together); past it a "
+        "restart waits until the oldest of the minute is a minute old.",
+    )
+    ingest_producer: str = _setting(
+        "kafka",
+        "RELAY_INGEST_PRODUCER",
+        "kafka; or memory, for benchmarks of the front door only: events are accepted "
+        "and discarded (refused on a non-loopback address).",
+    )
     max_in_flight: int = _setting(
         4096,
         "RELAY_INGEST_MAX_IN_FLIGHT",
-        "Events an ingest process waits on Kafka for at once; 503 + Retry-After beyond.",
+        "Events an ingest process (each worker) waits on Kafka for at once; 503 + "
+        "Retry-After beyond.",
     )
     produce_timeout_s: float = _setting(
         2.0,
@@ -127,12 +146,13 @@ class Settings:
         900.0,
         "RELAY_IDEMPOTENCY_WINDOW_S",
         "How long an ingest process remembers a client's Idempotency-Key (its body, "
-        "for 409, and its answer, for retries).",
+        "for 409, and its answer, for retries); each worker remembers the keys it saw.",
     )
     idempotency_max_keys: int = _setting(
         100000,
         "RELAY_IDEMPOTENCY_MAX_KEYS",
-        "Most Idempotency-Keys an ingest process remembers (the oldest are forgotten).",
+        "Most Idempotency-Keys an ingest process (each worker) remembers (the oldest are "
+        "forgotten).",
     )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
@@ -184,8 +204,8 @@ class Settings:
     rights_cache_max: int = _setting(
         200_000,
         "RELAY_RIGHTS_CACHE_MAX",
-        "Most clip rights a process keeps; the oldest learned are dropped beyond (and asked "
-        "again when played).",
+        "Most clip rights a process (each worker) keeps; the oldest learned are dropped "
+        "beyond (and asked again when played).",
     )
     rights_max_age_s: float = _setting(
         86400.0,
@@ -196,13 +216,15 @@ class Settings:
     ingest_upstream_rps: float = _setting(
         5.0,
         "RELAY_INGEST_UPSTREAM_RPS",
-        "Upstream calls/s one ingest process may make per credential (/music-check, "
-        "/app-start learning); over it ingest answers as when it cannot ask. 0: none.",
+        "Upstream calls/s one ingest process (each worker) may make per credential "
+        "(/music-check, /app-start learning); over it ingest answers as when it cannot "
+        "ask. 0: none.",
     )
     ingest_max_processes: int = _setting(
         1,
         "RELAY_INGEST_MAX_PROCESSES",
-        "The most ingest processes the deployment runs (HPA maxReplicas x workers): forward "
+        "The most ingest processes the deployment runs (HPA maxReplicas x "
+        "RELAY_INGEST_WORKERS, each worker a process): forward "
         "leaves RELAY_INGEST_UPSTREAM_RPS times this of each credential's budget to ingest.",
     )
     rights_check_s: float = _setting(
@@ -388,6 +410,7 @@ class Settings:
         values.update({name: value for name, value in overrides.items() if value is not None})
         settings = cls(**values)
         settings._check()
+        _ = settings.worker_count  # a typo is named at start, not when workers spawn
         return settings
 
     @classmethod
@@ -438,6 +461,7 @@ class Settings:
             "RELAY_DEDUPE_WINDOW_S": self.dedupe_window_s,
             "RELAY_DEDUPE_MAX_IDS": self.dedupe_max_ids,
             "RELAY_DEDUPE_REFILL_MAX_S": self.dedupe_refill_max_s,
+            "RELAY_INGEST_WORKER_RESTARTS_PER_MIN": self.ingest_worker_restarts_per_min,
         }
         for env, value in positive.items():
             if value <= 0:
@@ -464,6 +488,7 @@ class Settings:
                 ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
             ),
             "RELAY_KAFKA_COMPRESSION": (self.kafka_compression, ("none", "gzip", "lz4", "zstd")),
+            "RELAY_INGEST_PRODUCER": (self.ingest_producer, ("kafka", "memory")),
         }.items():
             if choice not in allowed:
                 raise ConfigError(f"{env} must be one of {', '.join(allowed)}, not {choice!r}")
@@ -501,6 +526,23 @@ class Settings:
         }.items():
             if value < 0:
                 raise ConfigError(f"{env} must not be negative, got {value}")
+
+    @property
+    def worker_count(self) -> int:
+        """RELAY_INGEST_WORKERS as a number: ``auto`` is the CPUs this process may run
+        on (its affinity, which containers and ``taskset`` narrow), not the machine's."""
+        raw = self.ingest_workers.strip().lower()
+        if raw == "auto":
+            return len(os.sched_getaffinity(0))
+        try:
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ConfigError(
+                f"RELAY_INGEST_WORKERS must be a positive number or auto, not {raw!r}"
+            )
+        return count
 
     @property
     def dlq_topic(self) -> str:

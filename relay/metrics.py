@@ -36,6 +36,7 @@ __all__ = [
     "UPSTREAM_CALL_OUTCOMES",
     "ForwardMetrics",
     "IngestMetrics",
+    "WorkerGroupMetrics",
     "code_label",
     "reason_label",
     "status_class",
@@ -273,6 +274,44 @@ class IngestMetrics:
                     self.requests.labels(tenant, event_type.path, status)
             self.requests.labels(NO_TENANT, event_type.path, "401")
         self.requests.labels(NO_TENANT, "other", "404")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerGroupMetrics:
+    """The ingest process group (``relay ingest --workers N``); one process: 1, 1, 0."""
+
+    workers: Gauge
+    configured: Gauge
+    restarts: Counter
+    restarts_delayed: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, configured: int) -> WorkerGroupMetrics:
+        metrics = cls(
+            workers=Gauge(
+                "relay_ingest_workers",
+                "Ingest worker processes running (serving the port) in this group.",
+                registry=registry,
+            ),
+            configured=Gauge(
+                "relay_ingest_workers_configured",
+                "Ingest worker processes this group should run (RELAY_INGEST_WORKERS).",
+                registry=registry,
+            ),
+            restarts=Counter(
+                "relay_ingest_worker_restarts_total",
+                "Ingest workers started again after they exited without being asked to.",
+                registry=registry,
+            ),
+            restarts_delayed=Counter(
+                "relay_ingest_worker_restarts_delayed_total",
+                "Worker restarts postponed because RELAY_INGEST_WORKER_RESTARTS_PER_MIN "
+                "were made in the last minute (a crash loop).",
+                registry=registry,
+            ),
+        )
+        metrics.configured.set(configured)
+        return metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,11 +50,17 @@ async def restart(stack: Stack, process: Process, settle: float) -> None:
     await asyncio.sleep(settle)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 async def test_rolling_restarts_of_ingest_behind_haproxy_fail_no_request(
-    stack: Stack, tmp_path: Path, report: Callable[[str], None]
+    stack: Stack, tmp_path: Path, report: Callable[[str], None], workers: str
 ) -> None:
+    """Also with ``--workers 2``: the supervisor relays SIGTERM and every worker keeps
+    the order."""
     await stack.start("forward")
-    ingests = [await stack.start("ingest", RELAY_SHUTDOWN_GRACE_S=GRACE) for _ in range(2)]
+    ingests = [
+        await stack.start("ingest", RELAY_SHUTDOWN_GRACE_S=GRACE, RELAY_INGEST_WORKERS=workers)
+        for _ in range(2)
+    ]
     balancer = HAProxy(tmp_path / "haproxy", [p.url.removeprefix("http://") for p in ingests])
     await balancer.start()
     load = SteadyLoad(balancer.url, RATE, max_seconds=180)
@@ -65,7 +71,12 @@ async def test_rolling_restarts_of_ingest_behind_haproxy_fail_no_request(
     finally:
         await load.stop()
         balancer.stop()
-    await check_outcome(stack, load, report, f"ingest rolling restarts ({ROUNDS}x2 behind HAProxy")
+    await check_outcome(
+        stack,
+        load,
+        report,
+        f"ingest rolling restarts ({ROUNDS}x2 behind HAProxy, {workers} workers",
+    )
 
 
 async def test_rolling_restarts_of_forward_lose_nothing_and_duplicate_nothing(

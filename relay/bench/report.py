@@ -113,4 +113,9 @@ limits it (profiled) and what would close the gap.
   is the sandbox's arrival time minus the relay's receive stamp.
 - **memory**: forward's RSS every 2 s while a 1,000,000-event backlog drains.
 - **broker**: `org.apache.kafka.tools.ProducerPerformance` from the same jars.
+- **workers**: the ingest wrk run against `relay ingest --workers 1` and `--workers 2`,
+  with Kafka and with `RELAY_INGEST_PRODUCER=memory` (the front door alone), rounds
+  alternating. The server is not pinned (both workers share the two cores with the
+  broker and wrk, which stays on core 1): the ratio is what a second process buys on
+  this machine, not on a host with a core per worker.
 """

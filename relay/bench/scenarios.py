@@ -567,6 +567,8 @@ async def broker(ctx: Context) -> dict[str, Any]:
     }
 
 
+from relay.bench.workers import workers  # noqa: E402 (its own module; it uses the helpers above)
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ingest": ingest,
     "naive": naive,
@@ -575,4 +577,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "e2e": end_to_end,
     "memory": memory,
     "broker": broker,
+    "workers": workers,
 }

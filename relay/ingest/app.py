@@ -30,13 +30,24 @@ from relay.tenants import Tenants, load_tenants
 from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient
 
-__all__ = ["FACTS", "INGEST_METRICS", "PRODUCER", "SHUTTING_DOWN", "make_admin_app", "make_app"]
+__all__ = [
+    "FACTS",
+    "INGEST_METRICS",
+    "PRODUCER",
+    "SHUTTING_DOWN",
+    "make_admin_app",
+    "make_app",
+    "make_local_app",
+]
 
 PRODUCER = web.AppKey("producer", Producer)
 FACTS = web.AppKey("facts", Facts)
 SHUTTING_DOWN = web.AppKey("shutting_down", list[bool])
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
 INGEST_METRICS = web.AppKey("ingest_metrics", IngestMetrics)
+_EXPOSITION: web.AppKey[Callable[[], Awaitable[bytes]]] = web.AppKey("exposition")
+# A worker of a group: None when every worker of the group is ready, else why not.
+_GROUP_UNREADY: web.AppKey[Callable[[], Awaitable[str | None]]] = web.AppKey("group_unready")
 
 
 def make_app(
@@ -52,24 +63,33 @@ def make_app(
     publisher: FactPublisher | None = None,
     admin_routes: bool = True,
     topic_check: TopicCheck | None = None,
+    inbound_share: float = 1.0,
+    exposition: Callable[[], Awaitable[bytes]] | None = None,
+    group_unready: Callable[[], Awaitable[str | None]] | None = None,
 ) -> web.Application:
     """The front door. With ``manage_producer`` the app starts and stops the producer
     (after in-flight requests finished: aiohttp runs cleanup contexts last). Without
     ``admin_routes``, /metrics and health are left to ``make_admin_app`` (another port)
-    and the public port serves the event endpoints and /openapi.json only."""
+    and the public port serves the event endpoints and /openapi.json only.
+    ``inbound_share``: this process's part of each key's inbound limit (a worker of a
+    group: ``relay.ingest.gate``). ``exposition``: what /metrics answers (a worker's:
+    its group's); the registry's own by default."""
     registry = registry if registry is not None else CollectorRegistry()
     clock = clock if clock is not None else SystemClock()
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[PRODUCER] = producer
     app[SHUTTING_DOWN] = [False]
     app[_REGISTRY] = registry
+    app[_EXPOSITION] = exposition if exposition is not None else _own(registry)
+    if group_unready is not None:
+        app[_GROUP_UNREADY] = group_unready
     tenants = tenants if tenants is not None else load_tenants(settings)
     metrics = IngestMetrics.create(registry, list(tenants.by_name))
     app[INGEST_METRICS] = metrics
     metrics.kafka_ready.set_function(lambda: 1.0 if producer.ready else 0.0)
     if topic_check is not None:
         topic_check.record(metrics.topic_under_replicated)
-    gate = Gate(tenants, clock)
+    gate = Gate(tenants, clock, inbound_share)
     if facts is None:  # nothing to read (tests, mostly): configured appIds only
         facts = Facts.for_settings(settings, clock)
         facts.loaded = True
@@ -121,9 +141,25 @@ def make_admin_app(front_door: web.Application) -> web.Application:
     admin[PRODUCER] = front_door[PRODUCER]
     admin[SHUTTING_DOWN] = front_door[SHUTTING_DOWN]
     admin[_REGISTRY] = front_door[_REGISTRY]
+    admin[_EXPOSITION] = front_door[_EXPOSITION]
     admin[FACTS] = front_door[FACTS]
+    if _GROUP_UNREADY in front_door:
+        admin[_GROUP_UNREADY] = front_door[_GROUP_UNREADY]
     _add_admin_routes(admin)
     return admin
+
+
+def make_local_app(front_door: web.Application) -> web.Application:
+    """What a worker tells its supervisor: /metrics of its own registry and /readyz of
+    itself alone (the admin routes without the group's view)."""
+    local = web.Application()
+    local[PRODUCER] = front_door[PRODUCER]
+    local[SHUTTING_DOWN] = front_door[SHUTTING_DOWN]
+    local[_REGISTRY] = front_door[_REGISTRY]
+    local[FACTS] = front_door[FACTS]
+    local[_EXPOSITION] = _own(front_door[_REGISTRY])
+    _add_admin_routes(local)
+    return local
 
 
 def _add_admin_routes(app: web.Application) -> None:
@@ -191,16 +227,31 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if request.app[SHUTTING_DOWN][0]:
-        return web.json_response({"ready": False, "reason": "shutting down"}, status=503)
-    if not request.app[PRODUCER].ready:
-        return web.json_response({"ready": False, "reason": "Kafka unreachable"}, status=503)
-    if not request.app[FACTS].loaded:  # /play would answer without the rights known
-        return web.json_response({"ready": False, "reason": "facts not read yet"}, status=503)
+    reason = _unready(request.app)
+    if reason is None and (group := request.app.get(_GROUP_UNREADY)) is not None:
+        reason = await group()
+    if reason is not None:
+        return web.json_response({"ready": False, "reason": reason}, status=503)
     return web.json_response({"ready": True})
 
 
+def _unready(app: web.Application) -> str | None:
+    if app[SHUTTING_DOWN][0]:
+        return "shutting down"
+    if not app[PRODUCER].ready:
+        return "Kafka unreachable"
+    if not app[FACTS].loaded:  # /play would answer without the rights known
+        return "facts not read yet"
+    return None
+
+
+def _own(registry: CollectorRegistry) -> Callable[[], Awaitable[bytes]]:
+    async def exposition() -> bytes:
+        return generate_latest(registry)
+
+    return exposition
+
+
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        body=generate_latest(request.app[_REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    body = await request.app[_EXPOSITION]()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -50,9 +50,15 @@ class Refused:
 
 
 class Gate:
-    def __init__(self, tenants: Tenants, clock: Clock) -> None:
+    def __init__(self, tenants: Tenants, clock: Clock, share: float = 1.0) -> None:
+        """``share``: this process's part of every key's limit. A key's limit holds for
+        the whole ingest process group (``relay ingest --workers N``): each of N
+        workers admits 1/N of its rate and burst (at least one request of burst), with
+        no traffic between them. The kernel spreads connections, not requests, so a
+        client on one connection meets 1/N of its limit; on many, about all of it."""
         self._tenants = tenants
         self._clock = clock
+        self._share = share
         self._buckets: dict[str, TokenBucket] = {}  # by key hash: one per key in the file
         self._open_tenant = next(iter(tenants.by_name.values())) if tenants.open else None
 
@@ -123,7 +129,8 @@ class Gate:
         if rps > 0:
             bucket = self._buckets.get(inbound.sha256)
             if bucket is None:
-                bucket = TokenBucket(rps, burst, self._clock)
+                share = self._share
+                bucket = TokenBucket(rps * share, max(1.0, burst * share), self._clock)
                 self._buckets[inbound.sha256] = bucket
             wait = bucket.take()
             if wait:

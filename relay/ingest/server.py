@@ -13,30 +13,55 @@ Shutdown order at SIGTERM or SIGINT:
 6. the admin port (RELAY_ADMIN_PORT, when set) closes, the facts reader stops, the
    fact publisher and the upstream session close;
 7. the process exits 0.
+
+As a worker of a group (``relay ingest --workers N``, ``relay.ingest.workers``) the
+same order runs in every worker when the supervisor relays the signal; a worker also
+listens with SO_REUSEPORT, admits its share of each key's inbound limit, serves its
+own registry to the supervisor on a unix socket (closed last, so the drain is
+counted) and answers /metrics with the group's merged exposition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import logging
+import os
 import resource
 import signal
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from relay.clock import SystemClock
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
-from relay.ingest.app import INGEST_METRICS, SHUTTING_DOWN, make_admin_app, make_app
+from relay.ingest.app import (
+    INGEST_METRICS,
+    SHUTTING_DOWN,
+    make_admin_app,
+    make_app,
+    make_local_app,
+)
 from relay.ingest.facts_reader import FactsReader
+from relay.ingest.seat import (
+    WorkerSeat,
+    fetch_exposition,
+    group_socket,
+    group_unready,
+    worker_socket,
+)
 from relay.ingest.slow_clients import GuardedAppRunner
+from relay.kafka.memory import MemoryProducer
 from relay.kafka.options import producer_options
-from relay.kafka.producer import KafkaProducer
+from relay.kafka.producer import KafkaProducer, Producer, Record
 from relay.limits import raise_open_files_limit
+from relay.metrics import WorkerGroupMetrics
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
 from relay.upstream import Tokens, UpstreamClient
@@ -63,8 +88,11 @@ def runner_for(app: web.Application, settings: Settings) -> web.AppRunner:
     )
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT. Raises ``KafkaUnavailable`` if Kafka is down at start."""
+async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
+    """Run until SIGTERM/SIGINT (as the worker ``seat`` of a group, when given). Raises
+    ``KafkaUnavailable`` if Kafka is down at start."""
+    if seat is not None:
+        _die_with_parent()
     tenants = load_tenants(settings)
     if tenants.open and not settings.open_mode and not _loopback(settings.ingest_host):
         raise ConfigError(
@@ -80,12 +108,11 @@ async def serve(settings: Settings) -> None:
         )
     checked = await create_missing_topics(settings, tenants.topics(settings))
     checked |= await create_facts_topic(settings)
-    producer = KafkaProducer(
-        producer_options(settings),
-        linger_ms=settings.kafka_linger_ms,
-        probe_interval=settings.kafka_probe_interval_s,
-    )
+    producer = _producer(settings)
     clock = SystemClock()
+    registry = CollectorRegistry()
+    if seat is None:  # a group's supervisor reports these for its workers
+        WorkerGroupMetrics.create(registry, 1).workers.set(1)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
     upstream = {
         name: UpstreamClient(
@@ -116,6 +143,10 @@ async def serve(settings: Settings) -> None:
         publisher=publisher,
         admin_routes=settings.admin_port is None,
         topic_check=checked,
+        registry=registry,
+        inbound_share=seat.share if seat is not None else 1.0,
+        exposition=_group_exposition(seat) if seat is not None else None,
+        group_unready=_group_unready(seat) if seat is not None else None,
     )
     # Readiness waits for the facts read to their end; a failing reader is reported
     # and read again while ingest serves what it knows (relay/ingest/facts_reader.py).
@@ -124,6 +155,8 @@ async def serve(settings: Settings) -> None:
     follower = asyncio.create_task(reader.run(stop_facts), name="facts")
     runner = runner_for(app, settings)
     admin_runner: web.AppRunner | None = None
+    own_runner: web.AppRunner | None = None
+    reuse_port = seat is not None
     try:
         await runner.setup()
     except KafkaUnavailable:
@@ -147,13 +180,25 @@ async def serve(settings: Settings) -> None:
             admin_runner = web.AppRunner(make_admin_app(app), handle_signals=False, access_log=None)
             await admin_runner.setup()
             await _listen(
-                web.TCPSite(admin_runner, settings.ingest_host, settings.admin_port),
+                web.TCPSite(
+                    admin_runner, settings.ingest_host, settings.admin_port, reuse_port=reuse_port
+                ),
                 "RELAY_ADMIN_PORT",
             )
         await _listen(
-            web.TCPSite(runner, settings.ingest_host, settings.ingest_port, backlog=4096),
+            web.TCPSite(
+                runner,
+                settings.ingest_host,
+                settings.ingest_port,
+                backlog=4096,
+                reuse_port=reuse_port,
+            ),
             "RELAY_INGEST_PORT",
         )
+        if seat is not None:  # the socket's existence tells the supervisor "listening"
+            own_runner = web.AppRunner(make_local_app(app), access_log=None)
+            await own_runner.setup()
+            await web.UnixSite(own_runner, str(worker_socket(seat.run_dir, seat.slot))).start()
         log.info(
             "listening",
             extra={
@@ -161,6 +206,7 @@ async def serve(settings: Settings) -> None:
                 "kafka": settings.kafka_bootstrap,
                 "topic_prefix": settings.topic_prefix,
                 "admin_port": settings.admin_port,
+                "worker": seat.slot if seat is not None else None,
             },
         )
         await stop.wait()
@@ -179,9 +225,66 @@ async def serve(settings: Settings) -> None:
         if admin_runner is not None:
             await admin_runner.cleanup()
         await _close(follower, stop_facts, publisher, session)
+        if own_runner is not None:
+            await own_runner.cleanup()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def _producer(settings: Settings) -> Producer:
+    if settings.ingest_producer == "memory":
+        if not _loopback(settings.ingest_host):
+            raise ConfigError(
+                "RELAY_INGEST_PRODUCER=memory loses every event: only on a loopback address"
+            )
+        log.warning("RELAY_INGEST_PRODUCER=memory: events are not written anywhere (benchmarks)")
+        return _Discarding()
+    return KafkaProducer(
+        producer_options(settings),
+        linger_ms=settings.kafka_linger_ms,
+        probe_interval=settings.kafka_probe_interval_s,
+    )
+
+
+class _Discarding(MemoryProducer):
+    """The in-memory producer keeping nothing: a benchmark of the front door alone
+    must not grow its memory with every event."""
+
+    async def send(self, record: Record, ack_timeout: float) -> None:
+        await super().send(record, ack_timeout)
+        self.records.clear()
+
+
+def _group_exposition(seat: WorkerSeat) -> Callable[[], Awaitable[bytes]]:
+    """The group's metrics, merged by the supervisor, whichever worker is scraped."""
+
+    async def exposition() -> bytes:
+        return (await fetch_exposition(group_socket(seat.run_dir))).encode()
+
+    return exposition
+
+
+def _group_unready(seat: WorkerSeat) -> Callable[[], Awaitable[str | None]]:
+    """Why the group is not ready (None: it is), as the supervisor last found it: the
+    kernel may hand the next connection to any listening worker."""
+
+    async def unready() -> str | None:
+        return group_unready(seat.run_dir)
+
+    return unready
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (even by kill -9): a worker
+    must not hold the port alone, unsupervised. Linux only (prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 async def _listen(site: web.TCPSite, variable: str) -> None:

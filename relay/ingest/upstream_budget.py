@@ -1,7 +1,9 @@
 """The upstream calls ingest makes itself (/music-check, the /app-start that teaches
 the appId), bounded per credential by RELAY_INGEST_UPSTREAM_RPS.
 
-The rate is **per ingest process**: processes share nothing. Forward leaves the
+The rate is **per ingest process**: processes share nothing, and each worker of
+``relay ingest --workers N`` is a process (RELAY_INGEST_MAX_PROCESSES counts them:
+pods x workers). Forward leaves the
 whole fleet's part free: its workers share each credential's budget minus
 RELAY_INGEST_UPSTREAM_RPS x RELAY_INGEST_MAX_PROCESSES (``relay.forward.credential``),
 so with at most that many ingest processes the upstream never sees more than the

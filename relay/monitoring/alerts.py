@@ -98,6 +98,18 @@ def _ingest(t: Thresholds) -> list[Rule]:
             "after Retry-After; events they give up on are lost.",
         ),
         _alert(
+            "RelayIngestWorkersMissing",
+            f"sum by (job, instance) (relay_ingest_workers_configured{{{INGEST}}}) "
+            f"- sum by (job, instance) (relay_ingest_workers{{{INGEST}}}) > 0",
+            t.workers_missing_for,
+            "ticket",
+            summary="Ingest runs fewer workers than configured",
+            description="{{ $labels.instance }} has run "
+            + f"{VALUE} worker(s) fewer than RELAY_INGEST_WORKERS "
+            f"for {t.workers_missing_for}: workers keep crashing and their restarts are "
+            "postponed past RELAY_INGEST_WORKER_RESTARTS_PER_MIN; the others serve alone.",
+        ),
+        _alert(
             "RelayFactsReaderDown",
             f"count by (job) (relay_facts_reader_up{{{INGEST}}} == 0) > 0",
             t.kafka_unavailable_for,

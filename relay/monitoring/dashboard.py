@@ -201,8 +201,9 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         ).min(0),
         _timeseries(
             "In flight against limit",
-            "Requests being handled per ingest process, and the configured bound; at the "
-            "bound the front door answers 503.",
+            "Requests being handled per ingest instance (all its workers), and the bound "
+            "(RELAY_INGEST_MAX_IN_FLIGHT per worker, summed); at a worker's bound it "
+            "answers 503.",
             units.Short,
             (f"sum by (instance) (relay_ingest_in_flight{{{INGEST}}})", "{{instance}} in flight"),
             (f"sum by (instance) (relay_ingest_in_flight_limit{{{INGEST}}})", "{{instance}} limit"),
@@ -251,10 +252,11 @@ def _upstream_asked() -> list[Builder[model.Panel]]:
         ).min(0),
         _timeseries(
             "Rights cache size and facts reader",
-            "Clip rights each ingest process knows (bounded by RELAY_RIGHTS_CACHE_MAX), and "
-            "whether its facts reader follows the facts topic (1) or failed (0).",
+            "Clip rights each ingest instance knows (the largest of its workers' caches, each "
+            "bounded by RELAY_RIGHTS_CACHE_MAX), and whether every facts reader follows the "
+            "facts topic (1) or one failed (0).",
             units.Short,
-            (f"sum by (instance) (relay_rights_cache_size{{{INGEST}}})", "{{instance}} clips"),
+            (f"max by (instance) (relay_rights_cache_size{{{INGEST}}})", "{{instance}} clips"),
             (f"min by (instance) (relay_facts_reader_up{{{INGEST}}})", "{{instance}} reader up"),
             (
                 f"sum by (instance) ({_rate('relay_facts_reader_failures_total', INGEST)})",
@@ -488,8 +490,31 @@ def _processes() -> list[Builder[model.Panel]]:
 
     return [
         _timeseries(
+            "Ingest workers",
+            "Worker processes running in each ingest instance against RELAY_INGEST_WORKERS "
+            "(relay ingest --workers N), and crashed workers started again; delayed: restarts "
+            "postponed past RELAY_INGEST_WORKER_RESTARTS_PER_MIN (a crash loop).",
+            units.Short,
+            (f"sum by (instance) (relay_ingest_workers{{{INGEST}}})", "{{instance}} running"),
+            (
+                f"sum by (instance) (relay_ingest_workers_configured{{{INGEST}}})",
+                "{{instance}} configured",
+            ),
+            (
+                f"sum by (instance) "
+                f"(increase(relay_ingest_worker_restarts_total{{{INGEST}}}[{RATE}]))",
+                "{{instance}} restarts",
+            ),
+            (
+                f"sum by (instance) "
+                f"(increase(relay_ingest_worker_restarts_delayed_total{{{INGEST}}}[{RATE}]))",
+                "{{instance}} restarts delayed",
+            ),
+        ).min(0),
+        _timeseries(
             "CPU",
-            "CPU time per second of each process (1 = one core).",
+            "CPU time per second of each process (1 = one core; an ingest instance with "
+            "workers: all of them).",
             units.PercentUnit,
             *per_instance("process_cpu_seconds_total", rate=True),
         ).min(0),

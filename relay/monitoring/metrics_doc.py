@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from relay.metrics import ForwardMetrics, IngestMetrics
+from relay.metrics import ForwardMetrics, IngestMetrics, WorkerGroupMetrics
 
 __all__ = ["PATH", "render", "write"]
 
@@ -29,6 +29,18 @@ label values are known in advance exist from the start with value 0.
 Both processes also export prometheus-client's standard `process_*` (CPU, memory,
 open file descriptors, start time) and `python_*` (interpreter, garbage collector)
 metrics.
+
+`relay ingest --workers N` answers `/metrics` for the whole group, whichever worker
+is scraped (`relay/ingest/group_metrics.py`): counters and histograms (with
+`process_cpu_seconds_total` and the `python_gc_*` counters) are **summed** over the
+workers and never fall when a crashed worker is replaced (the counts last seen of a
+dead worker stay in the sum; what it counted after the last scrape is lost); every
+gauge has a `worker` label (`0`..`N-1`, kept by a replacement; `supervisor` for the
+supervisor's own `process_*`), so queries aggregate by instance: `sum` for in-flight
+requests, limits, memory and open files, `max` for the rights cache (each worker keeps
+its own), `min` for readiness-like gauges (`relay_kafka_ready`,
+`relay_facts_reader_up`). The worker-group metrics below come from the supervisor
+(one process without `--workers`: 1, 1, 0).
 """
 
 
@@ -55,6 +67,10 @@ def render() -> str:
     sections = [_HEADER]
     for title, metrics in (
         ("Ingest (`relay ingest`)", IngestMetrics.create(CollectorRegistry())),
+        (
+            "Ingest worker group (`relay ingest --workers N`)",
+            WorkerGroupMetrics.create(CollectorRegistry(), 1),
+        ),
         ("Forward (`relay forward`)", ForwardMetrics.create(CollectorRegistry())),
     ):
         table = ["| metric | type | labels | meaning |", "|---|---|---|---|", *_rows(metrics)]

@@ -22,6 +22,9 @@ class Thresholds:
     # errors, budget used): long enough to smooth one slow scrape, short enough to page
     # within minutes.
     rate_window: str = "5m"
+    # Fewer ingest workers running than configured (relay ingest --workers N) this long:
+    # a crash loop past RELAY_INGEST_WORKER_RESTARTS_PER_MIN (one restart takes seconds).
+    workers_missing_for: str = "5m"
     # Share of ingest answers that are 503 over rate_window.
     refusing_share: float = 0.05
     refusing_for: str = "5m"

@@ -222,6 +222,28 @@ def test_ingest_scales_on_cpu_and_requests_cpu(values: Path | None) -> None:
         assert requests["memory"], component
 
 
+@pytest.mark.parametrize(
+    ("sets", "workers", "processes"),
+    [
+        ((), "1", "10"),  # the HPA's maxReplicas, one process each
+        (("ingest.workers=3",), "3", "30"),
+        (
+            ("ingest.workers=2", "ingest.autoscaling.enabled=false", "ingest.replicaCount=4"),
+            "2",
+            "8",
+        ),
+    ],
+)
+def test_forward_leaves_upstream_room_for_every_ingest_worker(
+    sets: tuple[str, ...], workers: str, processes: str
+) -> None:
+    """Each worker makes its own RELAY_INGEST_UPSTREAM_RPS of upstream calls: forward
+    reserves that for the most pods times the workers of each."""
+    manifests = render(None, *sets)
+    assert plain_env(container(manifests, "ingest"))["RELAY_INGEST_WORKERS"] == workers
+    assert plain_env(container(manifests, "forward"))["RELAY_INGEST_MAX_PROCESSES"] == processes
+
+
 def test_keda_scales_forward_on_the_consumer_groups_lag() -> None:
     manifests = render(ALL_ON)
     (scaled,) = of_kind(manifests, "ScaledObject")

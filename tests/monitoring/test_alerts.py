@@ -25,6 +25,7 @@ ALERTS = [
     "RelayForwardDown",
     "RelayKafkaUnavailable",
     "RelayFactsReaderDown",
+    "RelayIngestWorkersMissing",
     "RelayIngestRefusing",
     "RelayDeliveryStalled",
     "RelayLagHigh",

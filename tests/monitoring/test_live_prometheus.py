@@ -69,14 +69,18 @@ class Live:
     broker: Broker
 
 
-@pytest.fixture
-async def live(own_broker: Broker, prefix: str, tmp_path: Path) -> AsyncIterator[Live]:
+@pytest.fixture(params=["1", "2"], ids=["1-worker", "2-workers"])
+async def live(
+    own_broker: Broker, prefix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Live]:
+    """The stack, with ingest as one process and as a group of two workers (whose
+    /metrics merges both: relay.ingest.group_metrics)."""
     stack = Stack(own_broker.bootstrap, prefix, env=RELAY_SETTINGS)
     prometheus: Prometheus | None = None
     try:
         sandbox = await stack.start("sandbox")
         forward = await stack.start("forward")
-        ingest = await stack.start("ingest")
+        ingest = await stack.start("ingest", RELAY_INGEST_WORKERS=request.param)
         prometheus = Prometheus(
             tmp_path / "prometheus",
             {
