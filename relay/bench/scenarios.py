@@ -36,6 +36,7 @@ from relay.bench.procs import (
     start,
     wrk,
 )
+from relay.bench.spike import spike
 
 __all__ = ["SCENARIOS", "Context"]
 
@@ -575,4 +576,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "e2e": end_to_end,
     "memory": memory,
     "broker": broker,
+    "spike": spike,
 }
