@@ -10,9 +10,9 @@ from relay.bench.timeline import (
     Delivery,
     drain_rate,
     exactly_once,
-    p99_ms,
     parse_vegeta_csv,
     per_second,
+    percentile_ms,
 )
 
 
@@ -77,6 +77,8 @@ def test_drain_rate_averages_only_seconds_that_began_with_a_budget_of_backlog() 
     rate, seconds = drain_rate(timeline, 500)
     assert seconds == 4  # seconds 2, 3, 4, 5
     assert rate == (510 + 490 + 500 + 500) / 4
+    # From second 4 on (once the intake stopped, say): seconds 4 and 5.
+    assert drain_rate(timeline, 500, first=4) == ((500 + 500) / 2, 2)
 
 
 def test_drain_rate_without_a_backlog_is_not_a_number() -> None:
@@ -93,7 +95,8 @@ def test_exactly_once_counts_lost_duplicated_and_unexpected_deliveries() -> None
     assert exactly_once(["a", "b"], ["b", "a"]) == {"lost": 0, "duplicates": 0, "unexpected": 0}
 
 
-def test_p99_is_the_nearest_rank() -> None:
+def test_percentiles_are_the_nearest_rank() -> None:
     answers = [Answer(0.0, ms / 1000, 204, None) for ms in range(1, 201)]
-    assert p99_ms(answers) == 198.0  # rank ceil(0.99 x 200) = 198
-    assert math.isnan(p99_ms([]))
+    assert percentile_ms(answers, 0.99) == 198.0  # rank ceil(0.99 x 200) = 198
+    assert percentile_ms(answers, 0.50) == 100.0
+    assert math.isnan(percentile_ms([], 0.99))

@@ -20,9 +20,9 @@ __all__ = [
     "Timeline",
     "drain_rate",
     "exactly_once",
-    "p99_ms",
     "parse_vegeta_csv",
     "per_second",
+    "percentile_ms",
 ]
 
 _EVENT_ID_HEADER = b"x-relay-event-id:"
@@ -73,12 +73,12 @@ def parse_vegeta_csv(lines: Iterable[str]) -> list[Answer]:
     return answers
 
 
-def p99_ms(answers: Iterable[Answer]) -> float:
-    """The 99th percentile of the answers' latencies (nearest rank), in ms."""
+def percentile_ms(answers: Iterable[Answer], share: float) -> float:
+    """The ``share`` percentile of the answers' latencies (nearest rank), in ms."""
     ordered = sorted(answer.latency_ms for answer in answers)
     if not ordered:
         return math.nan
-    return round(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)], 2)
+    return round(ordered[max(0, math.ceil(share * len(ordered)) - 1)], 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +121,15 @@ def per_second(answers: Iterable[Answer], deliveries: Iterable[Delivery], start:
     return Timeline(start, accepted, delivered, lag)
 
 
-def drain_rate(timeline: Timeline, budget: float) -> tuple[float, int]:
+def drain_rate(timeline: Timeline, budget: float, first: int = 0) -> tuple[float, int]:
     """Deliveries/s while a backlog held forward at its budget, and over how many
-    seconds: the mean over the seconds that began with at least ``budget`` events
-    waiting (fewer, and forward may lack work rather than budget). The first such
-    second is left out (the backlog may have formed during it), and so is the last
-    of the timeline (it ends with the last event, so it is partial)."""
+    seconds: the mean over the seconds (from second ``first`` on) that began with at
+    least ``budget`` events waiting (fewer, and forward may lack work rather than
+    budget). The first such second is left out (the backlog may have formed during
+    it), and so is the last of the timeline (it ends with the last event: partial)."""
     waiting = [
         timeline.delivered[second]
-        for second in range(2, timeline.seconds - 1)
+        for second in range(max(2, first), timeline.seconds - 1)
         if timeline.lag[second - 1] >= budget and timeline.lag[second - 2] >= budget
     ]
     if not waiting:
