@@ -30,6 +30,8 @@ def test_vegeta_csv_gives_times_status_and_the_relay_event_id() -> None:
             b"Date: x\r\nX-Relay-Event-Id: 0190-abc\r\nContent-Length: 0\r\n\r\n",
         ),
         _row(1_795_000_001_000_000_000, 0, 2_000_000_000, b""),  # no answer at all
+        # a lazy attack's end: no request
+        "1795000002000000000,0,74450,0,0,no targets to attack,,,8,,,",
     ]
     first, second = parse_vegeta_csv(lines)
     assert math.isclose(first.sent_at, 1_795_000_000.25, abs_tol=1e-6)

@@ -120,8 +120,9 @@ limits it (profiled) and what would close the gap.
 - **broker**: `org.apache.kafka.tools.ProducerPerformance` from the same jars.
 - **spike** ([chart](spike.png)): one ingest (core 0), one forward (budget 500/s,
   unpinned) and the sandbox (core 1) on the bench broker; vegeta (core 1), open loop,
-  one clientId per event: 10 s at 500/s (the reference p99), then 20 s at 4,000/s,
-  then nothing. Latencies from vegeta's answers; accepted/s by answer time,
+  at most 1,000 connections, one clientId per event: 10 s at 500/s (the reference
+  p99), then 80,000 events at 4,000/s (a request whose time came while every
+  connection was busy is sent late, its wait counted in its latency), then nothing. Latencies from vegeta's answers; accepted/s by answer time,
   delivered/s by the sandbox's arrival time, lag = accepted - delivered; the drain
   rate is the mean delivered/s over the seconds that began with at least 500 events
   waiting. Every `X-Relay-Event-Id` answered 2xx is matched with the sandbox's

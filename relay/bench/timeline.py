@@ -58,10 +58,11 @@ class Delivery:
 def parse_vegeta_csv(lines: Iterable[str]) -> list[Answer]:
     """Answers from ``vegeta encode --to csv`` (columns: timestamp ns, code, latency ns,
     bytes out, bytes in, error, body, attack, seq, method, URL, headers; the headers
-    are the base64 of the response's header block)."""
+    are the base64 of the response's header block). The row without a URL that a lazy
+    attack ends with ("no targets to attack") is no request and is left out."""
     answers = []
     for row in csv.reader(lines):
-        if not row:
+        if not row or not row[10]:
             continue
         sent = int(row[0]) / 1e9
         event_id = None
