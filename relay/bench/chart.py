@@ -47,10 +47,12 @@ def draw(
     for axes in (rates, lag):
         axes.axvspan(0, spike_end - spike_start, color="tab:orange", alpha=0.12)
         axes.grid(alpha=0.3)
-    rates.text(1, budget * 8, "spike", va="top", color="tab:orange")
+    rates.text(
+        1, 0.97, "spike", va="top", color="tab:orange", transform=rates.get_xaxis_transform()
+    )
     rates.set_title(f"Spike of {budget * 8:g}/s for 20 s, upstream budget {budget:g}/s")
     figure.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8)
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)

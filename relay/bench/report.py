@@ -122,14 +122,17 @@ limits it (profiled) and what would close the gap.
   unpinned) and the sandbox (core 1) on the bench broker; vegeta (core 1), open loop,
   at most 1,000 connections, one clientId per event: 10 s at 500/s (the reference
   p99), then 80,000 events at 4,000/s (a request whose time came while every
-  connection was busy is sent late, its wait counted in its latency), then nothing. Latencies from vegeta's answers; accepted/s by answer time,
-  delivered/s by the sandbox's arrival time, lag = accepted - delivered; the drain
-  rate is the mean delivered/s over the seconds that began with at least 500 events
-  waiting. Every `X-Relay-Event-Id` answered 2xx is matched with the sandbox's
-  ledger (its file, `Idempotency-Key`): lost, duplicated, unexpected. CPU shares over
-  the spike's 20 s from `/proc` (ingest and forward of one core; the machine's busy
-  share of both); ingest capacity from a second ingest on an unforwarded prefix,
-  wrk 64 connections for 5 s, after the drain, the stack still up. One run.
+  connection was busy is sent late, its wait counted in its latency), then nothing.
+  Latencies from vegeta's answers; accepted/s by answer time, delivered/s by the
+  sandbox's arrival time, lag = accepted - delivered; the drain rate is the mean
+  delivered/s over the seconds that began with at least 500 events waiting (also
+  from the last answer on: `spike_drain_rps_after_intake`). Every `X-Relay-Event-Id`
+  answered 2xx is matched with the sandbox's ledger (its file, `Idempotency-Key`):
+  lost, duplicated, unexpected. CPU over the spike from `/proc` (ingest and forward
+  as % of one core; the machine's busy share of both cores, and the same for the
+  3 s before the scenario starts anything: other work on a shared machine);
+  ingest capacity from a second ingest on an unforwarded prefix, wrk with 64
+  connections for 5 s, after the drain, the stack still up. One run.
 
 ![accepted/s, delivered/s and lag through a spike of 8x the upstream budget](spike.png)
 """

@@ -163,7 +163,8 @@ def _caption(figures: dict[str, Any]) -> str:
         f"{figures['spike_refused']} refused; ingest p99 {figures['spike_p99_ms']:g} ms "
         f"(at the budget rate {figures['spike_budget_rate_p99_ms']:g} ms); drained at "
         f"{figures['spike_drain_rps']:g}/s; lost {figures['spike_lost']}, "
-        f"duplicates {figures['spike_duplicates']}"
+        f"duplicates {figures['spike_duplicates']}\nmachine busy with other work before "
+        f"the run: {figures['spike_background_busy_pct']:g}% of 2 cores"
     )
 
 
