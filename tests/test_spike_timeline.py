@@ -8,6 +8,7 @@ import math
 from relay.bench.timeline import (
     Answer,
     Delivery,
+    backlog_seconds,
     drain_rate,
     exactly_once,
     parse_vegeta_csv,
@@ -76,8 +77,9 @@ def test_drain_rate_averages_only_seconds_that_began_with_a_budget_of_backlog() 
         delivered=[450, 500, 510, 490, 500, 500, 300, 0],
         lag=[3550, 7050, 6540, 6050, 5550, 300, 0, 0],
     )
+    assert backlog_seconds(timeline, 500) == [510, 490, 500, 500]  # seconds 2, 3, 4, 5
     rate, seconds = drain_rate(timeline, 500)
-    assert seconds == 4  # seconds 2, 3, 4, 5
+    assert seconds == 4
     assert rate == (510 + 490 + 500 + 500) / 4
     # From second 4 on (once the intake stopped, say): seconds 4 and 5.
     assert drain_rate(timeline, 500, first=4) == ((500 + 500) / 2, 2)

@@ -18,6 +18,7 @@ __all__ = [
     "Answer",
     "Delivery",
     "Timeline",
+    "backlog_seconds",
     "drain_rate",
     "exactly_once",
     "parse_vegeta_csv",
@@ -122,17 +123,22 @@ def per_second(answers: Iterable[Answer], deliveries: Iterable[Delivery], start:
     return Timeline(start, accepted, delivered, lag)
 
 
-def drain_rate(timeline: Timeline, budget: float, first: int = 0) -> tuple[float, int]:
-    """Deliveries/s while a backlog held forward at its budget, and over how many
-    seconds: the mean over the seconds (from second ``first`` on) that began with at
-    least ``budget`` events waiting (fewer, and forward may lack work rather than
-    budget). The first such second is left out (the backlog may have formed during
-    it), and so is the last of the timeline (it ends with the last event: partial)."""
-    waiting = [
+def backlog_seconds(timeline: Timeline, budget: float, first: int = 0) -> list[int]:
+    """Deliveries in each second (from second ``first`` on) that began with at least
+    ``budget`` events waiting: fewer, and forward may lack work rather than budget.
+    The first such second is left out (the backlog may have formed during it), and so
+    is the last of the timeline (it ends with the last event: partial)."""
+    return [
         timeline.delivered[second]
         for second in range(max(2, first), timeline.seconds - 1)
         if timeline.lag[second - 1] >= budget and timeline.lag[second - 2] >= budget
     ]
+
+
+def drain_rate(timeline: Timeline, budget: float, first: int = 0) -> tuple[float, int]:
+    """Deliveries/s while a backlog held forward at its budget (the mean over
+    ``backlog_seconds``), and over how many seconds; NaN without such seconds."""
+    waiting = backlog_seconds(timeline, budget, first)
     if not waiting:
         return math.nan, 0
     return sum(waiting) / len(waiting), len(waiting)
