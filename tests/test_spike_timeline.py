@@ -14,6 +14,7 @@ from relay.bench.timeline import (
     parse_vegeta_csv,
     per_second,
     percentile_ms,
+    percentile_ms_per_second,
 )
 
 
@@ -104,3 +105,15 @@ def test_percentiles_are_the_nearest_rank() -> None:
     assert percentile_ms(answers, 0.99) == 198.0  # rank ceil(0.99 x 200) = 198
     assert percentile_ms(answers, 0.50) == 100.0
     assert math.isnan(percentile_ms([], 0.99))
+
+
+def test_percentiles_per_second_of_sending() -> None:
+    answers = [
+        Answer(10.0, 10.005, 204, None),
+        Answer(10.9, 10.930, 204, None),
+        Answer(12.5, 12.700, 204, None),  # nothing sent in second 1
+    ]
+    per_second = percentile_ms_per_second(answers, 0.99)
+    assert [round(ms) for ms in per_second[::2]] == [30, 200]
+    assert math.isnan(per_second[1])
+    assert percentile_ms_per_second([], 0.99) == []

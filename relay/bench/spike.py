@@ -38,6 +38,7 @@ from relay.bench.timeline import (
     parse_vegeta_csv,
     per_second,
     percentile_ms,
+    percentile_ms_per_second,
 )
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ def _figures(
             "accepted_per_s": timeline.accepted,
             "delivered_per_s": timeline.delivered,
             "lag": timeline.lag,
+            "spike_p99_ms_per_second_sent": percentile_ms_per_second(burst, 0.99),
         },
     }
 

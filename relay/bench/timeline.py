@@ -24,6 +24,7 @@ __all__ = [
     "parse_vegeta_csv",
     "per_second",
     "percentile_ms",
+    "percentile_ms_per_second",
 ]
 
 _EVENT_ID_HEADER = b"x-relay-event-id:"
@@ -81,6 +82,19 @@ def percentile_ms(answers: Iterable[Answer], share: float) -> float:
     if not ordered:
         return math.nan
     return round(ordered[max(0, math.ceil(share * len(ordered)) - 1)], 2)
+
+
+def percentile_ms_per_second(answers: Iterable[Answer], share: float) -> list[float]:
+    """The ``share`` percentile of the latencies of the requests sent in each whole
+    second from the first one: a steady overload and a few stalls read differently."""
+    sent = list(answers)
+    if not sent:
+        return []
+    first = min(answer.sent_at for answer in sent)
+    seconds: dict[int, list[Answer]] = {}
+    for answer in sent:
+        seconds.setdefault(math.floor(answer.sent_at - first), []).append(answer)
+    return [percentile_ms(seconds.get(n, []), share) for n in range(max(seconds) + 1)]
 
 
 @dataclass(frozen=True, slots=True)
