@@ -86,8 +86,13 @@ test: venv kafka-jars prometheus haproxy helm chromium
 test-fast: venv
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
+# The bench extra (matplotlib, for the spike chart) only where benchmarks run.
+$(VENV)/.bench-installed: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
 # SCENARIO=ingest,forward runs some; ROUNDS and SECONDS shorten or lengthen them.
-bench: venv kafka-jars
+bench: venv kafka-jars $(VENV)/.bench-installed
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk >/dev/null || \
 	  { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	@test -x .cache/bin/vegeta || GOBIN=$(CURDIR)/.cache/bin go install github.com/tsenart/vegeta/v12@v12.13.0 || \

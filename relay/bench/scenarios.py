@@ -36,6 +36,7 @@ from relay.bench.procs import (
     start,
     wrk,
 )
+from relay.bench.spike import spike
 
 __all__ = ["SCENARIOS", "Context"]
 
@@ -578,4 +579,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "memory": memory,
     "broker": broker,
     "workers": workers,
+    "spike": spike,
 }

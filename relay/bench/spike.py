@@ -1,0 +1,361 @@
+"""The spike scenario of `make bench`: a launch-day burst absorbed, then drained at
+the upstream's pace.
+
+One ingest (core 0), one forward with an upstream budget of 500/s and the sandbox
+upstream, on real Kafka. Open-loop POST /play (vegeta, core 1), one clientId per
+event: 10 s at the budget rate (the reference latency), then 20 s at 8x the budget
+(4,000/s), then nothing while forward drains the backlog. The sandbox keeps its
+ledger in a file; the relay's X-Relay-Event-Id of every accepted request is matched
+against the Idempotency-Key of every delivery: exactly once, or the figures say how
+not. Afterwards a second ingest on a topic prefix nobody forwards is driven
+closed-loop (wrk, 64 connections) on the same cores: ingest's capacity in this run,
+against which 4,000/s is to be read. The chart goes to docs/spike.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from relay.bench.backlog import example_bodies
+from relay.bench.procs import LOAD_CORE, ROOT, SERVER_CORE, Proc, pinned, rss_mb, start, wrk
+from relay.bench.timeline import (
+    Answer,
+    Delivery,
+    backlog_seconds,
+    drain_rate,
+    exactly_once,
+    parse_vegeta_csv,
+    per_second,
+    percentile_ms,
+    percentile_ms_per_second,
+)
+
+if TYPE_CHECKING:
+    from relay.bench.scenarios import Context
+
+__all__ = ["CHART", "spike"]
+
+BUDGET_RPS = 500.0
+SPIKE_RPS = 8 * BUDGET_RPS
+SPIKE_SECONDS = 20
+BASELINE_SECONDS = 10
+WARMUP_SECONDS = 2
+PROBE_SECONDS = 5
+CHART = ROOT / "docs" / "spike.png"
+VEGETA = str(ROOT / ".cache" / "bin" / "vegeta")
+WORK = ROOT / ".cache" / "bench"
+# At most this many connections (4,000/s x 250 ms); a request that finds them all busy
+# waits for one, and the wait counts in its latency, as it would for the device.
+MAX_CONNECTIONS = 1000
+
+
+async def spike(ctx: Context) -> dict[str, Any]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    ledger_file = WORK / "spike-ledger.jsonl"
+    ledger_file.unlink(missing_ok=True)
+    prefix = ctx.prefix()
+    # What the machine spends on other work before this scenario starts anything:
+    # on a shared machine, the figures below are to be read against it.
+    background = _CpuSample.take([])
+    await asyncio.sleep(3)
+    figures = {"spike_background_busy_pct": background.since(())["spike_machine_busy_pct"]}
+    sandbox = await _sandbox(ctx, ledger_file)
+    stack: list[Proc] = [sandbox]
+    phases: dict[str, list[Answer]] = {}
+    try:
+        forward = await _forward(ctx, prefix, sandbox)
+        stack.append(forward)
+        front = await _ingest(ctx, prefix)
+        stack.append(front)
+        for name, rate, seconds in (
+            ("warmup", BUDGET_RPS, WARMUP_SECONDS),  # connections, metadata, partitions
+            ("budget", BUDGET_RPS, BASELINE_SECONDS),
+        ):
+            ctx.progress(f"{name}: {rate:g}/s for {seconds} s")
+            phases[name] = await asyncio.to_thread(_attack, front.url, name, rate, seconds)
+        ctx.progress(f"spike: {SPIKE_RPS:g}/s for {SPIKE_SECONDS} s")
+        cpu = _CpuSample.take([front.popen.pid, forward.popen.pid])
+        phases["spike"] = await asyncio.to_thread(
+            _attack, front.url, "spike", SPIKE_RPS, SPIKE_SECONDS
+        )
+        figures.update(cpu.since(("ingest", "forward")))
+        figures["spike_ingest_peak_rss_mb"] = round(rss_mb(front.popen.pid, peak=True), 1)
+        accepted = sum(a.accepted for answers in phases.values() for a in answers)
+        await _drained(ctx, sandbox, accepted)
+        figures["spike_ingest_capacity_rps"] = await _capacity(ctx)
+    finally:
+        for proc in reversed(stack):
+            proc.stop()
+    return _figures(phases, _deliveries(ledger_file), figures)
+
+
+def _figures(
+    phases: dict[str, list[Answer]], deliveries: list[Delivery], measured: dict[str, float]
+) -> dict[str, Any]:
+    answers = [a for name in ("warmup", "budget", "spike") for a in phases[name]]
+    burst = phases["spike"]
+    start = min(a.sent_at for a in phases["budget"])
+    first_sent, last_sent = min(a.sent_at for a in burst), max(a.sent_at for a in burst)
+    last_answer = max(a.answered_at for a in burst)
+    timeline = per_second(answers, deliveries, start)
+    rate, seconds = drain_rate(timeline, BUDGET_RPS)
+    # The same once ingest has answered the last request: forward alone on the cores.
+    intake_over = math.ceil(last_answer - start)
+    rate_after, _ = drain_rate(timeline, BUDGET_RPS, intake_over)
+    # Half the seconds at least this: what the budget gives when forward gets its CPU.
+    median_after = statistics.median(backlog_seconds(timeline, BUDGET_RPS, intake_over))
+    since_spike = [d.at for d in deliveries if d.at >= first_sent]
+    matched = exactly_once((a.event_id for a in answers if a.event_id), (d.key for d in deliveries))
+    budget_p99, spike_p99 = percentile_ms(phases["budget"], 0.99), percentile_ms(burst, 0.99)
+    figures: dict[str, Any] = {
+        "spike_budget_rps": BUDGET_RPS,
+        "spike_planned": int(SPIKE_RPS * SPIKE_SECONDS),
+        "spike_requests": len(burst),
+        "spike_sent_rps": round((len(burst) - 1) / (last_sent - first_sent), 1),
+        "spike_refused": sum(not a.accepted for a in answers),
+        "spike_budget_rate_p50_ms": percentile_ms(phases["budget"], 0.50),
+        "spike_budget_rate_p99_ms": budget_p99,
+        "spike_p50_ms": percentile_ms(burst, 0.50),
+        "spike_p99_ms": spike_p99,
+        "spike_p99_over_budget_rate_p99": round(spike_p99 / budget_p99, 2),
+        "spike_backlog_at_end": timeline.lag[int(last_answer - start)],
+        "spike_drain_rps": round(rate, 1),
+        "spike_drain_error_pct": round(100 * (rate - BUDGET_RPS) / BUDGET_RPS, 2),
+        "spike_drain_measured_s": seconds,
+        "spike_drain_rps_after_intake": round(rate_after, 1),
+        "spike_drain_median_1s_after_intake": median_after,
+        "spike_drained_in_s": round(max(since_spike) - first_sent, 1),
+        "spike_drain_at_budget_s": round(len(since_spike) / BUDGET_RPS, 1),
+        "spike_lost": matched["lost"],
+        "spike_duplicates": matched["duplicates"],
+        "spike_unexpected_deliveries": matched["unexpected"],
+        **measured,
+    }
+    from relay.bench.chart import draw
+
+    draw(
+        timeline,
+        CHART,
+        spike_start=first_sent,
+        spike_end=last_sent,
+        budget=BUDGET_RPS,
+        caption=_caption(figures),
+    )
+    return {
+        "figures": figures,
+        "rounds": {
+            "chart": str(CHART.relative_to(ROOT)),
+            "start": start,
+            "accepted_per_s": timeline.accepted,
+            "delivered_per_s": timeline.delivered,
+            "lag": timeline.lag,
+            "spike_p99_ms_per_second_sent": percentile_ms_per_second(burst, 0.99),
+        },
+    }
+
+
+def _caption(figures: dict[str, Any]) -> str:
+    return (
+        f"{figures['spike_requests']:,} plays at {figures['spike_sent_rps']:,.0f}/s, "
+        f"{figures['spike_refused']} refused; ingest p99 {figures['spike_p99_ms']:g} ms "
+        f"(at the budget rate {figures['spike_budget_rate_p99_ms']:g} ms); drained at "
+        f"{figures['spike_drain_rps']:g}/s; lost {figures['spike_lost']}, "
+        f"duplicates {figures['spike_duplicates']}\nmachine busy with other work before "
+        f"the run: {figures['spike_background_busy_pct']:g}% of 2 cores"
+    )
+
+
+def _targets(url: str, name: str, count: int) -> Path:
+    """``count`` POST /play targets, each of its own clientId and without a timestamp
+    (the relay stamps it), so that every event is told apart in the ledger too."""
+    body = dict(example_bodies(1, ["play"])[0][1])
+    body.pop("timestamp")
+    lines = []
+    for number in range(count):
+        body["clientId"] = f"spike-{name}-{number:06d}"
+        lines.append(
+            orjson.dumps(
+                {
+                    "method": "POST",
+                    "url": url + "/play",
+                    "header": {"Content-Type": ["application/json"]},
+                    "body": base64.b64encode(orjson.dumps(body)).decode(),
+                }
+            )
+        )
+    path = WORK / f"spike-{name}.targets.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _attack(url: str, name: str, rate: float, seconds: int) -> list[Answer]:
+    """Open-loop load (vegeta on the load core): ``rate`` requests/s, each of
+    ``rate`` x ``seconds`` targets once; every answer with its times, status and event
+    id. Read lazily with no duration, the attack ends when the targets do: a request
+    the schedule could not start in time (every connection busy) is sent late, as a
+    device would, rather than dropped."""
+    targets = _targets(url, name, int(rate * seconds))
+    results = WORK / f"spike-{name}.bin"
+    subprocess.run(
+        [
+            *pinned([VEGETA, "attack"], LOAD_CORE),
+            "-format=json",
+            "-lazy",
+            f"-targets={targets}",
+            f"-rate={int(rate)}/s",
+            "-duration=0",
+            f"-max-connections={MAX_CONNECTIONS}",
+            f"-output={results}",
+        ],
+        timeout=seconds + 600,
+        check=True,
+    )
+    encoded = subprocess.run(
+        [VEGETA, "encode", "--to", "csv", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return parse_vegeta_csv(encoded.stdout.splitlines())
+
+
+async def _drained(ctx: Context, sandbox: Proc, accepted: int) -> None:
+    """Wait until the sandbox has received ``accepted`` events (twice the expected
+    drain time at most), then a few seconds more for any late duplicate."""
+    async with aiohttp.ClientSession() as session:
+        bound = time.monotonic() + 2 * accepted / BUDGET_RPS + 60
+        while time.monotonic() < bound:
+            async with session.get(sandbox.url + "/_sandbox/ledger?entries=0") as answer:
+                total = int(orjson.loads(await answer.read())["total"])
+            ctx.progress(f"draining: {total:,}/{accepted:,} delivered")
+            if total >= accepted:
+                break
+            await asyncio.sleep(1)
+    await asyncio.sleep(5)
+
+
+async def _capacity(ctx: Context) -> float:
+    """Requests/s of a second ingest process driven closed-loop (wrk, 64
+    connections) on the same cores, forward and the sandbox still running."""
+    from relay.bench.scenarios import CONNECTIONS, PLAY_SCRIPT
+
+    probe = await _ingest(ctx, ctx.prefix(), name="ingest-probe")
+    try:
+        ctx.progress(f"ingest capacity: wrk for {PROBE_SECONDS} s")
+        await asyncio.to_thread(
+            wrk, probe.url + "/play", seconds=1, connections=CONNECTIONS, script=PLAY_SCRIPT
+        )
+        result = await asyncio.to_thread(
+            wrk,
+            probe.url + "/play",
+            seconds=PROBE_SECONDS,
+            connections=CONNECTIONS,
+            script=PLAY_SCRIPT,
+        )
+    finally:
+        probe.stop()
+    return round(result.rps, 1)
+
+
+def _deliveries(ledger_file: Path) -> list[Delivery]:
+    deliveries = []
+    for line in ledger_file.read_bytes().splitlines():
+        if line.strip():
+            entry = orjson.loads(line)
+            deliveries.append(Delivery(entry["idempotencyKey"], entry["at"]))
+    return deliveries
+
+
+class _CpuSample:
+    """CPU time of some processes and of the whole machine at one moment: the
+    difference to a later moment says which core was the limit."""
+
+    def __init__(self, pids: list[int], process: list[float], busy: float, total: float) -> None:
+        self.pids, self.process, self.busy, self.total = pids, process, busy, total
+        self.at = time.monotonic()
+
+    @classmethod
+    def take(cls, pids: list[int]) -> _CpuSample:
+        tick = os.sysconf("SC_CLK_TCK")
+        process = []
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            process.append((int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+        jiffies = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = jiffies[3] + jiffies[4]  # idle + iowait
+        return cls(pids, process, (sum(jiffies) - idle) / tick, sum(jiffies) / tick)
+
+    def since(self, names: tuple[str, ...]) -> dict[str, float]:
+        """Each process's share of one core, and the machine's busy share of all its
+        cores, from this sample until now."""
+        now = _CpuSample.take(self.pids)
+        elapsed = now.at - self.at
+        figures = {
+            f"spike_{name}_cpu_pct": round(100 * (after - before) / elapsed, 1)
+            for name, before, after in zip(names, self.process, now.process, strict=True)
+        }
+        figures["spike_machine_busy_pct"] = round(
+            100 * (now.busy - self.busy) / (now.total - self.total), 1
+        )
+        return figures
+
+
+async def _sandbox(ctx: Context, ledger_file: Path) -> Proc:
+    port = ctx.port()
+    return await start(
+        "sandbox",
+        ["relay", "sandbox"],
+        url=f"http://127.0.0.1:{port}",
+        env={
+            "RELAY_SANDBOX_PORT": str(port),
+            "RELAY_LOG_LEVEL": "WARNING",
+            "RELAY_SANDBOX_LEDGER_FILE": str(ledger_file),
+        },
+        core=LOAD_CORE,
+    )
+
+
+# Ingest makes no upstream calls of its own here (/play with the default rights policy
+# asks nothing), so forward is told to keep none of the budget for it: the drain is
+# then measured against the whole 500/s.
+_NO_INGEST_CALLS = {"RELAY_INGEST_UPSTREAM_RPS": "0"}
+
+
+async def _forward(ctx: Context, prefix: str, sandbox: Proc) -> Proc:
+    port = ctx.port()
+    return await start(
+        "forward",
+        ["relay", "forward"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(
+            prefix,
+            RELAY_FORWARD_PORT=str(port),
+            RELAY_UPSTREAM_URL=sandbox.url,
+            RELAY_UPSTREAM_BUDGET_RPS=f"{BUDGET_RPS:g}",
+            **_NO_INGEST_CALLS,
+        ),
+        core=None,  # as in e2e: forward shares both cores with the broker
+    )
+
+
+async def _ingest(ctx: Context, prefix: str, name: str = "ingest") -> Proc:
+    port = ctx.port()
+    return await start(
+        name,
+        ["relay", "ingest"],
+        url=f"http://127.0.0.1:{port}",
+        env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port), **_NO_INGEST_CALLS),
+        core=SERVER_CORE,
+    )

@@ -1,0 +1,119 @@
+"""The spike benchmark's arithmetic (relay/bench/timeline.py), without the stack."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+from relay.bench.timeline import (
+    Answer,
+    Delivery,
+    backlog_seconds,
+    drain_rate,
+    exactly_once,
+    parse_vegeta_csv,
+    per_second,
+    percentile_ms,
+    percentile_ms_per_second,
+)
+
+
+def _row(sent_ns: int, code: int, latency_ns: int, headers: bytes) -> str:
+    encoded = base64.b64encode(headers).decode()
+    return f'{sent_ns},{code},{latency_ns},120,0,"",,,7,POST,http://127.0.0.1:1/play,{encoded}'
+
+
+def test_vegeta_csv_gives_times_status_and_the_relay_event_id() -> None:
+    lines = [
+        _row(
+            1_795_000_000_250_000_000,
+            204,
+            3_500_000,
+            b"Date: x\r\nX-Relay-Event-Id: 0190-abc\r\nContent-Length: 0\r\n\r\n",
+        ),
+        _row(1_795_000_001_000_000_000, 0, 2_000_000_000, b""),  # no answer at all
+        # a lazy attack's end: no request
+        "1795000002000000000,0,74450,0,0,no targets to attack,,,8,,,",
+    ]
+    first, second = parse_vegeta_csv(lines)
+    assert math.isclose(first.sent_at, 1_795_000_000.25, abs_tol=1e-6)
+    assert math.isclose(first.latency_ms, 3.5, abs_tol=1e-3)
+    assert first.status == 204
+    assert first.event_id == "0190-abc"
+    assert first.accepted
+    assert second.event_id is None
+    assert not second.accepted
+
+
+def _accepted(at: float, event_id: str = "x") -> Answer:
+    return Answer(at - 0.001, at, 204, event_id)
+
+
+def test_per_second_bins_by_answer_and_arrival_and_carries_the_lag() -> None:
+    start = 100.0
+    answers = [
+        _accepted(99.5),  # before the start: counts in the lag from the first second
+        _accepted(100.2),
+        _accepted(100.9),
+        _accepted(101.0),
+        Answer(101.1, 101.2, 503, None),  # refused: not accepted, not in the lag
+    ]
+    deliveries = [Delivery("a", 100.5), Delivery("b", 102.7), Delivery("c", 102.9)]
+    timeline = per_second(answers, deliveries, start)
+    assert timeline.accepted == [2, 1, 0]
+    assert timeline.delivered == [1, 0, 2]
+    assert timeline.lag == [2, 3, 1]
+    assert timeline.seconds == 3
+
+
+def test_drain_rate_averages_only_seconds_that_began_with_a_budget_of_backlog() -> None:
+    from relay.bench.timeline import Timeline
+
+    # lag at the end of each second; delivered per second. Seconds 2..5 began with
+    # >= 500 waiting for two seconds running; second 6 began with 300 (supply-bound);
+    # the last second is partial and never counts.
+    timeline = Timeline(
+        start=0.0,
+        accepted=[4000, 4000, 0, 0, 0, 0, 0, 0],
+        delivered=[450, 500, 510, 490, 500, 500, 300, 0],
+        lag=[3550, 7050, 6540, 6050, 5550, 300, 0, 0],
+    )
+    assert backlog_seconds(timeline, 500) == [510, 490, 500, 500]  # seconds 2, 3, 4, 5
+    rate, seconds = drain_rate(timeline, 500)
+    assert seconds == 4
+    assert rate == (510 + 490 + 500 + 500) / 4
+    # From second 4 on (once the intake stopped, say): seconds 4 and 5.
+    assert drain_rate(timeline, 500, first=4) == ((500 + 500) / 2, 2)
+
+
+def test_drain_rate_without_a_backlog_is_not_a_number() -> None:
+    from relay.bench.timeline import Timeline
+
+    rate, seconds = drain_rate(Timeline(0.0, [10] * 5, [10] * 5, [0] * 5), 500)
+    assert math.isnan(rate)
+    assert seconds == 0
+
+
+def test_exactly_once_counts_lost_duplicated_and_unexpected_deliveries() -> None:
+    matched = exactly_once(["a", "b", "c", "d"], ["a", "b", "b", "b", "c", "z", None])
+    assert matched == {"lost": 1, "duplicates": 2, "unexpected": 2}
+    assert exactly_once(["a", "b"], ["b", "a"]) == {"lost": 0, "duplicates": 0, "unexpected": 0}
+
+
+def test_percentiles_are_the_nearest_rank() -> None:
+    answers = [Answer(0.0, ms / 1000, 204, None) for ms in range(1, 201)]
+    assert percentile_ms(answers, 0.99) == 198.0  # rank ceil(0.99 x 200) = 198
+    assert percentile_ms(answers, 0.50) == 100.0
+    assert math.isnan(percentile_ms([], 0.99))
+
+
+def test_percentiles_per_second_of_sending() -> None:
+    answers = [
+        Answer(10.0, 10.005, 204, None),
+        Answer(10.9, 10.930, 204, None),
+        Answer(12.5, 12.700, 204, None),  # nothing sent in second 1
+    ]
+    per_second = percentile_ms_per_second(answers, 0.99)
+    assert [round(ms) for ms in per_second[::2]] == [30, 200]
+    assert math.isnan(per_second[1])
+    assert percentile_ms_per_second([], 0.99) == []
