@@ -17,10 +17,12 @@ from relay.config import Settings
 from relay.events import EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
+from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
 from relay.ingest.cors import Cors
+from relay.ingest.deadlines import Deadlines
 from relay.ingest.gate import Gate
-from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.ingest.handler import EventHandler, Responder
 from relay.ingest.idempotency import Idempotency
 from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
@@ -77,7 +79,8 @@ def make_app(
     metrics.rights_cache_size.set_function(lambda: float(facts.size()))
     rates = rates_by_tenant(tenants.by_name, settings.ingest_upstream_rps, clock)
     answers = Answers(settings, facts, upstream or {}, rates, publisher, producer, metrics, clock)
-    in_flight = InFlight(settings.max_in_flight, metrics)
+    admission = Admission(settings.max_in_flight, settings.max_waiting, metrics, clock)
+    deadlines = Deadlines(clock)
     idempotency = Idempotency(settings.idempotency_window_s, settings.idempotency_max_keys, clock)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
@@ -89,7 +92,8 @@ def make_app(
             settings=settings,
             producer=producer,
             metrics=metrics,
-            in_flight=in_flight,
+            admission=admission,
+            deadlines=deadlines,
             responder=responder,
             gate=gate,
             tenants=tenants,
