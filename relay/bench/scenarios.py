@@ -592,6 +592,20 @@ async def broker(ctx: Context) -> dict[str, Any]:
     }
 
 
+async def _burst(ctx: Context) -> dict[str, Any]:
+    """8. A burst of 10,000 connections (relay/bench/connections.py)."""
+    from relay.bench.connections import burst
+
+    return await burst(ctx)
+
+
+async def _hold(ctx: Context) -> dict[str, Any]:
+    """9. 10,000 connections held open while serving load (relay/bench/connections.py)."""
+    from relay.bench.connections import hold
+
+    return await hold(ctx)
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "ingest": ingest,
     "naive": naive,
@@ -600,4 +614,6 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "e2e": end_to_end,
     "memory": memory,
     "broker": broker,
+    "burst": _burst,
+    "hold": _hold,
 }
