@@ -51,11 +51,12 @@ class Deadline:
         traceback: TracebackType | None,
     ) -> None:
         self._left = True  # the heap forgets it when the timer passes it
+        task, self._task = self._task, None  # the heap must not keep the task alive
         if (
             self._expired
             and kind is asyncio.CancelledError
-            and self._task is not None
-            and self._task.uncancel() <= self._cancelling  # ours, and no other pending
+            and task is not None
+            and task.uncancel() <= self._cancelling  # ours, and no other pending
         ):
             raise TimeoutError from error
 
