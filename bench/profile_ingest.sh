@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Profile one `relay ingest` under wrk load (docs/PERFORMANCE.md quotes its output):
 #   bench/profile_ingest.sh OUT_PREFIX [CONNECTIONS] [SECONDS]
-# Starts a broker of its own (KAFKA_PORT, default 21192), the ingest process pinned to
+# Starts a broker of its own (KAFKA_PORT, default 21392), the ingest process pinned to
 # core 0 with bench/tenants.toml, wrk (bench/play.lua) pinned to core 1, and
 # py-spy record on the ingest process (--native off, 250 Hz) while wrk runs; writes
 # OUT_PREFIX.collapsed (py-spy's raw stacks) and OUT_PREFIX.txt (bench/profile_top.py).
@@ -10,7 +10,7 @@ set -euo pipefail
 out=$1; connections=${2:-512}; seconds=${3:-15}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
-export KAFKA_PORT=${KAFKA_PORT:-21192}
+export KAFKA_PORT=${KAFKA_PORT:-21392}
 export KAFKA_STATE_DIR=$root/.cache/kafka/profile-$KAFKA_PORT
 "$root/deploy/kafka/kafkactl" up >/dev/null
 trap '"$root/deploy/kafka/kafkactl" down >/dev/null' EXIT

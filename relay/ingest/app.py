@@ -85,7 +85,8 @@ def make_app(
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
     cors = Cors(tenants, settings.cors_max_age_s, paths, _method_not_allowed)
-    app.on_response_prepare.append(cors.on_response_prepare)
+    if cors.any_origin_allowed:  # else the hook adds nothing: spare every answer its call
+        app.on_response_prepare.append(cors.on_response_prepare)
     for event_type in EVENT_TYPES:
         handler = EventHandler(
             event_type,

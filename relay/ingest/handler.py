@@ -151,6 +151,8 @@ class EventHandler:
         self._produce_seconds = metrics.produce_seconds.labels(event_type.name)
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
+        self._received_ms = -1
+        self._received = (datetime.fromtimestamp(0, UTC), "")
         self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
         self._stamped = {
@@ -228,7 +230,7 @@ class EventHandler:
                 400, "INVALID_PARAMETERS", f"the body is not valid JSON: {exc}", field="body"
             )
         wall = self._clock.wall()
-        received_at = datetime.fromtimestamp(wall, UTC)
+        received_at, received_text = self._receive_time(wall)
         try:
             event = normalise(
                 self._type,
@@ -270,7 +272,7 @@ class EventHandler:
             id=event_id_,
             type=self._type.name,
             tenant=tenant.name,
-            received_at=format_timestamp(received_at),
+            received_at=received_text,
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
         )
@@ -322,6 +324,16 @@ class EventHandler:
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
         return self._accepted(tenant, key, Accepted(envelope.id, app_answer))
+
+    def _receive_time(self, wall: float) -> tuple[datetime, str]:
+        """The receive time and its text, made once per millisecond (the text has
+        millisecond precision; under load many requests share one)."""
+        millisecond = int(wall * 1000)
+        if millisecond != self._received_ms:
+            moment = datetime.fromtimestamp(wall, UTC)
+            self._received = (moment, format_timestamp(moment))
+            self._received_ms = millisecond
+        return self._received
 
     def _accepted(self, tenant: Tenant, key: str | None, answer: Accepted) -> web.Response:
         if key is not None:
