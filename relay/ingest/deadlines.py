@@ -4,8 +4,8 @@ A request gets ``RELAY_PRODUCE_TIMEOUT_S`` from its start to get an in-flight sl
 to hand its record to the producer. Under load thousands of requests hold such a
 deadline at once; ``asyncio.timeout`` would arm and cancel one loop timer per request
 (a heap push, a handle, a cancellation). Here the deadlines share one heap and at most
-one armed timer, set for the earliest; leaving a scope only marks its entry, and the
-timer pops what is left when it fires.
+one armed timer, set for the earliest or SWEEP_S ahead, whichever comes first; leaving
+a scope only marks its entry, and the timer pops the left entries when it fires.
 
 The scope's contract is ``asyncio.timeout``'s: when the deadline passes while the task
 waits inside it, the task is cancelled at that wait and the scope raises
@@ -22,6 +22,8 @@ from types import TracebackType
 from relay.clock import Clock, Timer
 
 __all__ = ["Deadline", "Deadlines"]
+
+SWEEP_S = 0.05
 
 
 class Deadline:
@@ -94,8 +96,12 @@ class Deadlines:
     def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._armed_for = at
-        self._timer = self._clock.call_later(max(0.0, at - self._clock.monotonic()), self._fire)
+        now = self._clock.monotonic()
+        # Fire at least every SWEEP_S while entries are held: most scopes are left within
+        # milliseconds, and an entry kept until its deadline (seconds) would keep tens of
+        # thousands of objects alive under load, for the garbage collector to walk.
+        self._armed_for = at = min(at, now + SWEEP_S)
+        self._timer = self._clock.call_later(max(0.0, at - now), self._fire)
 
     def _fire(self) -> None:
         self._timer, self._armed_for = None, float("inf")
