@@ -4,9 +4,10 @@
         Open CONNECTIONS keep-alive connections, then send one POST /play on every one
         of them at the same moment (one loop writing them all), and read the answers.
     python bench/burst.py hold HOST PORT CONNECTIONS
-        Open CONNECTIONS keep-alive connections and send one /play on each (a fleet's
-        idle connections), print "ready", wait for a line on stdin, then send one more
-        /play on each: every connection must still be open and answered.
+        Open CONNECTIONS keep-alive connections and send one /play on each, 500
+        connections at a time (a fleet's idle connections), print "ready", wait for a
+        line on stdin, then send one more /play on each the same way: every connection
+        must still be open and answered.
 
 Prints one JSON object: answers by status, errors, latencies (ms, from the moment the
 request was written). The fd limit is raised here, in the generator itself.
@@ -19,11 +20,13 @@ import json
 import resource
 import sys
 import time
+from typing import Any
 
 import uvloop
 
 KEY = "rk_bench-key-not-a-secret"  # bench/tenants.toml
 OPENING = 200  # connections opened at once: the listen backlog is finite
+HOLD_CHUNK = 500  # hold mode: connections sending at once
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -79,7 +82,7 @@ async def _open(host: str, port: int, count: int) -> list[Connection]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-async def _round(connections: list[Connection], requests: list[bytes]) -> dict[str, object]:
+async def _round(connections: list[Connection], requests: list[bytes]) -> dict[str, Any]:
     """One request on every connection, all written in one go; the answers read."""
     statuses: dict[str, int] = {}
     latencies: list[float] = []
@@ -116,6 +119,23 @@ async def _round(connections: list[Connection], requests: list[bytes]) -> dict[s
     }
 
 
+async def _rounds(connections: list[Connection], requests: list[bytes]) -> dict[str, Any]:
+    """One request on every connection, HOLD_CHUNK connections at a time: this checks
+    that held connections live and answer, not how a burst is absorbed."""
+    statuses: dict[str, int] = {}
+    errors = 0
+    slowest = 0.0
+    for start in range(0, len(connections), HOLD_CHUNK):
+        part = await _round(
+            connections[start : start + HOLD_CHUNK], requests[start : start + HOLD_CHUNK]
+        )
+        for status, count in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+        errors += part["errors"]
+        slowest = max(slowest, part["max_ms"])
+    return {"statuses": statuses, "errors": errors, "max_ms": slowest}
+
+
 async def main(mode: str, host: str, port: int, count: int) -> None:
     _raise_fd_limit(count)
     connections = await _open(host, port, count)
@@ -123,10 +143,10 @@ async def main(mode: str, host: str, port: int, count: int) -> None:
     if mode == "burst":
         result = await _round(connections, requests)
     else:
-        first = await _round(connections, requests)
+        first = await _rounds(connections, requests)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        result = {"first": first, "second": await _round(connections, requests)}
+        result = {"first": first, "second": await _rounds(connections, requests)}
     for _, writer in connections:
         writer.close()
     print(json.dumps(result), flush=True)
