@@ -293,23 +293,24 @@ class EventHandler:
         # Until the producer holds the record, a 503 is clean: nothing was written.
         # After, the answer waits for Kafka's verdict (a 503 then may stand for an event
         # that is written later: counted as ambiguous).
-        admitted = False
+        admitted = handed = False
         try:
             async with self._deadlines.scope(produce_started + settings.produce_timeout_s):
                 await self._admission.enter()
                 admitted = True
                 verdict = await self._producer.hand_over(record)
+                handed = True
         except QueueFull:
             return self._refuse(_BUSY)
         except TimeoutError:
-            if admitted:
-                self._admission.leave()
             self._late.inc()
             return self._refuse(_LATE)
         except KafkaUnavailable as exc:
-            self._admission.leave()
             self._produce_failures.inc()
             return self._unavailable(exc)
+        finally:
+            if admitted and not handed:  # whatever ended it (a cancellation, a bug)
+                self._admission.leave()
         try:
             async with self._deadlines.scope(
                 self._clock.monotonic() + settings.produce_verdict_timeout_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable
 
 from prometheus_client import CollectorRegistry
 
@@ -157,3 +158,19 @@ async def test_a_refusal_before_the_hand_over_is_not_ambiguous(
     assert (await post(client, "/play", VALID["play"]))[0] == 503
     assert _count(registry, "relay_ingest_ambiguous_answers_total", {"type": "play"}) == 0
     assert _count(registry, "relay_ingest_in_flight") == 0
+
+
+class HandOverBug(MemoryProducer):
+    """A bug of ours at the hand-over: the slot must come back all the same."""
+
+    async def hand_over(self, record: Record) -> Awaitable[None]:
+        raise RuntimeError("a bug")
+
+
+async def test_a_bug_at_the_hand_over_gives_the_slot_back(
+    make_client: MakeClient, settings: Settings, registry: CollectorRegistry
+) -> None:
+    client = await make_client(_settings(settings, max_in_flight=1, max_waiting=0), HandOverBug())
+    assert (await post(client, "/play", VALID["play"]))[0] == 500
+    assert _count(registry, "relay_ingest_in_flight") == 0
+    assert (await post(client, "/play", VALID["play"]))[0] == 500  # not 503: no slot lost
