@@ -1,6 +1,8 @@
 -- wrk script: single-event POST /play with a JSON body, one user per connection-ish.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- The relay key of bench/tenants.toml (a bench-only key: its hash is in that file).
+wrk.headers["Authorization"] = "Bearer rk_bench-key-not-a-secret"
 local counter = 0
 request = function()
   counter = counter + 1

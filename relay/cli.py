@@ -338,7 +338,9 @@ def _parser() -> argparse.ArgumentParser:
         "measured in the same run; write bench/results/<date>.json and docs/BENCHMARKS.md.",
     )
     bench.add_argument(
-        "--scenario", help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker,workers"
+        "--scenario",
+        help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker,workers,spike,"
+        "burst,hold",
     )
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario (3)")
     bench.add_argument("--seconds", type=int, default=10, help="seconds per measured run (10)")

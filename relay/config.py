@@ -125,13 +125,28 @@ class Settings:
     max_in_flight: int = _setting(
         4096,
         "RELAY_INGEST_MAX_IN_FLIGHT",
-        "Events an ingest process (each worker) waits on Kafka for at once; 503 + "
-        "Retry-After beyond.",
+        "Events an ingest process (each worker) waits on Kafka for at once; further "
+        "requests wait for a slot (RELAY_INGEST_MAX_WAITING).",
+    )
+    max_waiting: int = _setting(
+        16384,
+        "RELAY_INGEST_MAX_WAITING",
+        "Requests an ingest process (each worker) lets wait for an in-flight slot (a burst "
+        "of a fleet waking at once); 503 + Retry-After at once beyond. 0: no waiting.",
     )
     produce_timeout_s: float = _setting(
         2.0,
         "RELAY_PRODUCE_TIMEOUT_S",
-        "How long a request waits for Kafka's acknowledgement before answering 503.",
+        "Deadline from a request's start to get an in-flight slot and hand its event to "
+        "the producer (503 + Retry-After beyond, nothing written). Once handed over, the "
+        "answer waits for Kafka's verdict.",
+    )
+    produce_verdict_timeout_s: float = _setting(
+        10.0,
+        "RELAY_PRODUCE_VERDICT_TIMEOUT_S",
+        "Bound on waiting for Kafka's verdict on a handed-over event (an outage: the "
+        "producer itself retries for 30 s); a 503 then is ambiguous (the event may still "
+        "be written), counted in relay_ingest_ambiguous_answers_total.",
     )
     retry_after_s: int = _setting(
         1, "RELAY_RETRY_AFTER_S", "Retry-After (seconds) sent with 503 answers."
@@ -432,6 +447,7 @@ class Settings:
             "RELAY_KEEPALIVE_TIMEOUT_S": self.keepalive_timeout_s,
             "RELAY_INGEST_MAX_IN_FLIGHT": self.max_in_flight,
             "RELAY_PRODUCE_TIMEOUT_S": self.produce_timeout_s,
+            "RELAY_PRODUCE_VERDICT_TIMEOUT_S": self.produce_verdict_timeout_s,
             "RELAY_RETRY_AFTER_S": self.retry_after_s,
             "RELAY_CORS_MAX_AGE_S": self.cors_max_age_s,
             "RELAY_KAFKA_PROBE_INTERVAL_S": self.kafka_probe_interval_s,
@@ -466,6 +482,10 @@ class Settings:
         for env, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{env} must be positive, got {value}")
+        if self.max_waiting < 0:
+            raise ConfigError(
+                f"RELAY_INGEST_MAX_WAITING must not be negative, got {self.max_waiting}"
+            )
         for env, port in (
             ("RELAY_INGEST_PORT", self.ingest_port),
             ("RELAY_FORWARD_PORT", self.forward_port),

@@ -244,10 +244,11 @@ BY_NAME: Mapping[str, EventType] = {event_type.name: event_type for event_type i
 def format_timestamp(moment: datetime) -> str:
     """UTC ISO-8601 with ``Z``, milliseconds only when there are any (finer digits
     are cut, so that normalising twice gives the same text)."""
-    moment = moment.astimezone(UTC)
-    moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-    timespec = "milliseconds" if moment.microsecond else "seconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+    if moment.tzinfo is not UTC:  # the receive time is UTC already: skip the conversion
+        moment = moment.astimezone(UTC)
+    milliseconds = moment.microsecond // 1000
+    moment = moment.replace(tzinfo=None, microsecond=milliseconds * 1000)
+    return moment.isoformat(timespec="milliseconds" if milliseconds else "seconds") + "Z"
 
 
 def _text(field: Field, value: Any, _received_at: datetime) -> str:

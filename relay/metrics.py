@@ -132,6 +132,10 @@ UPSTREAM_CALL_OUTCOMES = {
 }
 
 
+# Why a request was answered 503 before anything of it reached the producer.
+ADMISSION_REFUSALS = ("queue_full", "deadline")
+
+
 @dataclass(frozen=True, slots=True)
 class IngestMetrics:
     requests: Counter
@@ -140,6 +144,11 @@ class IngestMetrics:
     produce_failures: Counter
     in_flight: Gauge
     in_flight_limit: Gauge
+    admission_waiting: Gauge
+    admission_max_waiting: Gauge
+    admission_wait_seconds: Histogram
+    admission_refusals: Counter
+    ambiguous_answers: Counter
     unknown_fields_dropped: Counter
     timestamps_stamped: Counter
     kafka_ready: Gauge
@@ -227,7 +236,41 @@ class IngestMetrics:
             ),
             in_flight_limit=Gauge(
                 "relay_ingest_in_flight_limit",
-                "The bound on events waiting for Kafka (RELAY_INGEST_MAX_IN_FLIGHT); 503 beyond.",
+                "The bound on events waiting for Kafka (RELAY_INGEST_MAX_IN_FLIGHT); requests "
+                "beyond it wait for a slot (relay_ingest_admission_waiting).",
+                registry=registry,
+            ),
+            admission_waiting=Gauge(
+                "relay_ingest_admission_waiting",
+                "Requests waiting for an in-flight slot (all RELAY_INGEST_MAX_IN_FLIGHT taken).",
+                registry=registry,
+            ),
+            admission_max_waiting=Gauge(
+                "relay_ingest_admission_max_waiting",
+                "The bound on requests waiting for a slot (RELAY_INGEST_MAX_WAITING); 503 beyond.",
+                registry=registry,
+            ),
+            admission_wait_seconds=Histogram(
+                "relay_ingest_admission_wait_seconds",
+                "Time a request waited for an in-flight slot, for those that had to wait "
+                "(granted or not).",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            admission_refusals=Counter(
+                "relay_ingest_admission_refusals_total",
+                "Requests answered 503 without waiting for Kafka, by reason (queue_full: "
+                "RELAY_INGEST_MAX_WAITING already waiting; deadline: no slot or no room in "
+                "the producer within RELAY_PRODUCE_TIMEOUT_S). Nothing of theirs was written.",
+                ["reason"],
+                registry=registry,
+            ),
+            ambiguous_answers=Counter(
+                "relay_ingest_ambiguous_answers_total",
+                "503 answers for events already handed to the producer (Kafka failed them, "
+                "or gave no verdict within RELAY_PRODUCE_VERDICT_TIMEOUT_S): such an event "
+                "may still be written, so a client retry may duplicate it. By event type.",
+                ["type"],
                 registry=registry,
             ),
             unknown_fields_dropped=Counter(
@@ -261,9 +304,12 @@ class IngestMetrics:
         for kind, outcomes in UPSTREAM_CALL_OUTCOMES.items():
             for outcome in outcomes:
                 self.upstream_calls.labels(kind, outcome)
+        for reason in ADMISSION_REFUSALS:
+            self.admission_refusals.labels(reason)
         for event_type in EVENT_TYPES:
             self.produce_seconds.labels(event_type.name)
             self.produce_failures.labels(event_type.name)
+            self.ambiguous_answers.labels(event_type.name)
             self.unknown_fields_dropped.labels(event_type.name)
             for reason in STAMPED_REASONS:
                 self.timestamps_stamped.labels(event_type.name, reason)

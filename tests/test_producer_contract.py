@@ -91,3 +91,22 @@ async def test_an_unreachable_cluster_fails_start_with_kafka_unavailable() -> No
     producer = KafkaProducer(producer_options(Settings(kafka_bootstrap="127.0.0.1:1")))
     with pytest.raises(KafkaUnavailable):
         await producer.start()
+
+
+async def test_a_handed_over_record_is_stored_once_its_verdict_returns(
+    backend: Backend, prefix: str
+) -> None:
+    verdicts = [
+        await backend.producer.hand_over(Record(f"{prefix}.b", b"k", str(number).encode()))
+        for number in range(20)
+    ]
+    for verdict in verdicts:
+        await verdict
+    stored = await backend.read(f"{prefix}.b", 20)
+    assert [value for _, value, _ in stored] == [str(number).encode() for number in range(20)]
+
+
+async def test_a_stopped_producer_refuses_the_hand_over(backend: Backend, prefix: str) -> None:
+    await backend.producer.stop()
+    with pytest.raises(KafkaUnavailable):
+        await backend.producer.hand_over(Record(f"{prefix}.a", b"k", b"v"))

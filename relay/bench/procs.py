@@ -133,7 +133,8 @@ class WrkResult:
     rps: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # non-2xx answers and socket errors
+    requests: int
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -166,4 +167,5 @@ def wrk(url: str, *, seconds: int, connections: int, script: Path) -> WrkResult:
     errors = int(bad.group(1)) if bad else 0
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
-    return WrkResult(rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return WrkResult(rps, p50, p99, errors, requests)

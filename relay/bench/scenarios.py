@@ -41,6 +41,8 @@ from relay.bench.spike import spike
 __all__ = ["SCENARIOS", "Context"]
 
 PLAY_SCRIPT = ROOT / "bench" / "play.lua"
+# One tenant, one relay key (the one play.lua sends): the relay pays for the key lookup.
+BENCH_TENANTS = ROOT / "bench" / "tenants.toml"
 VEGETA = str(ROOT / ".cache" / "bin" / "vegeta")
 CONNECTIONS = 64
 
@@ -76,13 +78,16 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-async def _ingest_server(ctx: Context, prefix: str) -> Proc:
+async def _ingest_server(ctx: Context, prefix: str, *, keyed: bool = False, **env: str) -> Proc:
+    """One `relay ingest`; ``keyed``: with bench/tenants.toml (requests need its key)."""
     port = ctx.port()
+    if keyed:
+        env["RELAY_TENANTS_FILE"] = str(BENCH_TENANTS)
     return await start(
         "ingest",
         ["relay", "ingest"],
         url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port)),
+        env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port), **env),
         core=SERVER_CORE,
     )
 
@@ -128,25 +133,31 @@ async def _naive_server(ctx: Context) -> Proc:
 
 
 async def _wrk_rounds(
-    ctx: Context, servers: dict[str, Callable[[], Awaitable[Proc]]]
+    ctx: Context,
+    servers: dict[str, Callable[[], Awaitable[Proc]]],
+    connections: int = CONNECTIONS,
 ) -> dict[str, list[dict[str, float]]]:
     """Alternate the servers round by round; each gets the same wrk run."""
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
     for number in range(ctx.rounds):
         for name, make in servers.items():
-            ctx.progress(f"round {number + 1}/{ctx.rounds}: {name}")
+            ctx.progress(f"round {number + 1}/{ctx.rounds}: {name}, {connections} connections")
             server = await make()
             try:
-                wrk(server.url + "/play", seconds=2, connections=CONNECTIONS, script=PLAY_SCRIPT)
+                wrk(server.url + "/play", seconds=2, connections=connections, script=PLAY_SCRIPT)
                 result = wrk(
                     server.url + "/play",
                     seconds=ctx.seconds,
-                    connections=CONNECTIONS,
+                    connections=connections,
                     script=PLAY_SCRIPT,
                 )
                 rounds[name].append(
                     {
                         "rps": result.rps,
+                        # Requests/s answered 2xx: a fast 503 is not throughput.
+                        "rps_2xx": result.rps
+                        * max(0, result.requests - result.errors)
+                        / max(1, result.requests),
                         "p50_ms": result.p50_ms,
                         "p99_ms": result.p99_ms,
                         "errors": result.errors,
@@ -163,11 +174,15 @@ def _summary(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 async def ingest(ctx: Context) -> dict[str, Any]:
-    """1. One `relay ingest`, single-event POST /play, against the same aiohttp server
-    with an empty handler: same wrk (1 thread, 64 connections), same cores."""
+    """1. One `relay ingest`, single-event POST /play with a relay key, against the same
+    aiohttp server with an empty handler: same wrk (1 thread, 64 connections), same cores."""
     prefix = ctx.prefix()
     rounds = await _wrk_rounds(
-        ctx, {"ceiling": lambda: _ceiling_server(ctx), "relay": lambda: _ingest_server(ctx, prefix)}
+        ctx,
+        {
+            "ceiling": lambda: _ceiling_server(ctx),
+            "relay": lambda: _ingest_server(ctx, prefix, keyed=True),
+        },
     )
     relay, ceiling = _summary(rounds["relay"]), _summary(rounds["ceiling"])
     ctx.ingest_capacity = relay["rps"]
@@ -188,8 +203,9 @@ async def ingest(ctx: Context) -> dict[str, Any]:
 
 
 async def naive(ctx: Context) -> dict[str, Any]:
-    """2. The relay against a naive relay (bench/naive_relay.py: send_and_wait per
-    request), same wrk, same cores, same broker."""
+    """2. The relay (a relay key on every request) against a naive relay
+    (bench/naive_relay.py: send_and_wait per request, the same compression), same wrk,
+    same cores, same broker; at 64 and at 512 connections. Only 2xx answers count."""
     prefix = ctx.prefix()
     from relay.config import Settings
     from relay.topics import create_missing_topics
@@ -197,19 +213,28 @@ async def naive(ctx: Context) -> dict[str, Any]:
     await create_missing_topics(
         Settings(kafka_bootstrap=ctx.bootstrap, topic_partitions=12), ["naive.play"]
     )
-    rounds = await _wrk_rounds(
-        ctx, {"naive": lambda: _naive_server(ctx), "relay": lambda: _ingest_server(ctx, prefix)}
-    )
-    relay, baseline = _summary(rounds["relay"]), _summary(rounds["naive"])
-    return {
-        "figures": {
-            "relay_rps": relay["rps"],
-            "naive_rps": baseline["rps"],
-            "relay_over_naive": round(relay["rps"] / baseline["rps"], 3),
-            "naive_p99_ms": baseline["p99_ms"],
-        },
-        "rounds": rounds,
-    }
+    figures: dict[str, float] = {}
+    all_rounds = {}
+    for connections in (CONNECTIONS, 512):
+        rounds = await _wrk_rounds(
+            ctx,
+            {
+                "naive": lambda: _naive_server(ctx),
+                "relay": lambda: _ingest_server(ctx, prefix, keyed=True),
+            },
+            connections,
+        )
+        relay, baseline = _summary(rounds["relay"]), _summary(rounds["naive"])
+        tag = "" if connections == CONNECTIONS else f"_{connections}"
+        figures[f"relay_rps{tag}"] = relay["rps_2xx"]
+        figures[f"naive_rps{tag}"] = baseline["rps_2xx"]
+        figures[f"relay_over_naive{tag}"] = round(relay["rps_2xx"] / baseline["rps_2xx"], 3)
+        figures[f"relay_p99_ms{tag}"] = relay["p99_ms"]
+        figures[f"naive_p99_ms{tag}"] = baseline["p99_ms"]
+        figures[f"relay_non_2xx{tag}"] = relay["errors"]
+        figures[f"naive_non_2xx{tag}"] = baseline["errors"]
+        all_rounds[f"{connections}_connections"] = rounds
+    return {"figures": figures, "rounds": all_rounds}
 
 
 async def _sandbox(ctx: Context, latency_ms: float = 0.0) -> Proc:
@@ -568,6 +593,20 @@ async def broker(ctx: Context) -> dict[str, Any]:
     }
 
 
+async def _burst(ctx: Context) -> dict[str, Any]:
+    """8. A burst of 10,000 connections (relay/bench/connections.py)."""
+    from relay.bench.connections import burst
+
+    return await burst(ctx)
+
+
+async def _hold(ctx: Context) -> dict[str, Any]:
+    """9. 10,000 connections held open while serving load (relay/bench/connections.py)."""
+    from relay.bench.connections import hold
+
+    return await hold(ctx)
+
+
 from relay.bench.workers import workers  # noqa: E402 (its own module; it uses the helpers above)
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
@@ -580,4 +619,6 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "broker": broker,
     "workers": workers,
     "spike": spike,
+    "burst": _burst,
+    "hold": _hold,
 }

@@ -17,10 +17,12 @@ from relay.config import Settings
 from relay.events import EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
+from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
 from relay.ingest.cors import Cors
+from relay.ingest.deadlines import Deadlines
 from relay.ingest.gate import Gate
-from relay.ingest.handler import EventHandler, InFlight, Responder
+from relay.ingest.handler import EventHandler, Responder
 from relay.ingest.idempotency import Idempotency
 from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
@@ -97,19 +99,22 @@ def make_app(
     metrics.rights_cache_size.set_function(lambda: float(facts.size()))
     rates = rates_by_tenant(tenants.by_name, settings.ingest_upstream_rps, clock)
     answers = Answers(settings, facts, upstream or {}, rates, publisher, producer, metrics, clock)
-    in_flight = InFlight(settings.max_in_flight, metrics)
+    admission = Admission(settings.max_in_flight, settings.max_waiting, metrics, clock)
+    deadlines = Deadlines(clock)
     idempotency = Idempotency(settings.idempotency_window_s, settings.idempotency_max_keys, clock)
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
     cors = Cors(tenants, settings.cors_max_age_s, paths, _method_not_allowed)
-    app.on_response_prepare.append(cors.on_response_prepare)
+    if cors.any_origin_allowed:  # else the hook adds nothing: spare every answer its call
+        app.on_response_prepare.append(cors.on_response_prepare)
     for event_type in EVENT_TYPES:
         handler = EventHandler(
             event_type,
             settings=settings,
             producer=producer,
             metrics=metrics,
-            in_flight=in_flight,
+            admission=admission,
+            deadlines=deadlines,
             responder=responder,
             gate=gate,
             tenants=tenants,

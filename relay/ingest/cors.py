@@ -47,6 +47,7 @@ class Cors:
             *(tenant.allowed_origins for tenant in tenants.by_name.values())
         )
         self._max_age = str(max_age_s)
+        self.any_origin_allowed = bool(self._any_tenant)
         self._paths = frozenset(paths)
         self._not_a_preflight = not_a_preflight
 

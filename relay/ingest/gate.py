@@ -23,7 +23,7 @@ from aiohttp import web
 
 from relay.clock import Clock
 from relay.ratelimit import TokenBucket
-from relay.tenants import Tenant, Tenants
+from relay.tenants import InboundKey, Tenant, Tenants
 
 __all__ = ["CALLER", "KEY_HEADER", "QUERY_KEY", "Gate", "Refused"]
 
@@ -60,6 +60,9 @@ class Gate:
         self._clock = clock
         self._share = share
         self._buckets: dict[str, TokenBucket] = {}  # by key hash: one per key in the file
+        # Keys seen valid, as presented: hashed once per process instead of per request
+        # (tenants are read at start; revoking a key restarts ingest, which forgets them).
+        self._known: dict[str, tuple[Tenant, InboundKey]] = {}
         self._open_tenant = next(iter(tenants.by_name.values())) if tenants.open else None
 
     def admit(self, request: web.Request) -> Tenant | Refused:
@@ -100,7 +103,11 @@ class Gate:
                 "MISSING_HEADERS",
                 f"send the relay key as Authorization: Bearer <key> or {KEY_HEADER}: <key>",
             )
-        found = self._tenants.authenticate(key)
+        found = self._known.get(key)
+        if found is None:
+            found = self._tenants.authenticate(key)
+            if found is not None:  # only keys of the file: bounded by its size
+                self._known[key] = found
         if found is None:
             log.debug("refused an unknown or revoked relay key", extra={"remote": request.remote})
             return Refused(401, "AUTHENTICATION_FAILED", "unknown or revoked relay key")

@@ -23,7 +23,9 @@ from relay.envelope import Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable, UndecodableBody
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
+from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
+from relay.ingest.deadlines import Deadlines
 from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
@@ -41,31 +43,11 @@ from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.tenants import Tenant, Tenants
 
-__all__ = ["EVENT_ID_HEADER", "EventHandler", "InFlight", "Responder"]
+__all__ = ["EVENT_ID_HEADER", "EventHandler", "Responder"]
 
 EVENT_ID_HEADER = "X-Relay-Event-Id"
 
 log = logging.getLogger("relay.ingest")
-
-
-class InFlight:
-    """The bound on events waiting for Kafka in this process (RELAY_INGEST_MAX_IN_FLIGHT)."""
-
-    def __init__(self, limit: int, metrics: IngestMetrics) -> None:
-        self.limit = limit
-        self.count = 0
-        # Read at scrape time: two locked gauge updates per request cost more than they tell.
-        metrics.in_flight.set_function(lambda: float(self.count))
-        metrics.in_flight_limit.set(limit)
-
-    def try_enter(self) -> bool:
-        if self.count >= self.limit:
-            return False
-        self.count += 1
-        return True
-
-    def leave(self) -> None:
-        self.count -= 1
 
 
 class Responder:
@@ -116,7 +98,17 @@ _NOT_JSON = _Refusal(
     "INVALID_PARAMETERS",
     "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)",
 )
-_BUSY = _Refusal(503, "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later")
+_BUSY = _Refusal(
+    503,
+    "SERVICE_UNAVAILABLE",
+    "the relay is at its in-flight limit and its waiting queue is full; retry later",
+)
+_LATE = _Refusal(
+    503,
+    "SERVICE_UNAVAILABLE",
+    "the relay could not hand the event to Kafka within its deadline; nothing was "
+    "written; retry later",
+)
 
 
 class EventHandler:
@@ -129,7 +121,8 @@ class EventHandler:
         settings: Settings,
         producer: Producer,
         metrics: IngestMetrics,
-        in_flight: InFlight,
+        admission: Admission,
+        deadlines: Deadlines,
         responder: Responder,
         gate: Gate,
         tenants: Tenants,
@@ -151,11 +144,16 @@ class EventHandler:
 
         self._settings = settings
         self._producer = producer
-        self._in_flight = in_flight
+        self._admission = admission
+        self._deadlines = deadlines
         self._responder = responder
         self._clock = clock
         self._produce_seconds = metrics.produce_seconds.labels(event_type.name)
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
+        self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
+        self._received_ms = -1
+        self._received = (datetime.fromtimestamp(0, UTC), "")
+        self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
         self._stamped = {
             reason: metrics.timestamps_stamped.labels(event_type.name, reason)
@@ -232,7 +230,7 @@ class EventHandler:
                 400, "INVALID_PARAMETERS", f"the body is not valid JSON: {exc}", field="body"
             )
         wall = self._clock.wall()
-        received_at = datetime.fromtimestamp(wall, UTC)
+        received_at, received_text = self._receive_time(wall)
         try:
             event = normalise(
                 self._type,
@@ -274,7 +272,7 @@ class EventHandler:
             id=event_id_,
             type=self._type.name,
             tenant=tenant.name,
-            received_at=format_timestamp(received_at),
+            received_at=received_text,
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
         )
@@ -288,32 +286,55 @@ class EventHandler:
             if answered.event_id is not None:  # delivered to learn the appId, and written
                 return self._accepted(tenant, key, Accepted(answered.event_id, answered.body))
             app_answer = answered.body
-        if not self._in_flight.try_enter():
-            return self._refuse(_BUSY)
+        record = Record(
+            self._topics[tenant.name], envelope.key, envelope.encode(), tuple(envelope.headers())
+        )
         produce_started = self._clock.monotonic()
+        # Until the producer holds the record, a 503 is clean: nothing was written.
+        # After, the answer waits for Kafka's verdict (a 503 then may stand for an event
+        # that is written later: counted as ambiguous).
+        admitted = handed = False
         try:
-            await self._producer.send(
-                Record(
-                    self._topics[tenant.name],
-                    envelope.key,
-                    envelope.encode(),
-                    tuple(envelope.headers()),
-                ),
-                settings.produce_timeout_s,
-            )
+            async with self._deadlines.scope(produce_started + settings.produce_timeout_s):
+                await self._admission.enter()
+                admitted = True
+                verdict = await self._producer.hand_over(record)
+                handed = True
+        except QueueFull:
+            return self._refuse(_BUSY)
+        except TimeoutError:
+            self._late.inc()
+            return self._refuse(_LATE)
         except KafkaUnavailable as exc:
             self._produce_failures.inc()
-            return failure_response(
-                503,
-                "SERVICE_UNAVAILABLE",
-                f"the event could not be made durable: {exc}; retry later",
-                retry_after=settings.retry_after_s,
-            )
+            return self._unavailable(exc)
         finally:
-            self._in_flight.leave()
+            if admitted and not handed:  # whatever ended it (a cancellation, a bug)
+                self._admission.leave()
+        try:
+            async with self._deadlines.scope(
+                self._clock.monotonic() + settings.produce_verdict_timeout_s
+            ):
+                await verdict
+        except (KafkaUnavailable, TimeoutError) as exc:
+            self._produce_failures.inc()
+            self._ambiguous.inc()
+            return self._unavailable(exc)
+        finally:
+            self._admission.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
         return self._accepted(tenant, key, Accepted(envelope.id, app_answer))
+
+    def _receive_time(self, wall: float) -> tuple[datetime, str]:
+        """The receive time and its text, made once per millisecond (the text has
+        millisecond precision; under load many requests share one)."""
+        millisecond = int(wall * 1000)
+        if millisecond != self._received_ms:
+            moment = datetime.fromtimestamp(wall, UTC)
+            self._received = (moment, format_timestamp(moment))
+            self._received_ms = millisecond
+        return self._received
 
     def _accepted(self, tenant: Tenant, key: str | None, answer: Accepted) -> web.Response:
         if key is not None:
@@ -332,6 +353,15 @@ class EventHandler:
             body=body,
             content_type="application/json",
             headers={EVENT_ID_HEADER: event_id},
+        )
+
+    def _unavailable(self, cause: Exception) -> web.Response:
+        reason = str(cause) or "Kafka gave no verdict in time"
+        return failure_response(
+            503,
+            "SERVICE_UNAVAILABLE",
+            f"the event could not be made durable: {reason}; retry later",
+            retry_after=self._settings.retry_after_s,
         )
 
     def _refuse(self, refusal: _Refusal, field: str | None = None) -> web.Response:

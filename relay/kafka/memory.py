@@ -11,8 +11,9 @@ timeout on the injected clock, so tests on a ``VirtualClock`` never sleep.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
 from relay.clock import Clock
 from relay.errors import CommitFailed, KafkaUnavailable
@@ -44,6 +45,15 @@ class MemoryProducer:
         if self.stopped:
             raise KafkaUnavailable("producer is stopped")
         self.records[record.topic].append(record)
+
+    async def hand_over(self, record: Record) -> Awaitable[None]:
+        """Refuses as ``send`` does; the verdict is ``send`` itself (subclasses that
+        hold or fail their sends hold or fail the verdict)."""
+        if not self.available:
+            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
+        if self.stopped:
+            raise KafkaUnavailable("producer is stopped")
+        return self.send(record, math.inf)
 
     async def stop(self) -> None:
         self.stopped = True

@@ -2,6 +2,9 @@
 
 ``send`` returns only once the record is durable (acks=all, idempotent producer)
 and raises ``KafkaUnavailable`` when that does not happen within the bound.
+``hand_over`` splits that in two for the front door: queue the record (cancellable:
+nothing is then written), then await Kafka's verdict (no longer cancellable in
+effect: the record goes out whatever the caller does).
 ``relay.kafka.memory.MemoryProducer`` is the in-memory fake; the contract tests
 (tests/test_producer_contract.py) run the same checks on both.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import ApiVersionRequest
 
 from relay.errors import KafkaUnavailable
+from relay.kafka.partitioner import CachedPartitioner
 
 __all__ = ["KafkaProducer", "Producer", "Record"]
 
@@ -47,6 +51,17 @@ class Producer(Protocol):
 
         A timed-out record may still be written later: the caller must not have
         promised anything for it, and a client retry may then duplicate it.
+        """
+        ...
+
+    async def hand_over(self, record: Record) -> Awaitable[None]:
+        """Queue ``record`` for Kafka and return its verdict, to be awaited: it returns
+        once Kafka acknowledged the record and raises ``KafkaUnavailable`` when Kafka
+        failed it (it may then still be written: a timed-out request can land).
+
+        Raises ``KafkaUnavailable`` at once when the record cannot be queued (Kafka
+        unreachable, producer stopped): nothing is written. May wait for room in the
+        producer's buffer; cancelling that wait writes nothing either.
         """
         ...
 
@@ -87,6 +102,7 @@ class KafkaProducer:
             # Batches are retried inside this window; a request gives up long before.
             request_timeout_ms=30000,
             client_id=client_id,
+            partitioner=CachedPartitioner(),
         )
         self._bootstrap = str(options["bootstrap_servers"])
         self._probe_interval = probe_interval
@@ -121,6 +137,19 @@ class KafkaProducer:
             raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+
+    async def hand_over(self, record: Record) -> Awaitable[None]:
+        if not self._ready:
+            raise KafkaUnavailable("Kafka is unreachable")
+        try:
+            # aiokafka: cancelling send() itself stops the record; once it returned, the
+            # record is in a batch and goes out whatever happens to its future.
+            delivered = await self._producer.send(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+        return _verdict(delivered)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -160,3 +189,10 @@ class KafkaProducer:
                 if not self._ready:
                     log.info("kafka reachable again", extra={"bootstrap": self._bootstrap})
                 self._ready = True
+
+
+async def _verdict(delivered: asyncio.Future[Any]) -> None:
+    try:
+        await delivered
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc

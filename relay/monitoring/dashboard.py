@@ -192,8 +192,8 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         .thresholds_style(_line()),
         _timeseries(
             "4xx and 5xx share",
-            "Share of answers that are client errors, and of 5xx: 503 (Kafka not "
-            "acknowledging in time, or the in-flight limit reached) and 500 (a bug), as "
+            "Share of answers that are client errors, and of 5xx: 503 (Kafka failing or "
+            "not answering, or no in-flight slot within the deadline) and 500 (a bug), as "
             "RelayIngestRefusing counts them.",
             units.PercentUnit,
             (_share(requests, _status_class(tenant, "4"), tenant), "4xx"),
@@ -201,13 +201,14 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         ).min(0),
         _timeseries(
             "In flight against limit",
-            "Requests being handled per ingest instance (all its workers), and the bound "
-            "(RELAY_INGEST_MAX_IN_FLIGHT per worker, summed); at a worker's bound it "
-            "answers 503.",
+            "Events waiting for Kafka per ingest instance (all its workers), and the bound "
+            "(RELAY_INGEST_MAX_IN_FLIGHT per worker, summed); beyond a worker's bound "
+            "requests wait for a slot (next panels).",
             units.Short,
             (f"sum by (instance) (relay_ingest_in_flight{{{INGEST}}})", "{{instance}} in flight"),
             (f"sum by (instance) (relay_ingest_in_flight_limit{{{INGEST}}})", "{{instance}} limit"),
         ).min(0),
+        *_admission(),
         _timeseries(
             "Produce latency p50 / p99",
             "Time for Kafka to acknowledge an event.",
@@ -224,6 +225,62 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
         ).min(0),
         _kafka_ready(),
         *_upstream_asked(),
+    ]
+
+
+def _admission() -> list[Builder[model.Panel]]:
+    """Requests waiting for an in-flight slot (a burst), and the 503s of the front door
+    split into clean ones (nothing written) and ambiguous ones (may still be written)."""
+    waits = "relay_ingest_admission_wait_seconds"
+    # A quantile of no waits is NaN, which draws nothing: 0 then (no one waited).
+    wait_p99 = (
+        f"(histogram_quantile(0.99, sum by (le) ({_rate(f'{waits}_bucket', INGEST)})) >= 0)"
+        " or vector(0)"
+    )
+    return [
+        _timeseries(
+            "Waiting for an in-flight slot",
+            "Requests per ingest process waiting for a slot (all RELAY_INGEST_MAX_IN_FLIGHT "
+            "taken), and the queue's bound RELAY_INGEST_MAX_WAITING (503 at once beyond).",
+            units.Short,
+            (
+                f"sum by (instance) (relay_ingest_admission_waiting{{{INGEST}}})",
+                "{{instance}} waiting",
+            ),
+            (
+                f"sum by (instance) (relay_ingest_admission_max_waiting{{{INGEST}}})",
+                "{{instance}} bound",
+            ),
+        ).min(0),
+        _timeseries(
+            "Admission wait p99 and mean",
+            "How long requests that found every in-flight slot taken waited for one "
+            "(0: nobody waited). Bounded by RELAY_PRODUCE_TIMEOUT_S.",
+            units.Seconds,
+            (wait_p99, "p99"),
+            (
+                f"sum({_rate(f'{waits}_sum', INGEST)}) / "
+                f"clamp_min(sum({_rate(f'{waits}_count', INGEST)}), 1e-9)",
+                "mean",
+            ),
+        ).min(0),
+        _timeseries(
+            "Waits, clean refusals and ambiguous answers/s",
+            "Requests that waited for a slot; 503s with nothing written (queue_full, "
+            "deadline); and ambiguous 503s, for events handed to Kafka without a verdict "
+            "(they may still be written, so retries may duplicate them): 0 in a healthy "
+            "cluster, however bursty the load.",
+            units.RequestsPerSecond,
+            (f"sum({_rate(f'{waits}_count', INGEST)})", "waited"),
+            (
+                f"sum by (reason) ({_rate('relay_ingest_admission_refusals_total', INGEST)})",
+                "refused: {{reason}}",
+            ),
+            (
+                f"sum by (type) ({_rate('relay_ingest_ambiguous_answers_total', INGEST)})",
+                "ambiguous: {{type}}",
+            ),
+        ).min(0),
     ]
 
 

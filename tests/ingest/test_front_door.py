@@ -281,15 +281,19 @@ class GatedProducer(MemoryProducer):
 
 
 async def test_in_flight_limit_is_exact(make_client: MakeClient, settings: Settings) -> None:
+    """Without a waiting queue (RELAY_INGEST_MAX_WAITING=0; tests/ingest/test_admission.py
+    has the queue), the request beyond the limit is refused at once."""
     producer = GatedProducer()
-    client = await make_client(Settings(**{**_fields(settings), "max_in_flight": 3}), producer)
+    client = await make_client(
+        Settings(**{**_fields(settings), "max_in_flight": 3, "max_waiting": 0}), producer
+    )
     held = [asyncio.create_task(post(client, "/play", VALID["play"])) for _ in range(3)]
     async with asyncio.timeout(10):
         while producer.waiting < 3:
             await asyncio.sleep(0.01)
     status, answer = await post(client, "/play", VALID["play"])
     assert status == 503
-    assert "in-flight" in answer["message"]
+    assert "in-flight limit" in answer["message"]
     producer.gate.set()
     assert [status for status, _ in await asyncio.gather(*held)] == [204, 204, 204]
     assert (await post(client, "/play", VALID["play"]))[0] == 204

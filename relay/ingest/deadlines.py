@@ -1,0 +1,113 @@
+"""One timer for every request's deadline, instead of one ``asyncio.timeout`` each.
+
+A request gets ``RELAY_PRODUCE_TIMEOUT_S`` from its start to get an in-flight slot and
+to hand its record to the producer. Under load thousands of requests hold such a
+deadline at once; ``asyncio.timeout`` would arm and cancel one loop timer per request
+(a heap push, a handle, a cancellation). Here the deadlines share one heap and at most
+one armed timer, set for the earliest or SWEEP_S ahead, whichever comes first; leaving
+a scope only marks its entry, and the timer pops the left entries when it fires.
+
+The scope's contract is ``asyncio.timeout``'s: when the deadline passes while the task
+waits inside it, the task is cancelled at that wait and the scope raises
+``TimeoutError``; a cancellation from elsewhere passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from types import TracebackType
+
+from relay.clock import Clock, Timer
+
+__all__ = ["Deadline", "Deadlines"]
+
+SWEEP_S = 0.05
+
+
+class Deadline:
+    """One request's deadline: ``async with deadlines.scope(at):``."""
+
+    __slots__ = ("_cancelling", "_expired", "_left", "_owner", "_task", "at")
+
+    def __init__(self, owner: Deadlines, at: float) -> None:
+        self._owner = owner
+        self.at = at
+        self._task: asyncio.Task[object] | None = None
+        self._left = False
+        self._expired = False
+        self._cancelling = 0
+
+    async def __aenter__(self) -> Deadline:
+        self._task = task = asyncio.current_task()
+        if task is not None:
+            self._cancelling = task.cancelling()
+        self._owner._watch(self)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._left = True  # the heap forgets it when the timer passes it
+        task, self._task = self._task, None  # the heap must not keep the task alive
+        if (
+            self._expired
+            and kind is asyncio.CancelledError
+            and task is not None
+            and task.uncancel() <= self._cancelling  # ours, and no other pending
+        ):
+            raise TimeoutError from error
+
+    def _expire(self) -> None:
+        if self._left or self._task is None:
+            return
+        self._expired = True
+        self._task.cancel()
+
+
+class Deadlines:
+    """The deadlines of one process, on the injected clock (one timer at a time)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()  # equal deadlines never compare their entries
+        self._timer: Timer | None = None
+        self._armed_for = float("inf")
+
+    def scope(self, at: float) -> Deadline:
+        """A scope that times out at ``at`` (the clock's monotonic seconds)."""
+        return Deadline(self, at)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def _watch(self, deadline: Deadline) -> None:
+        heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+        # Deadlines mostly arrive in order (same bound from each request's start), so
+        # the armed timer usually stays as it is.
+        if deadline.at < self._armed_for:
+            self._arm(deadline.at)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        now = self._clock.monotonic()
+        # Fire at least every SWEEP_S while entries are held: most scopes are left within
+        # milliseconds, and an entry kept until its deadline (seconds) would keep tens of
+        # thousands of objects alive under load, for the garbage collector to walk.
+        self._armed_for = at = min(at, now + SWEEP_S)
+        self._timer = self._clock.call_later(max(0.0, at - now), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._armed_for = None, float("inf")
+        now = self._clock.monotonic()
+        heap = self._heap
+        while heap and (heap[0][0] <= now or heap[0][2]._left):
+            heapq.heappop(heap)[2]._expire()
+        if heap:
+            self._arm(heap[0][0])

@@ -1,0 +1,71 @@
+"""The shared deadline timer keeps asyncio.timeout's contract, with one timer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay.clock import VirtualClock
+from relay.ingest.deadlines import Deadlines
+
+
+async def _wait_in_scope(deadlines: Deadlines, at: float, never: asyncio.Event) -> str:
+    try:
+        async with deadlines.scope(at):
+            await never.wait()
+    except TimeoutError:
+        return "timed out"
+    return "finished"
+
+
+async def test_a_wait_past_its_deadline_times_out_and_others_do_not() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    never, soon = asyncio.Event(), asyncio.Event()
+    late = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 2, never))
+    early = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 1, never))
+    kept = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 2, soon))
+    await clock.advance(0.5)
+    soon.set()
+    await clock.advance(0.6)  # 1.1 s: only the 1 s deadline has passed
+    assert early.done()
+    assert await early == "timed out"
+    assert not late.done()
+    await clock.advance(1.0)
+    assert await late == "timed out"
+    assert await kept == "finished"
+    assert len(deadlines) == 0  # the timer popped every entry on its way
+
+
+async def test_leaving_in_time_is_not_cancelled_later() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    async with deadlines.scope(clock.monotonic() + 1):
+        await asyncio.sleep(0)
+    await clock.advance(5)
+    await asyncio.sleep(0)  # a stray cancellation would land here
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_cancellation_from_elsewhere_passes_through() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    task = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 1, asyncio.Event()))
+    await clock.settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_an_earlier_deadline_than_the_armed_one_is_kept() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    never = asyncio.Event()
+    late = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 5, never))
+    await clock.settle()
+    early = asyncio.create_task(_wait_in_scope(deadlines, clock.monotonic() + 1, never))
+    await clock.advance(1.1)
+    assert await early == "timed out"
+    assert not late.done()
+    late.cancel()
