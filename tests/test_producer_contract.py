@@ -91,3 +91,27 @@ async def test_an_unreachable_cluster_fails_start_with_kafka_unavailable() -> No
     producer = KafkaProducer(producer_options(Settings(kafka_bootstrap="127.0.0.1:1")))
     with pytest.raises(KafkaUnavailable):
         await producer.start()
+
+
+async def test_send_all_keeps_each_keys_order_and_answers_per_record(
+    backend: Backend, prefix: str
+) -> None:
+    """One call, 600 records of three keys interleaved: each acknowledged, each key's
+    records in the order given (one partition: the log order is the hand-over order)."""
+    records = [
+        Record(f"{prefix}.b", f"k{number % 3}".encode(), str(number).encode())
+        for number in range(600)
+    ]
+    assert await backend.producer.send_all(records, ack_timeout=10) == [None] * 600
+    stored = await backend.read(f"{prefix}.b", 600)
+    for key in (b"k0", b"k1", b"k2"):
+        values = [int(value) for stored_key, value, _ in stored if stored_key == key]
+        assert values == [number for number in range(600) if f"k{number % 3}".encode() == key]
+
+
+async def test_send_all_after_stop_fails_every_record(backend: Backend, prefix: str) -> None:
+    await backend.producer.stop()
+    outcomes = await backend.producer.send_all(
+        [Record(f"{prefix}.a", b"k", b"1"), Record(f"{prefix}.a", b"k", b"2")], ack_timeout=1
+    )
+    assert [type(outcome) for outcome in outcomes] == [KafkaUnavailable, KafkaUnavailable]

@@ -14,10 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
-from relay.events import EVENT_TYPES
+from relay.events import BATCH_PATH, EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
 from relay.ingest.answers import Answers
+from relay.ingest.batch import BatchHandler
 from relay.ingest.cors import Cors
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, InFlight, Responder
@@ -104,6 +105,22 @@ def make_app(
         app.router.add_route(
             "*", event_type.path, _counted(responder, clock, _method_not_allowed, event_type.path)
         )
+    batch = BatchHandler(
+        settings=settings,
+        producer=producer,
+        metrics=metrics,
+        in_flight=in_flight,
+        responder=responder,
+        gate=gate,
+        tenants=tenants,
+        answers=answers,
+        clock=clock,
+        idempotency=idempotency,
+    )
+    app.router.add_post(BATCH_PATH, batch.handle)
+    app.router.add_route(
+        "*", BATCH_PATH, _counted(responder, clock, _method_not_allowed, BATCH_PATH)
+    )
     if admin_routes:
         _add_admin_routes(app)
     app.router.add_get("/openapi.json", _openapi(settings))
@@ -170,7 +187,7 @@ async def _not_found(request: web.Request) -> web.Response:
 _PATHS = (
     "events are POSTed to "
     + ", ".join(event_type.path for event_type in EVENT_TYPES)
-    + "; GET /openapi.json describes them"
+    + f", or many at once to {BATCH_PATH}; GET /openapi.json describes them"
 )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "digest",
     "event_id",
     "parse_key",
+    "valid_key",
 ]
 
 HEADER = "Idempotency-Key"
@@ -67,10 +68,19 @@ def parse_key(headers: CIMultiDictProxy[str]) -> str | None:
         return None
     if len(values) > 1:
         raise InvalidKey(f"send one {HEADER} header, not {len(values)}")
-    key = values[0]
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(ord(c) in _VISIBLE for c in key):
+    return valid_key(values[0], HEADER)
+
+
+def valid_key(key: object, name: str) -> str:
+    """``key`` when it is a usable key (``name`` says where it came from, for the
+    message). Raises ``InvalidKey``."""
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_KEY_LENGTH
+        or not all(ord(c) in _VISIBLE for c in key)
+    ):
         raise InvalidKey(
-            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)"
+            f"{name} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)"
         )
     return key
 

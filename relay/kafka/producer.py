@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +48,16 @@ class Producer(Protocol):
         A timed-out record may still be written later: the caller must not have
         promised anything for it, and a client retry may then duplicate it.
         """
+        ...
+
+    async def send_all(
+        self, records: Sequence[Record], ack_timeout: float
+    ) -> list[KafkaUnavailable | None]:
+        """Hand ``records`` to Kafka one after another, in their order (records of one
+        key keep it on their partition), then wait for every acknowledgement, within
+        ``ack_timeout`` in all. One outcome per record, in order: None once Kafka
+        acknowledged it, otherwise why not (a timed-out record may still be written,
+        as with ``send``). Never raises ``KafkaUnavailable``."""
         ...
 
     async def stop(self) -> None:
@@ -121,6 +131,47 @@ class KafkaProducer:
             raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+
+    async def send_all(
+        self, records: Sequence[Record], ack_timeout: float
+    ) -> list[KafkaUnavailable | None]:
+        if not self._ready:
+            return [KafkaUnavailable("Kafka is unreachable")] * len(records)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ack_timeout
+        acks: list[asyncio.Future[Any]] = []
+        not_handed = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
+        try:
+            # One await per record, in order: aiokafka appends each to its partition's
+            # batch before the next is looked at, which is what keeps a key's order.
+            async with asyncio.timeout(ack_timeout):
+                for record in records:
+                    acks.append(
+                        await self._producer.send(
+                            record.topic, record.value, key=record.key, headers=list(record.headers)
+                        )
+                    )
+        except TimeoutError:
+            pass  # the rest were never handed over: they cannot be written
+        except KafkaError as exc:
+            not_handed = KafkaUnavailable(f"Kafka refused the write: {exc}")
+        if acks:
+            await asyncio.wait(acks, timeout=max(0.0, deadline - loop.time()))
+        outcomes: list[KafkaUnavailable | None] = []
+        for ack in acks:
+            if not ack.done():
+                ack.cancel()  # as send's timeout does; the record may still be written
+                outcomes.append(
+                    KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s")
+                )
+            elif ack.cancelled():
+                outcomes.append(KafkaUnavailable("the write was cancelled"))
+            elif (error := ack.exception()) is not None:
+                outcomes.append(KafkaUnavailable(f"Kafka refused the write: {error}"))
+            else:
+                outcomes.append(None)
+        outcomes.extend([not_handed] * (len(records) - len(acks)))
+        return outcomes
 
     async def stop(self) -> None:
         if self._stopped:
