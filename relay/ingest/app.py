@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+# The module, not the function: relay.openapi reads constants from relay.ingest, whose
+# package imports this module, so ``openapi`` may not be defined yet at import time.
+from relay import openapi as _document
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
 from relay.events import BATCH_PATH, EVENT_TYPES
@@ -26,7 +29,6 @@ from relay.ingest.idempotency import Idempotency
 from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
-from relay.openapi import openapi
 from relay.tenants import Tenants, load_tenants
 from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient
@@ -194,9 +196,10 @@ _PATHS = (
 def _openapi(settings: Settings) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def document(request: web.Request) -> web.Response:
         return web.json_response(
-            openapi(
+            _document.openapi(
                 f"{request.scheme}://{request.host}",
                 reject_unknown=settings.reject_unknown_fields,
+                batch_max_events=settings.batch_max_events,
             )
         )
 

@@ -41,6 +41,7 @@ from relay.ingest.answers import Answers
 from relay.ingest.body import BadBody, read_json
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.handler import InFlight, Responder
+from relay.ingest.idempotency import BATCH_FIELD as ITEM_KEY
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_HEADER
 from relay.ingest.idempotency import (
     Accepted,
@@ -55,9 +56,8 @@ from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.tenants import Tenant, Tenants
 
-__all__ = ["ITEM_KEY", "BatchHandler"]
+__all__ = ["BatchHandler"]
 
-ITEM_KEY = "idempotencyKey"
 _ITEM_FIELDS = frozenset({"type", "body", ITEM_KEY})
 _OUTCOMES = {
     "VALIDATION_ERROR": "invalid",
@@ -186,9 +186,13 @@ class BatchHandler:
             return _refused(refused)
         self._metrics.batch_events.observe(len(events))
         results = await self._results(tenant, events)
+        counted: dict[str, int] = {}
         for result in results:
             code = result.get("failureCode")
-            self._outcomes[_OUTCOMES.get(code, "refused") if code else "accepted"].inc()
+            outcome = _OUTCOMES.get(code, "refused") if code else "accepted"
+            counted[outcome] = counted.get(outcome, 0) + 1
+        for outcome, count in counted.items():  # one locked update per outcome, not per item
+            self._outcomes[outcome].inc(count)
         if all(result.get("failureCode") == "SERVICE_UNAVAILABLE" for result in results):
             return failure_response(
                 503,
@@ -214,8 +218,9 @@ class BatchHandler:
             else:
                 results[index] = checked
         items = await self._rights(tenant, items, results)
+        received = format_timestamp(received_at)  # one receive time for the whole batch
         for item in items:  # keys claimed only now: an item refused above claims none
-            self._claim(tenant, item, wall, received_at, results)
+            self._claim(tenant, item, wall, received, results)
         items = [item for item in items if results[item.index] is None]
         items = await self._app_starts(tenant, items, results)
         await self._write(tenant, items, results)
@@ -295,7 +300,7 @@ class BatchHandler:
         tenant: Tenant,
         item: _Item,
         wall: float,
-        received_at: datetime,
+        received_at: str,
         results: list[Result | None],
     ) -> None:
         """The item's envelope, or its result when its key answers for it."""
@@ -319,7 +324,7 @@ class BatchHandler:
             id=id_,
             type=type_name,
             tenant=tenant.name,
-            received_at=format_timestamp(received_at),
+            received_at=received_at,
             timestamp_stamped=item.timestamp_stamped,
             body=item.body,
         )
@@ -382,20 +387,30 @@ class BatchHandler:
             for _ in sending:
                 self._in_flight.leave()
         took = self._clock.monotonic() - started
-        metrics = self._metrics
+        failed: dict[str, int] = {}
+        acknowledged: dict[str, int] = {}
         for item, failure in zip(sending, outcomes, strict=True):
             type_name = item.event_type.name
             if failure is not None:
-                metrics.produce_failures.labels(type_name).inc()
+                failed[type_name] = failed.get(type_name, 0) + 1
                 results[item.index] = _failure(
                     "SERVICE_UNAVAILABLE",
                     f"the event could not be made durable: {failure}; retry later",
                 )
                 continue
-            metrics.produce_seconds.labels(type_name).observe(took)
+            acknowledged[type_name] = acknowledged.get(type_name, 0) + 1
             accepted = Accepted(_envelope(item).id, item.app_answer)
             self._remember(tenant, item, accepted)
             results[item.index] = _accepted(accepted)
+        metrics = self._metrics
+        for type_name, count in failed.items():
+            metrics.produce_failures.labels(type_name).inc(count)
+        for type_name, count in acknowledged.items():
+            # Each of them waited ``took`` for its acknowledgement: observed once per event,
+            # as the single endpoint does, without a label lookup per event.
+            timer = metrics.produce_seconds.labels(type_name)
+            for _ in range(count):
+                timer.observe(took)
 
     def _remember(self, tenant: Tenant, item: _Item, accepted: Accepted) -> None:
         if item.key is not None:

@@ -36,6 +36,7 @@ from multidict import CIMultiDictProxy
 from relay.clock import Clock
 
 __all__ = [
+    "BATCH_FIELD",
     "HEADER",
     "MAX_KEY_LENGTH",
     "NAMESPACE",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 HEADER = "Idempotency-Key"
+BATCH_FIELD = "idempotencyKey"  # the same key on an item of POST /batch
 MAX_KEY_LENGTH = 128
 # Ours, fixed forever: changing it changes every derived id, and retries across the
 # change would be delivered twice.

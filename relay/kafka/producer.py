@@ -139,39 +139,71 @@ class KafkaProducer:
             return [KafkaUnavailable("Kafka is unreachable")] * len(records)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ack_timeout
-        acks: list[asyncio.Future[Any]] = []
+        # The records of each partition in one record batch of our own (several when
+        # it fills), in their order: one future per batch instead of one per record,
+        # and aiokafka's per-message work skipped. A key's records share a partition,
+        # so its batches keep its order (a partition's next batch waits for the last).
+        handed: list[tuple[asyncio.Future[Any], list[int]]] = []
         not_handed = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
         try:
-            # One await per record, in order: aiokafka appends each to its partition's
-            # batch before the next is looked at, which is what keeps a key's order.
             async with asyncio.timeout(ack_timeout):
-                for record in records:
-                    acks.append(
-                        await self._producer.send(
-                            record.topic, record.value, key=record.key, headers=list(record.headers)
+                for (topic, partition), indexes in (await self._by_partition(records)).items():
+                    batch = self._producer.create_batch()
+                    members: list[int] = []
+                    for index in indexes:
+                        record = records[index]
+                        headers = list(record.headers)
+                        appended = batch.append(
+                            timestamp=None, key=record.key, value=record.value, headers=headers
                         )
-                    )
+                        if appended is None:  # full: hand it over, go on in a new one
+                            handed.append((await self._hand(batch, topic, partition), members))
+                            batch, members = self._producer.create_batch(), []
+                            batch.append(
+                                timestamp=None, key=record.key, value=record.value, headers=headers
+                            )
+                        members.append(index)
+                    handed.append((await self._hand(batch, topic, partition), members))
         except TimeoutError:
             pass  # the rest were never handed over: they cannot be written
         except KafkaError as exc:
             not_handed = KafkaUnavailable(f"Kafka refused the write: {exc}")
-        if acks:
-            await asyncio.wait(acks, timeout=max(0.0, deadline - loop.time()))
-        outcomes: list[KafkaUnavailable | None] = []
-        for ack in acks:
+        outcomes: list[KafkaUnavailable | None] = [not_handed] * len(records)
+        if handed:
+            await asyncio.wait([ack for ack, _ in handed], timeout=max(0.0, deadline - loop.time()))
+        for ack, members in handed:
+            outcome: KafkaUnavailable | None = None
             if not ack.done():
-                ack.cancel()  # as send's timeout does; the record may still be written
-                outcomes.append(
-                    KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s")
-                )
+                ack.cancel()  # as send's timeout does; the records may still be written
+                outcome = KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s")
             elif ack.cancelled():
-                outcomes.append(KafkaUnavailable("the write was cancelled"))
+                outcome = KafkaUnavailable("the write was cancelled")
             elif (error := ack.exception()) is not None:
-                outcomes.append(KafkaUnavailable(f"Kafka refused the write: {error}"))
-            else:
-                outcomes.append(None)
-        outcomes.extend([not_handed] * (len(records) - len(acks)))
+                outcome = KafkaUnavailable(f"Kafka refused the write: {error}")
+            for index in members:
+                outcomes[index] = outcome
         return outcomes
+
+    async def _by_partition(self, records: Sequence[Record]) -> dict[tuple[str, int], list[int]]:
+        """Record indexes by topic and partition, each list in the records' order. The
+        partition is the one ``send`` would choose (the producer's own partitioner)."""
+        producer = self._producer
+        known: set[str] = set()
+        groups: dict[tuple[str, int], list[int]] = {}
+        for index, record in enumerate(records):
+            if record.topic not in known:
+                await producer.partitions_for(record.topic)  # waits for the metadata
+                known.add(record.topic)
+            # aiokafka's private choice, so that a key lands where ``send`` puts it.
+            partition = producer._partition(record.topic, None, record.key, None, record.key, None)
+            groups.setdefault((record.topic, partition), []).append(index)
+        return groups
+
+    async def _hand(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await self._producer.send_batch(
+            batch, topic, partition=partition
+        )
+        return future
 
     async def stop(self) -> None:
         if self._stopped:
