@@ -224,6 +224,39 @@ async def test_unknown_clips_are_checked_when_unknown_means_deny(
     assert len(written(memory_producer)) == 1
 
 
+async def test_app_starts_answer_the_learned_app_id_delivering_one(
+    front: Any, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    """No appId configured: the batch's /app-starts are answered with the one the
+    upstream teaches, which one of them is delivered to learn (as on /app-start)."""
+    client = await front(Facts())
+    starts = [
+        {"type": "app-start", "body": {**VALID["app-start"], "clientId": f"client-{n:08}"}}
+        for n in range(5)
+    ]
+    status, answer = await batch(client, [*starts, play(1)])
+    assert status == 200
+    assert [result.get("appId") for result in answer["results"]] == [77] * 5 + [None]
+    assert all("id" in result for result in answer["results"])
+    ledger = await (await sandbox.get("/_sandbox/ledger")).json()
+    assert ledger["counts"] == {"/app-start": 1}
+    assert len(memory_producer.records["relay.app-start"]) == 5  # every one durable
+
+
+async def test_app_starts_are_service_unavailable_when_the_upstream_cannot_answer(
+    front: Any, sandbox: Client, memory_producer: MemoryProducer
+) -> None:
+    await sandbox.post("/_sandbox/faults", json={"outage": "unavailable"})
+    client = await front(Facts())
+    status, answer = await batch(
+        client, [{"type": "app-start", "body": VALID["app-start"]}, play(1)]
+    )
+    assert status == 200
+    assert answer["results"][0]["failureCode"] == "SERVICE_UNAVAILABLE"
+    assert "id" in answer["results"][1]
+    assert not memory_producer.records["relay.app-start"]
+
+
 class PartlyDown(MemoryProducer):
     """Kafka acknowledges only clips below ``down_from``."""
 
