@@ -115,3 +115,33 @@ async def test_send_all_after_stop_fails_every_record(backend: Backend, prefix: 
         [Record(f"{prefix}.a", b"k", b"1"), Record(f"{prefix}.a", b"k", b"2")], ack_timeout=1
     )
     assert [type(outcome) for outcome in outcomes] == [KafkaUnavailable, KafkaUnavailable]
+
+
+@pytest.mark.kafka
+async def test_send_all_puts_each_key_on_the_partition_send_puts_it(
+    kafka: Broker, prefix: str
+) -> None:
+    """send_all chooses partitions itself (and remembers them): a key's events from
+    POST /batch and from single requests must share a partition, or their order is lost."""
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=5)
+    await create_missing_topics(settings, [f"{prefix}.p"])
+    producer = KafkaProducer(producer_options(settings))
+    await producer.start()
+    try:
+        keys = [f"client-{number}".encode() for number in range(40)]
+        assert (
+            await producer.send_all(
+                [Record(f"{prefix}.p", key, b"all") for key in keys * 2], ack_timeout=10
+            )
+            == [None] * 80
+        )
+        for key in keys:
+            await producer.send(Record(f"{prefix}.p", key, b"one"), ack_timeout=10)
+    finally:
+        await producer.stop()
+    records = await read_topics(kafka.bootstrap, [f"{prefix}.p"], 120)
+    partitions: dict[bytes, set[int]] = {}
+    for record in records:
+        partitions.setdefault(record.key, set()).add(record.partition)
+    assert all(len(found) == 1 for found in partitions.values()), partitions
+    assert len({found.pop() for found in partitions.values()}) > 1  # spread, not all on one

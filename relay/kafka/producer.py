@@ -25,6 +25,10 @@ __all__ = ["KafkaProducer", "Producer", "Record"]
 
 log = logging.getLogger(__name__)
 
+# Keys whose partition send_all remembers per topic (murmur2 in Python costs more than
+# the rest of choosing): about 100 bytes each; forgotten all at once beyond.
+_PARTITIONS_REMEMBERED = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -103,6 +107,8 @@ class KafkaProducer:
         self._probe: asyncio.Task[None] | None = None
         self._ready = False
         self._stopped = False
+        # By topic: its partitions, and the partition each key went to (send_all).
+        self._partitions: dict[str, tuple[list[int], dict[bytes, int]]] = {}
 
     @property
     def ready(self) -> bool:
@@ -139,31 +145,22 @@ class KafkaProducer:
             return [KafkaUnavailable("Kafka is unreachable")] * len(records)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ack_timeout
-        # The records of each partition in one record batch of our own (several when
-        # it fills), in their order: one future per batch instead of one per record,
-        # and aiokafka's per-message work skipped. A key's records share a partition,
-        # so its batches keep its order (a partition's next batch waits for the last).
+        # The records of each partition in record batches of our own, in their order:
+        # one future per batch instead of one per record, and aiokafka's per-message
+        # work skipped. A key's records share a partition, whose batches are handed over
+        # one after another (each waits for the one before), so the key keeps its
+        # order; the partitions are handed over side by side.
         handed: list[tuple[asyncio.Future[Any], list[int]]] = []
         not_handed = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
         try:
             async with asyncio.timeout(ack_timeout):
-                for (topic, partition), indexes in (await self._by_partition(records)).items():
-                    batch = self._producer.create_batch()
-                    members: list[int] = []
-                    for index in indexes:
-                        record = records[index]
-                        headers = list(record.headers)
-                        appended = batch.append(
-                            timestamp=None, key=record.key, value=record.value, headers=headers
-                        )
-                        if appended is None:  # full: hand it over, go on in a new one
-                            handed.append((await self._hand(batch, topic, partition), members))
-                            batch, members = self._producer.create_batch(), []
-                            batch.append(
-                                timestamp=None, key=record.key, value=record.value, headers=headers
-                            )
-                        members.append(index)
-                    handed.append((await self._hand(batch, topic, partition), members))
+                groups = await self._by_partition(records)
+                await asyncio.gather(
+                    *(
+                        self._hand_over(records, topic, partition, indexes, handed)
+                        for (topic, partition), indexes in groups.items()
+                    )
+                )
         except TimeoutError:
             pass  # the rest were never handed over: they cannot be written
         except KafkaError as exc:
@@ -184,26 +181,62 @@ class KafkaProducer:
                 outcomes[index] = outcome
         return outcomes
 
+    async def _hand_over(
+        self,
+        records: Sequence[Record],
+        topic: str,
+        partition: int,
+        indexes: list[int],
+        handed: list[tuple[asyncio.Future[Any], list[int]]],
+    ) -> None:
+        """One partition's records, in order, in as many batches as they fill."""
+        producer = self._producer
+        batch = producer.create_batch()
+        members: list[int] = []
+        for index in indexes:
+            record = records[index]
+            headers = list(record.headers)
+            if batch.append(timestamp=None, key=record.key, value=record.value, headers=headers):
+                members.append(index)
+                continue
+            # Full: hand it over (its records are owed an outcome even if the rest time
+            # out), then go on in a new one; a first record always fits.
+            handed.append((await producer.send_batch(batch, topic, partition=partition), members))
+            batch, members = producer.create_batch(), [index]
+            if not batch.append(
+                timestamp=None, key=record.key, value=record.value, headers=headers
+            ):
+                raise RuntimeError("aiokafka refused a record into an empty batch")
+        handed.append((await producer.send_batch(batch, topic, partition=partition), members))
+
     async def _by_partition(self, records: Sequence[Record]) -> dict[tuple[str, int], list[int]]:
         """Record indexes by topic and partition, each list in the records' order. The
-        partition is the one ``send`` would choose (the producer's own partitioner)."""
+        partition is the one ``send`` would choose: the producer's own partitioner
+        (murmur2 of the key over the topic's partitions), remembered per key while the
+        topic's partitions stay the same."""
         producer = self._producer
-        known: set[str] = set()
+        chosen: dict[str, tuple[list[int], dict[bytes, int]]] = {}
         groups: dict[tuple[str, int], list[int]] = {}
         for index, record in enumerate(records):
-            if record.topic not in known:
-                await producer.partitions_for(record.topic)  # waits for the metadata
-                known.add(record.topic)
-            # aiokafka's private choice, so that a key lands where ``send`` puts it.
-            partition = producer._partition(record.topic, None, record.key, None, record.key, None)
-            groups.setdefault((record.topic, partition), []).append(index)
+            topic = record.topic
+            known = chosen.get(topic)
+            if known is None:
+                await producer.partitions_for(topic)  # waits for the metadata
+                partitions = list(producer._metadata.partitions_for_topic(topic))
+                cached = self._partitions.get(topic)
+                if cached is None or cached[0] != partitions:
+                    cached = self._partitions[topic] = (partitions, {})
+                known = chosen[topic] = cached
+            partitions, by_key = known
+            partition = by_key.get(record.key)
+            if partition is None:
+                if len(by_key) >= _PARTITIONS_REMEMBERED:
+                    by_key.clear()
+                partition = by_key[record.key] = producer._partitioner(
+                    record.key, partitions, partitions
+                )
+            groups.setdefault((topic, partition), []).append(index)
         return groups
-
-    async def _hand(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await self._producer.send_batch(
-            batch, topic, partition=partition
-        )
-        return future
 
     async def stop(self) -> None:
         if self._stopped:
