@@ -109,6 +109,7 @@ class KafkaProducer:
         self._stopped = False
         # By topic: its partitions, and the partition each key went to (send_all).
         self._partitions: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._handing: dict[tuple[str, int], asyncio.Lock] = {}  # one per partition
 
     @property
     def ready(self) -> bool:
@@ -201,13 +202,27 @@ class KafkaProducer:
                 continue
             # Full: hand it over (its records are owed an outcome even if the rest time
             # out), then go on in a new one; a first record always fits.
-            handed.append((await producer.send_batch(batch, topic, partition=partition), members))
+            handed.append((await self._send_batch(batch, topic, partition), members))
             batch, members = producer.create_batch(), [index]
             if not batch.append(
                 timestamp=None, key=record.key, value=record.value, headers=headers
             ):
                 raise RuntimeError("aiokafka refused a record into an empty batch")
-        handed.append((await producer.send_batch(batch, topic, partition=partition), members))
+        handed.append((await self._send_batch(batch, topic, partition), members))
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        """``batch`` into the partition's queue, one of ours at a time: aiokafka takes a
+        batch only once the one before it is drained, and wakes every waiter of a
+        partition at each drain (a quarter of the CPU with 16 concurrent batches,
+        profiled); our lock wakes one, in arrival order."""
+        lock = self._handing.get((topic, partition))
+        if lock is None:
+            lock = self._handing[topic, partition] = asyncio.Lock()
+        async with lock:
+            future: asyncio.Future[Any] = await self._producer.send_batch(
+                batch, topic, partition=partition
+            )
+        return future
 
     async def _by_partition(self, records: Sequence[Record]) -> dict[tuple[str, int], list[int]]:
         """Record indexes by topic and partition, each list in the records' order. The
