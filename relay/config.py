@@ -92,6 +92,14 @@ class Settings:
     max_body_bytes: int = _setting(
         65536, "RELAY_MAX_BODY_BYTES", "Largest request body accepted (413 beyond)."
     )
+    batch_max_events: int = _setting(
+        500, "RELAY_BATCH_MAX_EVENTS", "Most events one POST /batch may carry (413 beyond)."
+    )
+    max_batch_bytes: int = _setting(
+        1048576,
+        "RELAY_MAX_BATCH_BYTES",
+        "Largest POST /batch body accepted, as sent and once decoded (413 beyond).",
+    )
     max_header_bytes: int = _setting(
         8190, "RELAY_MAX_HEADER_BYTES", "Longest request line or header field accepted."
     )
@@ -441,6 +449,8 @@ class Settings:
             "RELAY_TOPIC_PARTITIONS": self.topic_partitions,
             "RELAY_TOPIC_REPLICATION": self.topic_replication,
             "RELAY_MAX_BODY_BYTES": self.max_body_bytes,
+            "RELAY_BATCH_MAX_EVENTS": self.batch_max_events,
+            "RELAY_MAX_BATCH_BYTES": self.max_batch_bytes,
             "RELAY_MAX_HEADER_BYTES": self.max_header_bytes,
             "RELAY_HEADER_TIMEOUT_S": self.header_timeout_s,
             "RELAY_BODY_TIMEOUT_S": self.body_timeout_s,

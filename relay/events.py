@@ -22,6 +22,7 @@ from typing import Any
 from relay.errors import InvalidEvent
 
 __all__ = [
+    "BATCH_PATH",
     "BY_NAME",
     "BY_PATH",
     "EVENT_TYPES",
@@ -239,6 +240,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
 
 BY_PATH: Mapping[str, EventType] = {event_type.path: event_type for event_type in EVENT_TYPES}
 BY_NAME: Mapping[str, EventType] = {event_type.name: event_type for event_type in EVENT_TYPES}
+# Many events of any types in one request (relay/ingest/batch.py): items name their type.
+BATCH_PATH = "/batch"
 
 
 def format_timestamp(moment: datetime) -> str:

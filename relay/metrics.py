@@ -24,10 +24,11 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import relay
-from relay.events import EVENT_TYPES, STAMPED_REASONS, Answer
+from relay.events import BATCH_PATH, EVENT_TYPES, STAMPED_REASONS, Answer
 from relay.failures import FAILURE_CODES
 
 __all__ = [
+    "BATCH_ITEM_OUTCOMES",
     "DEAD_LETTER_REASONS",
     "NO_TENANT",
     "OUTCOMES",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 NO_TENANT = "none"  # the tenant label of answers given before a key was checked
+BATCH_ITEM_OUTCOMES = ("accepted", "invalid", "no_rights", "unavailable", "refused")
 OUTCOMES = ("delivered", "retry", "dead_letter", "parked", "already_delivered")
 DEAD_LETTER_REASONS = (
     "permanent",
@@ -160,10 +162,30 @@ class IngestMetrics:
     facts_reader_failures: Counter
     topic_under_replicated: Gauge
     build_info: Gauge
+    batch_events: Histogram
+    batch_items: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
         metrics = cls(
+            batch_events=Histogram(
+                "relay_ingest_batch_events",
+                "Events per POST /batch that reached item validation (after the key, size and "
+                "inbound-limit checks).",
+                buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+                registry=registry,
+            ),
+            batch_items=Counter(
+                "relay_ingest_batch_items_total",
+                "POST /batch items by outcome: accepted (durable on Kafka, or answered as a "
+                "retry of one), invalid (VALIDATION_ERROR or INVALID_PARAMETERS, a 409 "
+                "Idempotency conflict included), no_rights (NO_STREAMING_RIGHTS), unavailable "
+                "(SERVICE_UNAVAILABLE: Kafka, the in-flight bound or the upstream; the client "
+                "sends it again), refused (another failure code the upstream gave an "
+                "/app-start that ingest delivered itself).",
+                ["outcome"],
+                registry=registry,
+            ),
             upstream_calls=Counter(
                 "relay_ingest_upstream_calls_total",
                 "Calls ingest makes to the upstream itself, by kind (music_check: a batched "
@@ -320,6 +342,12 @@ class IngestMetrics:
                     self.requests.labels(tenant, event_type.path, status)
             self.requests.labels(NO_TENANT, event_type.path, "401")
         self.requests.labels(NO_TENANT, "other", "404")
+        self.request_seconds.labels(BATCH_PATH)
+        for tenant in tenants:
+            for status in ("200", "400", "429", "503"):
+                self.requests.labels(tenant, BATCH_PATH, status)
+        for outcome in BATCH_ITEM_OUTCOMES:
+            self.batch_items.labels(outcome)
 
 
 @dataclass(frozen=True, slots=True)

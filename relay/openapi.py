@@ -18,6 +18,7 @@ from typing import Any
 
 from relay import __version__
 from relay.events import (
+    BATCH_PATH,
     EVENT_TYPES,
     MAX_ID,
     MAX_ID_DIGITS,
@@ -32,8 +33,8 @@ from relay.events import (
     Kind,
 )
 from relay.failures import FAILURE_CODES
+from relay.ingest.idempotency import BATCH_FIELD, MAX_KEY_LENGTH
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
-from relay.ingest.idempotency import MAX_KEY_LENGTH
 
 __all__ = ["openapi"]
 
@@ -65,17 +66,19 @@ class _Failure:
     description: str
     headers: dict[str, Any] | None = None
     on_event_paths: bool = True  # False: answered elsewhere (other paths, other methods)
+    on_batch: bool = True  # False: POST /batch answers it per item instead
 
 
 # Request headers besides the key (which the security schemes describe).
+_KEY_SCHEMA = {
+    "type": "string",
+    "pattern": f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$",
+    "maxLength": MAX_KEY_LENGTH,
+}
 _HEADERS: tuple[_Header, ...] = (
     _Header(
         IDEMPOTENCY_KEY,
-        {
-            "type": "string",
-            "pattern": f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$",
-            "maxLength": MAX_KEY_LENGTH,
-        },
+        _KEY_SCHEMA,
         "Makes retries of one event safe: every request with the same key (and the same "
         "clientId) is the same event, with the same X-Relay-Event-Id, delivered upstream "
         "once. 1 to 128 visible ASCII characters; one per event, reused only to retry it "
@@ -117,11 +120,14 @@ _FAILURES: tuple[_Failure, ...] = (
         409,
         "INVALID_PARAMETERS: this Idempotency-Key came with another body within "
         "RELAY_IDEMPOTENCY_WINDOW_S (errorData.field is Idempotency-Key); nothing was written.",
+        on_batch=False,
     ),
     _Failure(
         413,
-        "INVALID_PARAMETERS: the body is over RELAY_MAX_BODY_BYTES (64 KiB by default), as "
-        "sent or once decoded.",
+        "INVALID_PARAMETERS: the body is over RELAY_MAX_BODY_BYTES (64 KiB by default; "
+        "RELAY_MAX_BATCH_BYTES, 1 MiB, for /batch), as sent or once decoded; for /batch also "
+        "more events than RELAY_BATCH_MAX_EVENTS, or than the key's inbound burst "
+        "(errorData.field is events): split the batch.",
     ),
     _Failure(
         415,
@@ -131,7 +137,8 @@ _FAILURES: tuple[_Failure, ...] = (
     ),
     _Failure(
         429,
-        "SERVICE_UNAVAILABLE: over the key's inbound limit; nothing was written.",
+        "SERVICE_UNAVAILABLE: over the key's inbound limit (which counts events: a /batch "
+        "takes one token per event, all or none); nothing was written.",
         _RETRY_AFTER,
     ),
     _Failure(500, "INTERNAL_ERROR: a fault of the relay's own; nothing was written."),
@@ -139,7 +146,8 @@ _FAILURES: tuple[_Failure, ...] = (
         503,
         "SERVICE_UNAVAILABLE: not made durable (Kafka, the in-flight bound, or an answer "
         "the upstream could not give in time): send it again. After a produce timeout the "
-        "write may still land: send it again with the same Idempotency-Key.",
+        "write may still land: send it again with the same Idempotency-Key. On /batch: "
+        "every event of the batch was answered SERVICE_UNAVAILABLE.",
         _RETRY_AFTER,
     ),
 )
@@ -291,6 +299,99 @@ def _operation(event_type: EventType, reject_unknown: bool) -> dict[str, Any]:
     return operation
 
 
+def _batch_item(event_type: EventType, reject_unknown: bool) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": event_type.name,
+        "properties": {
+            "type": {"const": event_type.name},
+            "body": _body(event_type, reject_unknown),
+            BATCH_FIELD: {
+                **_KEY_SCHEMA,
+                "description": f"What {IDEMPOTENCY_KEY} is to {event_type.path}, for this event.",
+            },
+        },
+        "required": ["type", "body"],
+        "additionalProperties": False,
+    }
+
+
+def _batch_operation(reject_unknown: bool, max_events: int) -> dict[str, Any]:
+    accepted = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid", "description": "The event's id."},
+            "appId": {"type": "integer", "description": "/app-start: the tenant's appId."},
+            "answer": {
+                "description": "/app-start when the upstream named no appId: its own answer."
+            },
+        },
+        "required": ["id"],
+        "additionalProperties": False,
+    }
+    return {
+        "summary": "Many events of any types in one request, each checked and answered on its own.",
+        "description": f"1 to {max_events} events (RELAY_BATCH_MAX_EVENTS), at most "
+        "RELAY_MAX_BATCH_BYTES as sent and once decoded; the key's inbound limit counts "
+        "events. Each event is checked as its type's endpoint checks it; an event that "
+        "does not match its schema gets its refusal as its result, and the others go on. "
+        "Events of one clientId and type are written in their order.",
+        "operationId": "batch",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": max_events,
+                                "items": {
+                                    "oneOf": [
+                                        _batch_item(event_type, reject_unknown)
+                                        for event_type in EVENT_TYPES
+                                    ]
+                                },
+                            }
+                        },
+                        "required": ["events"],
+                        "additionalProperties": False,
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "One result per event, in order: the id of each event durable "
+                "on Kafka, the failure envelope of each refused (SERVICE_UNAVAILABLE: send "
+                f"that one again, with its {BATCH_FIELD}; NO_STREAMING_RIGHTS: a /play "
+                "whose clip is known not playable, not written).",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "items": {"oneOf": [accepted, _FAILURE]},
+                                }
+                            },
+                            "required": ["results"],
+                        }
+                    }
+                },
+            },
+            **{
+                str(failure.status): {"$ref": f"#/components/responses/{failure.status}"}
+                for failure in _FAILURES
+                if failure.on_event_paths and failure.on_batch
+            },
+        },
+    }
+
+
 def _response(failure: _Failure) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": failure.description,
@@ -302,9 +403,13 @@ def _response(failure: _Failure) -> dict[str, Any]:
 
 
 def openapi(
-    server_url: str = "http://127.0.0.1:8080", *, reject_unknown: bool = False
+    server_url: str = "http://127.0.0.1:8080",
+    *,
+    reject_unknown: bool = False,
+    batch_max_events: int = 500,
 ) -> dict[str, Any]:
-    """The document; ``reject_unknown`` is RELAY_REJECT_UNKNOWN_FIELDS."""
+    """The document; ``reject_unknown`` is RELAY_REJECT_UNKNOWN_FIELDS,
+    ``batch_max_events`` RELAY_BATCH_MAX_EVENTS."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -318,8 +423,11 @@ def openapi(
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}, {"relayKey": []}],
         "paths": {
-            event_type.path: {"post": _operation(event_type, reject_unknown)}
-            for event_type in EVENT_TYPES
+            **{
+                event_type.path: {"post": _operation(event_type, reject_unknown)}
+                for event_type in EVENT_TYPES
+            },
+            BATCH_PATH: {"post": _batch_operation(reject_unknown, batch_max_events)},
         },
         "components": {
             "securitySchemes": {

@@ -90,12 +90,18 @@ class TokenBucket:
         self._tokens = self._burst
         self._updated = clock.monotonic()
 
-    def take(self) -> float:
-        """0.0 when a token was taken; otherwise the seconds until one will be there."""
+    @property
+    def burst(self) -> float:
+        return self._burst
+
+    def take(self, tokens: float = 1.0) -> float:
+        """0.0 when ``tokens`` were taken (all or none: a batch of events is one
+        decision); otherwise the seconds until that many will be there (never, if more
+        than the burst: the caller checks ``burst`` first)."""
         now = self._clock.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
         self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= tokens:
+            self._tokens -= tokens
             return 0.0
-        return (1.0 - self._tokens) / self._rate
+        return (tokens - self._tokens) / self._rate

@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from relay.bench.backlog import example_bodies
 from relay.errors import InvalidEvent
-from relay.events import BY_NAME, EVENT_TYPES, MAX_ID, METHODS, EventType, Kind, normalise
+from relay.events import (
+    BATCH_PATH,
+    BY_NAME,
+    EVENT_TYPES,
+    MAX_ID,
+    METHODS,
+    EventType,
+    Kind,
+    normalise,
+)
 
 RECEIVED = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -117,13 +126,19 @@ def test_openapi_is_generated_from_the_table() -> None:
     from relay.openapi import openapi
 
     document = openapi()
-    assert set(document["paths"]) == {event_type.path for event_type in EVENT_TYPES}
-    for event_type in EVENT_TYPES:
+    assert set(document["paths"]) == {event_type.path for event_type in EVENT_TYPES} | {BATCH_PATH}
+    batch = document["paths"][BATCH_PATH]["post"]["requestBody"]["content"]["application/json"]
+    items = batch["schema"]["properties"]["events"]["items"]["oneOf"]
+    assert [item["properties"]["type"]["const"] for item in items] == [
+        event_type.name for event_type in EVENT_TYPES
+    ]
+    for event_type, item in zip(EVENT_TYPES, items, strict=True):
         schema = document["paths"][event_type.path]["post"]["requestBody"]["content"][
             "application/json"
         ]["schema"]
         assert set(schema["properties"]) == {field.name for field in event_type.fields}
         assert schema["required"] == [f.name for f in event_type.fields if f.required]
+        assert item["properties"]["body"] == schema  # a batch's item: the same body
     assert "200" in document["paths"][BY_NAME["app-start"].path]["post"]["responses"]
 
 

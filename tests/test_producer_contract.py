@@ -110,3 +110,57 @@ async def test_a_stopped_producer_refuses_the_hand_over(backend: Backend, prefix
     await backend.producer.stop()
     with pytest.raises(KafkaUnavailable):
         await backend.producer.hand_over(Record(f"{prefix}.a", b"k", b"v"))
+
+
+async def test_send_all_keeps_each_keys_order_and_answers_per_record(
+    backend: Backend, prefix: str
+) -> None:
+    """One call, 600 records of three keys interleaved: each acknowledged, each key's
+    records in the order given (one partition: the log order is the hand-over order)."""
+    records = [
+        Record(f"{prefix}.b", f"k{number % 3}".encode(), str(number).encode())
+        for number in range(600)
+    ]
+    assert await backend.producer.send_all(records, ack_timeout=10) == [None] * 600
+    stored = await backend.read(f"{prefix}.b", 600)
+    for key in (b"k0", b"k1", b"k2"):
+        values = [int(value) for stored_key, value, _ in stored if stored_key == key]
+        assert values == [number for number in range(600) if f"k{number % 3}".encode() == key]
+
+
+async def test_send_all_after_stop_fails_every_record(backend: Backend, prefix: str) -> None:
+    await backend.producer.stop()
+    outcomes = await backend.producer.send_all(
+        [Record(f"{prefix}.a", b"k", b"1"), Record(f"{prefix}.a", b"k", b"2")], ack_timeout=1
+    )
+    assert [type(outcome) for outcome in outcomes] == [KafkaUnavailable, KafkaUnavailable]
+
+
+@pytest.mark.kafka
+async def test_send_all_puts_each_key_on_the_partition_send_puts_it(
+    kafka: Broker, prefix: str
+) -> None:
+    """send_all chooses partitions itself (and remembers them): a key's events from
+    POST /batch and from single requests must share a partition, or their order is lost."""
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=5)
+    await create_missing_topics(settings, [f"{prefix}.p"])
+    producer = KafkaProducer(producer_options(settings))
+    await producer.start()
+    try:
+        keys = [f"client-{number}".encode() for number in range(40)]
+        assert (
+            await producer.send_all(
+                [Record(f"{prefix}.p", key, b"all") for key in keys * 2], ack_timeout=10
+            )
+            == [None] * 80
+        )
+        for key in keys:
+            await producer.send(Record(f"{prefix}.p", key, b"one"), ack_timeout=10)
+    finally:
+        await producer.stop()
+    records = await read_topics(kafka.bootstrap, [f"{prefix}.p"], 120)
+    partitions: dict[bytes, set[int]] = {}
+    for record in records:
+        partitions.setdefault(record.key, set()).add(record.partition)
+    assert all(len(found) == 1 for found in partitions.values()), partitions
+    assert len({found.pop() for found in partitions.values()}) > 1  # spread, not all on one

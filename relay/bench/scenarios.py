@@ -43,6 +43,11 @@ __all__ = ["SCENARIOS", "Context"]
 PLAY_SCRIPT = ROOT / "bench" / "play.lua"
 # One tenant, one relay key (the one play.lua sends): the relay pays for the key lookup.
 BENCH_TENANTS = ROOT / "bench" / "tenants.toml"
+BATCH_SCRIPT = ROOT / "bench" / "batch.lua"  # 100 plays per request
+BATCH_EVENTS = 100
+# 16 x 100 = 1,600 events waiting on Kafka at most, well inside RELAY_INGEST_MAX_IN_FLIGHT
+# (4,096): with 64 connections the tail of some batches would be refused, not measured.
+BATCH_CONNECTIONS = 16
 VEGETA = str(ROOT / ".cache" / "bin" / "vegeta")
 CONNECTIONS = 64
 
@@ -593,6 +598,83 @@ async def broker(ctx: Context) -> dict[str, Any]:
     }
 
 
+async def _metric_sum(url: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples on ``url``/metrics whose labels include ``labels``."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as answer:
+        text = await answer.text()
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(label in line for label in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def _accepted_per_s(
+    server: Proc, path: str, script: Path, connections: int, seconds: int
+) -> dict[str, float]:
+    """Events/s the relay acknowledged over one wrk run (after a 2-s warm-up), from its
+    own counters: 204s of ``path``, or accepted /batch items."""
+
+    async def accepted() -> float:
+        if path == "/batch":
+            return await _metric_sum(
+                server.url, "relay_ingest_batch_items_total", outcome="accepted"
+            )
+        return await _metric_sum(server.url, "relay_ingest_requests_total", path=path, status="204")
+
+    await asyncio.to_thread(
+        wrk, server.url + path, seconds=2, connections=connections, script=script
+    )
+    before, started = await accepted(), time.monotonic()
+    result = await asyncio.to_thread(
+        wrk, server.url + path, seconds=seconds, connections=connections, script=script
+    )
+    events = await accepted() - before
+    return {
+        "events_per_s": round(events / (time.monotonic() - started), 1),
+        "requests_per_s": result.rps,
+        "p99_ms": result.p99_ms,
+        "non_2xx": result.errors,
+    }
+
+
+async def batch(ctx: Context) -> dict[str, Any]:
+    """8. One `relay ingest`: events/s through POST /batch (100 plays per request, 16
+    connections) against single-event POST /play (64 connections, as in `ingest`),
+    alternating round by round on a fresh process each time, same cores, same broker.
+    Events counted by the relay's own counters of acknowledged events."""
+    prefix = ctx.prefix()
+    rounds: dict[str, list[dict[str, float]]] = {"single": [], "batch": []}
+    runs = {
+        "single": ("/play", PLAY_SCRIPT, CONNECTIONS),
+        "batch": ("/batch", BATCH_SCRIPT, BATCH_CONNECTIONS),
+    }
+    for number in range(ctx.rounds):
+        for name, (path, script, connections) in runs.items():
+            ctx.progress(f"round {number + 1}/{ctx.rounds}: {name}")
+            server = await _ingest_server(ctx, prefix)
+            try:
+                figures = await _accepted_per_s(server, path, script, connections, ctx.seconds)
+                figures["peak_rss_mb"] = rss_mb(server.pid, peak=True)
+                rounds[name].append(figures)
+            finally:
+                server.stop()
+    single, batched = _summary(rounds["single"]), _summary(rounds["batch"])
+    return {
+        "figures": {
+            "batch_events_per_s": batched["events_per_s"],
+            "single_events_per_s": single["events_per_s"],
+            "batch_over_single": round(batched["events_per_s"] / single["events_per_s"], 2),
+            "batch_requests_per_s": batched["requests_per_s"],
+            "batch_p99_ms": batched["p99_ms"],
+            "batch_peak_rss_mb": batched["peak_rss_mb"],
+            "batch_non_2xx": batched["non_2xx"],
+        },
+        "rounds": rounds,
+    }
+
+
 async def _burst(ctx: Context) -> dict[str, Any]:
     """8. A burst of 10,000 connections (relay/bench/connections.py)."""
     from relay.bench.connections import burst
@@ -621,4 +703,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "spike": spike,
     "burst": _burst,
     "hold": _hold,
+    "batch": batch,
 }

@@ -66,6 +66,15 @@ class Admission:
         finally:
             self._wait_seconds.observe(self._clock.monotonic() - started)
 
+    def try_enter(self) -> bool:
+        """Take a free slot without waiting (POST /batch: its items beyond the bound are
+        answered SERVICE_UNAVAILABLE one by one rather than holding the whole batch);
+        never ahead of a waiter. Call ``leave`` after True."""
+        if self.count < self.limit and not self._waiters:
+            self.count += 1
+            return True
+        return False
+
     def leave(self) -> None:
         """Give the slot back: to the first waiter, or to the pool."""
         while self._waiters:

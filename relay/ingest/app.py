@@ -12,13 +12,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+# The module, not the function: relay.openapi reads constants from relay.ingest, whose
+# package imports this module, so ``openapi`` may not be defined yet at import time.
+from relay import openapi as _document
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
-from relay.events import EVENT_TYPES
+from relay.events import BATCH_PATH, EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
 from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
+from relay.ingest.batch import BatchHandler
 from relay.ingest.cors import Cors
 from relay.ingest.deadlines import Deadlines
 from relay.ingest.gate import Gate
@@ -27,7 +31,6 @@ from relay.ingest.idempotency import Idempotency
 from relay.ingest.upstream_budget import rates_by_tenant
 from relay.kafka.producer import Producer
 from relay.metrics import NO_TENANT, IngestMetrics
-from relay.openapi import openapi
 from relay.tenants import Tenants, load_tenants
 from relay.topics import TopicCheck
 from relay.upstream import UpstreamClient
@@ -129,6 +132,22 @@ def make_app(
         app.router.add_route(
             "*", event_type.path, _counted(responder, clock, _method_not_allowed, event_type.path)
         )
+    batch = BatchHandler(
+        settings=settings,
+        producer=producer,
+        metrics=metrics,
+        in_flight=admission,
+        responder=responder,
+        gate=gate,
+        tenants=tenants,
+        answers=answers,
+        clock=clock,
+        idempotency=idempotency,
+    )
+    app.router.add_post(BATCH_PATH, batch.handle)
+    app.router.add_route(
+        "*", BATCH_PATH, _counted(responder, clock, _method_not_allowed, BATCH_PATH)
+    )
     if admin_routes:
         _add_admin_routes(app)
     app.router.add_get("/openapi.json", _openapi(settings))
@@ -211,16 +230,17 @@ async def _not_found(request: web.Request) -> web.Response:
 _PATHS = (
     "events are POSTed to "
     + ", ".join(event_type.path for event_type in EVENT_TYPES)
-    + "; GET /openapi.json describes them"
+    + f", or many at once to {BATCH_PATH}; GET /openapi.json describes them"
 )
 
 
 def _openapi(settings: Settings) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def document(request: web.Request) -> web.Response:
         return web.json_response(
-            openapi(
+            _document.openapi(
                 f"{request.scheme}://{request.host}",
                 reject_unknown=settings.reject_unknown_fields,
+                batch_max_events=settings.batch_max_events,
             )
         )
 

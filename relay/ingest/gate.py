@@ -37,6 +37,15 @@ log = logging.getLogger("relay.ingest")
 
 
 @dataclass(frozen=True, slots=True)
+class _Limit:
+    bucket: TokenBucket
+    rps: float
+
+
+_LIMIT = web.RequestKey("relay_inbound_limit", _Limit)
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     """Why the gate refused a request: the answer's status, failureCode and message,
     and the tenant when the key was known (a 429), for the metrics."""
@@ -65,8 +74,9 @@ class Gate:
         self._known: dict[str, tuple[Tenant, InboundKey]] = {}
         self._open_tenant = next(iter(tenants.by_name.values())) if tenants.open else None
 
-    def admit(self, request: web.Request) -> Tenant | Refused:
-        """The calling tenant, or why to answer 401/429. Never raises, never blocks."""
+    def admit(self, request: web.Request, events: int = 1) -> Tenant | Refused:
+        """The calling tenant, or why to answer 401/429. Never raises, never blocks.
+        ``events=0``: only the key is checked; ``charge`` takes the limit's tokens."""
         if self._open_tenant is not None:
             return self._open_tenant
         key = request.headers.get(KEY_HEADER)
@@ -139,6 +149,9 @@ class Gate:
                 share = self._share
                 bucket = TokenBucket(rps * share, max(1.0, burst * share), self._clock)
                 self._buckets[inbound.sha256] = bucket
+            if not events:  # counted once the body says how many (``charge``)
+                request[_LIMIT] = _Limit(bucket, rps)
+                return tenant
             wait = bucket.take()
             if wait:
                 return Refused(
@@ -149,3 +162,34 @@ class Gate:
                     retry_after=max(1, math.ceil(wait)),
                 )
         return tenant
+
+    def charge(self, request: web.Request, events: int) -> Refused | None:
+        """Take ``events`` tokens, all or none, from the inbound limit of a request
+        ``admit`` let in with ``events=0``; None when they were taken (or the key has
+        no limit). More events than the burst can never pass: 413, so that a client
+        splits the batch instead of retrying it for ever."""
+        limit = request.get(_LIMIT)
+        if limit is None:
+            return None
+        tenant = request[CALLER].name
+        burst = limit.bucket.burst
+        if events > burst:
+            return Refused(
+                413,
+                "INVALID_PARAMETERS",
+                f"{events} events are more than this key's burst of {burst:g}: send at most "
+                f"{math.floor(burst)} events per request",
+                tenant,
+                field="events",
+            )
+        wait = limit.bucket.take(events)
+        if wait:
+            return Refused(
+                429,
+                "SERVICE_UNAVAILABLE",
+                f"over this key's limit of {limit.rps:g} events/s ({events} events in this "
+                "request, none taken); retry later",
+                tenant,
+                retry_after=max(1, math.ceil(wait)),
+            )
+        return None

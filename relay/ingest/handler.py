@@ -8,25 +8,23 @@ acknowledged the write.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import orjson
-from aiohttp import hdrs, web
+from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from relay.clock import Clock
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
-from relay.errors import InvalidEvent, KafkaUnavailable, UndecodableBody
+from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
+from relay.ingest.body import BadBody, read_json
 from relay.ingest.deadlines import Deadlines
-from relay.ingest.encodings import coding, decode
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
 from relay.ingest.idempotency import (
@@ -38,7 +36,6 @@ from relay.ingest.idempotency import (
     event_id,
     parse_key,
 )
-from relay.ingest.media import json_content_type
 from relay.kafka.producer import Producer, Record
 from relay.metrics import NO_TENANT, IngestMetrics
 from relay.tenants import Tenant, Tenants
@@ -93,11 +90,6 @@ class _Refusal:
     message: str
 
 
-_NOT_JSON = _Refusal(
-    415,
-    "INVALID_PARAMETERS",
-    "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)",
-)
 _BUSY = _Refusal(
     503,
     "SERVICE_UNAVAILABLE",
@@ -191,44 +183,9 @@ class EventHandler:
             key = parse_key(request.headers)
         except InvalidKey as exc:
             return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
-        if not json_content_type(request):
-            return self._refuse(_NOT_JSON, field="Content-Type")
-        try:
-            body_coding = coding(request.headers.get(hdrs.CONTENT_ENCODING))
-        except UndecodableBody as exc:
-            return failure_response(exc.status, "INVALID_PARAMETERS", exc.message, field=exc.field)
-        try:
-            if request.content.is_eof():  # the whole body is here: no wait, no timer
-                raw = await request.read()
-            else:
-                async with asyncio.timeout(settings.body_timeout_s):
-                    raw = await request.read()
-        except TimeoutError:
-            response = failure_response(
-                408,
-                "INVALID_PARAMETERS",
-                f"the body did not arrive within {settings.body_timeout_s:g}s",
-                field="body",
-            )
-            response.force_close()
-            return response
-        except web.HTTPRequestEntityTooLarge:
-            return failure_response(
-                413,
-                "INVALID_PARAMETERS",
-                f"the body is larger than {settings.max_body_bytes} bytes",
-                field="body",
-            )
-        try:
-            raw = decode(raw, body_coding, settings.max_body_bytes)
-        except UndecodableBody as exc:
-            return failure_response(exc.status, "INVALID_PARAMETERS", exc.message, field=exc.field)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return failure_response(
-                400, "INVALID_PARAMETERS", f"the body is not valid JSON: {exc}", field="body"
-            )
+        body = await read_json(request, settings.max_body_bytes, settings.body_timeout_s)
+        if isinstance(body, BadBody):
+            return body.response()
         wall = self._clock.wall()
         received_at, received_text = self._receive_time(wall)
         try:

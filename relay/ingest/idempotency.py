@@ -36,6 +36,7 @@ from multidict import CIMultiDictProxy
 from relay.clock import Clock
 
 __all__ = [
+    "BATCH_FIELD",
     "HEADER",
     "MAX_KEY_LENGTH",
     "NAMESPACE",
@@ -46,9 +47,11 @@ __all__ = [
     "digest",
     "event_id",
     "parse_key",
+    "valid_key",
 ]
 
 HEADER = "Idempotency-Key"
+BATCH_FIELD = "idempotencyKey"  # the same key on an item of POST /batch
 MAX_KEY_LENGTH = 128
 # Ours, fixed forever: changing it changes every derived id, and retries across the
 # change would be delivered twice.
@@ -67,10 +70,19 @@ def parse_key(headers: CIMultiDictProxy[str]) -> str | None:
         return None
     if len(values) > 1:
         raise InvalidKey(f"send one {HEADER} header, not {len(values)}")
-    key = values[0]
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not all(ord(c) in _VISIBLE for c in key):
+    return valid_key(values[0], HEADER)
+
+
+def valid_key(key: object, name: str) -> str:
+    """``key`` when it is a usable key (``name`` says where it came from, for the
+    message). Raises ``InvalidKey``."""
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_KEY_LENGTH
+        or not all(ord(c) in _VISIBLE for c in key)
+    ):
         raise InvalidKey(
-            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)"
+            f"{name} must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (0x21-0x7E)"
         )
     return key
 

@@ -55,6 +55,19 @@ class MemoryProducer:
             raise KafkaUnavailable("producer is stopped")
         return self.send(record, math.inf)
 
+    async def send_all(
+        self, records: Sequence[Record], ack_timeout: float
+    ) -> list[KafkaUnavailable | None]:
+        outcomes: list[KafkaUnavailable | None] = []
+        for record in records:  # through send, so that a subclass's send fails alike
+            try:
+                await self.send(record, ack_timeout)
+            except KafkaUnavailable as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     async def stop(self) -> None:
         self.stopped = True
 

@@ -224,6 +224,7 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             (f"sum by (type, reason) ({stamped})", "{{type}} {{reason}}"),
         ).min(0),
         _kafka_ready(),
+        *_batches(),
         *_upstream_asked(),
     ]
 
@@ -279,6 +280,34 @@ def _admission() -> list[Builder[model.Panel]]:
             (
                 f"sum by (type) ({_rate('relay_ingest_ambiguous_answers_total', INGEST)})",
                 "ambiguous: {{type}}",
+            ),
+        ).min(0),
+    ]
+
+
+def _batches() -> list[Builder[model.Panel]]:
+    """POST /batch: how big the batches are, and what became of their events."""
+    items = _rate("relay_ingest_batch_items_total", INGEST)
+    return [
+        _timeseries(
+            "Batch events/s by outcome",
+            "Events of POST /batch per second: accepted (durable), invalid, no_rights, "
+            "unavailable (SERVICE_UNAVAILABLE: the client sends them again) and refused. "
+            "Unavailable rising with accepted falling is Kafka not keeping up.",
+            units.Short,
+            (f"sum by (outcome) ({items})", "{{outcome}}"),
+        ).min(0),
+        _timeseries(
+            "Batches/s and events per batch",
+            "POST /batch requests that reached their events per second, and their mean "
+            "size (0 while none come: a quantile of no batches would draw nothing). The "
+            "inbound limit counts each batch's events.",
+            units.Short,
+            (f"sum({_rate('relay_ingest_batch_events_count', INGEST)})", "batches/s"),
+            (
+                f"sum({_rate('relay_ingest_batch_events_sum', INGEST)}) / "
+                f"clamp_min(sum({_rate('relay_ingest_batch_events_count', INGEST)}), 1e-9)",
+                "events per batch",
             ),
         ).min(0),
     ]

@@ -1,0 +1,71 @@
+"""Reading a request's JSON body: content type, encoding, size (as sent, then decoded),
+and the parse. Shared by the single-event handler and POST /batch, which differ only
+in the size limit (RELAY_MAX_BODY_BYTES, RELAY_MAX_BATCH_BYTES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+
+from relay.errors import UndecodableBody
+from relay.failures import failure_response
+from relay.ingest.encodings import coding, decode
+from relay.ingest.media import json_content_type
+
+__all__ = ["BadBody", "read_json"]
+
+_NOT_JSON = "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)"
+
+
+@dataclass(frozen=True, slots=True)
+class BadBody:
+    """Why the body cannot be read: the answer's status, message and field."""
+
+    status: int
+    message: str
+    field: str
+    close: bool = False  # the rest of the body may still be on its way
+
+    def response(self) -> web.Response:
+        response = failure_response(
+            self.status, "INVALID_PARAMETERS", self.message, field=self.field
+        )
+        if self.close:
+            response.force_close()
+        return response
+
+
+async def read_json(request: web.Request, limit: int, timeout_s: float) -> Any | BadBody:
+    """The parsed body (any JSON value), or why not: 415 (content type, encoding),
+    408 (not all there within ``timeout_s``), 413 (over ``limit`` bytes as sent or
+    decoded; ``limit`` must not exceed the request's ``client_max_size``), 400 (a
+    corrupt encoding, not JSON)."""
+    if not json_content_type(request):
+        return BadBody(415, _NOT_JSON, "Content-Type")
+    try:
+        body_coding = coding(request.headers.get(hdrs.CONTENT_ENCODING))
+    except UndecodableBody as exc:
+        return BadBody(exc.status, exc.message, exc.field)
+    try:
+        if request.content.is_eof():  # the whole body is here: no wait, no timer
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(timeout_s):
+                raw = await request.read()
+    except TimeoutError:
+        return BadBody(408, f"the body did not arrive within {timeout_s:g}s", "body", close=True)
+    except web.HTTPRequestEntityTooLarge:
+        return BadBody(413, f"the body is larger than {limit} bytes", "body")
+    try:
+        raw = decode(raw, body_coding, limit)
+    except UndecodableBody as exc:
+        return BadBody(exc.status, exc.message, exc.field)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return BadBody(400, f"the body is not valid JSON: {exc}", "body")
