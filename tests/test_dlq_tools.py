@@ -95,7 +95,7 @@ async def sent_to(settings: Settings, topics: Sequence[str], expected: int) -> l
         records = await read_topics(settings.kafka_bootstrap, topics, expected)
     else:
         records = await read_for(settings.kafka_bootstrap, topics, 3)
-    return sorted(Envelope.decode(record.value).id for record in records)
+    return sorted(Envelope.decode(record.value, record.headers).id for record in records)
 
 
 def refused(result: dlq_tools.Replay) -> dict[tuple[str, str], int]:

@@ -277,6 +277,7 @@ class EventHandler:
             received_at=format_timestamp(received_at),
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
+            version=settings.envelope_version,
         )
         app_answer: bytes | None = None
         if self._type.answer is Answer.APP_ID:

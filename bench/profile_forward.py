@@ -1,0 +1,119 @@
+"""Profile one `relay forward` draining a backlog of plays into a zero-latency sandbox.
+
+    python bench/profile_forward.py BOOTSTRAP [--events N] [--seconds S] [--top K] [--v1]
+
+Writes the backlog (envelope v2, or v1 with --v1), starts the sandbox on the load core
+and the forwarder on the server core (as `make bench SCENARIO=forward` does), lets it
+run 3 s, then samples it with py-spy for S seconds and prints the K functions with the
+most samples on top of the stack (self) and anywhere on it (total), in percent of all
+samples. Needs py-spy (the [dev] extra) and a broker at BOOTSTRAP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import re
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from relay.bench.backlog import example_bodies, produce_backlog
+from relay.bench.procs import LOAD_CORE, SERVER_CORE, start
+
+
+def _summary(raw: Path, top: int) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    anywhere: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        # "function (path:line)" -> "function (file)": a function's lines summed
+        frames = [re.sub(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$", r" (\1)", f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            anywhere[frame] += count
+    lines = [f"{total} samples", "self%  function (file:line)"]
+    lines += [f"{100 * n / total:5.1f}  {name}" for name, n in own.most_common(top)]
+    lines += ["total%  function (file:line)"]
+    lines += [f"{100 * n / total:5.1f}  {name}" for name, n in anywhere.most_common(top)]
+    return "\n".join(lines)
+
+
+async def main(bootstrap: str, events: int, seconds: int, top: int, version: int) -> None:
+    prefix = f"prof{uuid.uuid4().hex[:8]}"
+    await produce_backlog(
+        bootstrap, prefix, example_bodies(events, ["play"]), partitions=12, version=version
+    )
+    sandbox = await start(
+        "sandbox",
+        ["relay", "sandbox"],
+        url="http://127.0.0.1:18590",
+        env={"RELAY_SANDBOX_PORT": "18590", "RELAY_LOG_LEVEL": "WARNING"},
+        core=LOAD_CORE,
+    )
+    env = {
+        "RELAY_KAFKA_BOOTSTRAP": bootstrap,
+        "RELAY_TOPIC_PREFIX": prefix,
+        "RELAY_APP_ID": "1",
+        "RELAY_LOG_LEVEL": "WARNING",
+        "RELAY_CONSUMER_GROUP": f"{prefix}-forward",
+        "RELAY_FORWARD_PORT": "18591",
+        "RELAY_UPSTREAM_URL": sandbox.url,
+        "RELAY_UPSTREAM_BUDGET_RPS": "0",
+        "RELAY_CONCURRENCY_MAX": "64",
+    }
+    forward = await start(
+        "forward", ["relay", "forward"], url="http://127.0.0.1:18591", env=env, core=SERVER_CORE
+    )
+    try:
+        await asyncio.sleep(3)
+        with tempfile.TemporaryDirectory() as folder:
+            raw = Path(folder) / "profile.txt"
+            await asyncio.to_thread(
+                subprocess.run,
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(forward.pid),
+                    "--duration",
+                    str(seconds),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                    "--rate",
+                    "250",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            print(_summary(raw, top))
+    finally:
+        forward.stop()
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bootstrap")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--v1", action="store_true", help="write envelope v1")
+    arguments = parser.parse_args()
+    asyncio.run(
+        main(
+            arguments.bootstrap,
+            arguments.events,
+            arguments.seconds,
+            arguments.top,
+            1 if arguments.v1 else 2,
+        )
+    )
