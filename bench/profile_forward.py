@@ -23,24 +23,32 @@ from pathlib import Path
 from relay.bench.backlog import example_bodies, produce_backlog
 from relay.bench.procs import LOAD_CORE, SERVER_CORE, start
 
+_FRAME = re.compile(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$")
+
 
 def _summary(raw: Path, top: int) -> str:
     own: collections.Counter[str] = collections.Counter()
     anywhere: collections.Counter[str] = collections.Counter()
+    relay_own: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         count = int(count_text)
         # "function (path:line)" -> "function (file)": a function's lines summed
-        frames = [re.sub(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$", r" (\1)", f) for f in stack.split(";")]
+        frames = [_FRAME.sub(r" (\1)", frame) for frame in stack.split(";")]
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
             anywhere[frame] += count
-    lines = [f"{total} samples", "self%  function (file:line)"]
+        for frame in set(stack.split(";")):
+            if "relay/" in frame and "site-packages" not in frame and "cli.py" not in frame:
+                relay_own[_FRAME.sub(r" (\1)", frame)] += count
+    lines = [f"{total} samples", "self%  function (file)"]
     lines += [f"{100 * n / total:5.1f}  {name}" for name, n in own.most_common(top)]
-    lines += ["total%  function (file:line)"]
+    lines += ["total%  function (file)"]
     lines += [f"{100 * n / total:5.1f}  {name}" for name, n in anywhere.most_common(top)]
+    lines += ["total%  the relay's own functions (file)"]
+    lines += [f"{100 * n / total:5.1f}  {name}" for name, n in relay_own.most_common(top)]
     return "\n".join(lines)
 
 

@@ -226,20 +226,22 @@ def read(value: bytes, headers: Headers) -> Sendable:
 
 def _read_v2(value: bytes, fields: dict[str, bytes]) -> Sendable:
     try:
-        stamped = _BOOLEANS[fields[STAMPED_HEADER]]
         clip = fields.get(CLIP_ID_HEADER)
         return Sendable(
             fields[ID_HEADER].decode(),
             fields[TYPE_HEADER].decode(),
             fields[TENANT_HEADER].decode(),
             fields[RECEIVED_AT_HEADER].decode(),
-            stamped,
+            _BOOLEANS[fields[STAMPED_HEADER]],
             None if clip is None else int(clip),
             value,
             fields.get(REPLAY_HEADER),
             fields.get(DELIVERED_HEADER[0]) == DELIVERED_HEADER[1],
         )
-    except KeyError as exc:
-        raise ValueError(f"envelope v2: header {exc.args[0]!r} missing or unreadable") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"envelope v2: a header is not UTF-8: {exc}") from None
+    except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        missing = [name for name in _REQUIRED if name not in fields]
+        why = f"headers missing: {', '.join(missing)}" if missing else f"a header unreadable: {exc}"
+        raise ValueError(f"envelope v2: {why}") from None
+
+
+_REQUIRED = (ID_HEADER, TYPE_HEADER, TENANT_HEADER, RECEIVED_AT_HEADER, STAMPED_HEADER)
