@@ -20,9 +20,13 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import aiohttp
+
 from relay.bench.backlog import example_bodies, produce_backlog
 from relay.bench.procs import LOAD_CORE, SERVER_CORE, start
 
+# What the worker holds at the end: whether it kept its concurrency up.
+_GAUGES = ("relay_forward_concurrency_limit", "relay_forward_in_flight", "relay_forward_held")
 _FRAME = re.compile(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$")
 
 
@@ -103,6 +107,13 @@ async def main(bootstrap: str, events: int, seconds: int, top: int, version: int
                 capture_output=True,
             )
             print(_summary(raw, top))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(forward.url + "/metrics") as answer,
+        ):
+            for line in (await answer.text()).splitlines():
+                if line.startswith(_GAUGES) and ('type="play"' in line or "{" not in line):
+                    print(line)
     finally:
         forward.stop()
         sandbox.stop()
