@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -27,7 +29,14 @@ from relay.bench.procs import LOAD_CORE, SERVER_CORE, start
 
 # What the worker holds at the end: whether it kept its concurrency up.
 _GAUGES = ("relay_forward_concurrency_limit", "relay_forward_in_flight", "relay_forward_held")
+_BROKER_STATE = os.environ.get("PROFILE_BROKER_STATE", "test-23092").encode()
 _FRAME = re.compile(r" \((?:.*/)?([^/:]+)(?::\d+)?\)$")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds ``pid`` used so far (user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _summary(raw: Path, top: int) -> str:
@@ -54,6 +63,21 @@ def _summary(raw: Path, top: int) -> str:
     lines += ["total%  the relay's own functions (file)"]
     lines += [f"{100 * n / total:5.1f}  {name}" for name, n in relay_own.most_common(top)]
     return "\n".join(lines)
+
+
+def _broker() -> list[tuple[str, int]]:
+    """The broker's pid, when one java process runs kafka.Kafka on this machine's
+    test or bench port (best effort: the figure is context, not a result)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"kafka.Kafka" in command and any(_BROKER_STATE in part for part in command):
+                found.append(("broker", int(proc.name)))
+    return found[:1]
 
 
 async def main(bootstrap: str, events: int, seconds: int, top: int, version: int) -> None:
@@ -84,6 +108,9 @@ async def main(bootstrap: str, events: int, seconds: int, top: int, version: int
     )
     try:
         await asyncio.sleep(3)
+        pids = {"forward": forward.pid, "sandbox": sandbox.pid, **dict(_broker())}
+        used = {name: _cpu_s(pid) for name, pid in pids.items()}
+        began = time.monotonic()
         with tempfile.TemporaryDirectory() as folder:
             raw = Path(folder) / "profile.txt"
             await asyncio.to_thread(
@@ -106,7 +133,15 @@ async def main(bootstrap: str, events: int, seconds: int, top: int, version: int
                 check=True,
                 capture_output=True,
             )
+            elapsed = time.monotonic() - began
             print(_summary(raw, top))
+        print(
+            "CPU while sampled (100% = one core): "
+            + ", ".join(
+                f"{name} {100 * (_cpu_s(pid) - used[name]) / elapsed:.0f}%"
+                for name, pid in pids.items()
+            )
+        )
         async with (
             aiohttp.ClientSession() as session,
             session.get(forward.url + "/metrics") as answer,
