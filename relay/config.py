@@ -51,6 +51,13 @@ class Settings:
         "RELAY_TOPIC_STRICT",
         "Refuse to start when an existing topic has less replication or min ISR than set.",
     )
+    envelope_version: int = _setting(
+        2,
+        "RELAY_ENVELOPE_VERSION",
+        "Envelope version ingest writes (docs/ENVELOPE.md): 2 (the upstream body as the "
+        "value, the relay's fields in headers) or 1. Forward and the DLQ tools read both: "
+        "upgrade them before ingest writes 2.",
+    )
     # Kafka clients: security and compression (relay/kafka/options.py builds them)
     kafka_security_protocol: str = _setting(
         "PLAINTEXT",
@@ -519,6 +526,7 @@ class Settings:
             ),
             "RELAY_KAFKA_COMPRESSION": (self.kafka_compression, ("none", "gzip", "lz4", "zstd")),
             "RELAY_INGEST_PRODUCER": (self.ingest_producer, ("kafka", "memory")),
+            "RELAY_ENVELOPE_VERSION": (str(self.envelope_version), ("1", "2")),
         }.items():
             if choice not in allowed:
                 raise ConfigError(f"{env} must be one of {', '.join(allowed)}, not {choice!r}")

@@ -148,7 +148,8 @@ async def inspect(
         label = "reading the DLQ" if progress else None
         async for partition, record in _read_all(settings, reader, settings.dlq_topic, label):
             headers = _headers(record)
-            tenant = triage.tenant_of(Letter.from_headers(headers, record.value or b""))
+            letter = Letter.from_headers(headers, record.value or b"", record.headers)
+            tenant = triage.tenant_of(letter)
             if only and tenant not in only:
                 continue
             report.by_tenant[tenant or "?"] += 1
@@ -218,7 +219,7 @@ async def replay(
                     continue
                 if types and headers.get("relay-event-type") not in types:
                     continue
-                letter = Letter.from_headers(headers, record.value or b"")
+                letter = Letter.from_headers(headers, record.value or b"", record.headers)
                 if only and triage.tenant_of(letter) not in only:
                     continue
                 result.matched += 1
@@ -236,7 +237,7 @@ async def replay(
                 if dry_run:
                     continue
                 source = headers.get("relay-dlq-source-topic") or settings.topic(
-                    Envelope.decode(record.value).type
+                    Envelope.decode(record.value, record.headers).type
                 )
                 original = [(n, v) for n, v in record.headers if not n.startswith("relay-dlq-")]
                 original.append((REPLAYED_HEADER, marker))

@@ -2,8 +2,8 @@
 
 A letter is left alone while the relay would refuse it again, for the same answer:
 
-- ``undecodable``: the forwarder cannot read the record (today's ``Envelope.decode``
-  and event table, as in ``relay/forward/dispatch.py``); replayed, it comes straight
+- ``undecodable``: the forwarder cannot read the record (today's ``Envelope.decode``,
+  v1 or v2, and event table, as in ``relay/forward/dispatch.py``); replayed, it comes straight
   back to the DLQ.
 - ``unknown_tenant``: its tenant is still not configured (same outcome).
 - ``permanent`` with a rights code (``EXPECTED_REFUSALS``): the facts topic, which
@@ -36,20 +36,28 @@ __all__ = ["Letter", "Triage", "selected_tenants"]
 
 @dataclass(frozen=True, slots=True)
 class Letter:
-    """A dead letter as replay sees it: its value and the ``relay-dlq-*`` headers."""
+    """A dead letter as replay sees it: its value, the ``relay-dlq-*`` headers, and
+    the record's headers as stored (an envelope v2 keeps its fields there)."""
 
     reason: str
     failure_code: str
     source_topic: str
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], value: bytes) -> Letter:
+    def from_headers(
+        cls,
+        headers: Mapping[str, str],
+        value: bytes,
+        record_headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> Letter:
         return cls(
             reason=headers.get("relay-dlq-reason", "?"),
             failure_code=headers.get("relay-dlq-failure-code", "?"),
             source_topic=headers.get("relay-dlq-source-topic", ""),
             value=value,
+            headers=record_headers,
         )
 
 
@@ -66,9 +74,9 @@ def selected_tenants(settings: Settings, names: Collection[str]) -> frozenset[st
     return frozenset(names)
 
 
-def _decode(value: bytes) -> Envelope:
-    """The envelope, if the forwarder could deliver it. Raises ``ValueError``."""
-    envelope = Envelope.decode(value)
+def _decode(letter: Letter) -> Envelope:
+    """The envelope (v1 or v2), if the forwarder could deliver it. Raises ``ValueError``."""
+    envelope = Envelope.decode(letter.value, letter.headers)
     if envelope.type not in BY_NAME:
         raise ValueError(f"unknown event type {envelope.type[:64]!r}")
     return envelope
@@ -94,7 +102,7 @@ class Triage:
         """The letter's tenant, from its envelope or else its source topic; None when
         neither says. Never raises."""
         try:
-            return Envelope.decode(letter.value).tenant
+            return Envelope.decode(letter.value, letter.headers).tenant
         except (ValueError, TypeError):
             pass
         if not letter.source_topic.startswith(self._prefix):
@@ -109,7 +117,7 @@ class Triage:
         tell. Reads the facts given to ``facts`` beforehand; raises ``ConfigError``
         only when the tenants file cannot be read (``selected_tenants`` reads it first)."""
         try:
-            envelope = _decode(letter.value)
+            envelope = _decode(letter)
         except (ValueError, TypeError) as exc:
             reason = "not JSON" if isinstance(exc, orjson.JSONDecodeError) else exc
             again = "still" if letter.reason == "undecodable" else "now"
@@ -118,8 +126,8 @@ class Triage:
             again = "still not" if letter.reason == "unknown_tenant" else "no longer"
             return f"tenant {envelope.tenant[:64]!r} {again} configured"
         if letter.reason == "permanent" and letter.failure_code in EXPECTED_REFUSALS:
-            clip_id = envelope.body.get("clipId")
-            rights = self.facts.rights(envelope.tenant, clip_id) if type(clip_id) is int else None
+            clip_id = envelope.clip_id
+            rights = self.facts.rights(envelope.tenant, clip_id) if clip_id is not None else None
             if rights is not None and not rights.playable:
                 return f"{letter.failure_code}: the rights facts still deny the clip"
         return None

@@ -1,26 +1,54 @@
 """The envelope: one event as it lives on Kafka (format in docs/ENVELOPE.md).
 
-Value: one JSON object, versioned, holding the relay's stamps and the normalised
-upstream body. Key: the ``clientId`` (one user's events of one type share a
-partition, hence their order). Headers repeat id, type and tenant so that tools can
-route without parsing the value.
+Two versions, read alike by every consumer of the relay (forward, the DLQ tools):
+
+- **v2** (ingest writes it by default, RELAY_ENVELOPE_VERSION): the value is the
+  normalised upstream body, the exact bytes forward POSTs; the relay's fields (id,
+  type, tenant, receive time, whether the timestamp was stamped, the clipId rights
+  learning reads) are record headers. Forward sends the value without parsing it.
+- **v1**: the value is one JSON object holding those fields and the body; the headers
+  repeat id, type and tenant.
+
+Key: the ``clientId`` (one user's events of one type share a partition, hence
+their order).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["DELIVERED_HEADER", "VERSION", "Envelope", "new_event_id"]
+__all__ = [
+    "DELIVERED_HEADER",
+    "VERSION",
+    "VERSIONS",
+    "Envelope",
+    "Sendable",
+    "new_event_id",
+    "read",
+]
 
-VERSION = 1
+VERSION = 1  # what ``Envelope`` encodes unless told (the format every reader knows)
+VERSIONS = (1, 2)
 # On an envelope the relay already delivered upstream (ingest, to learn an appId):
 # forwarders record it and never send it again.
 DELIVERED_HEADER = ("relay-delivered", b"upstream")
+
+ID_HEADER = "relay-event-id"
+TYPE_HEADER = "relay-event-type"
+TENANT_HEADER = "relay-tenant"
+VERSION_HEADER = "relay-envelope-version"
+RECEIVED_AT_HEADER = "relay-received-at"
+STAMPED_HEADER = "relay-timestamp-stamped"
+CLIP_ID_HEADER = "relay-clip-id"
+REPLAY_HEADER = "relay-replayed-from"  # set by relay/dlq_tools.py on a replay
+_V2 = b"2"
+_BOOLEANS = {b"true": True, b"false": False}
 
 
 def new_event_id(now_ms: int) -> str:
@@ -50,37 +78,61 @@ _FIELD_TYPES: dict[str, type] = {
     "body": dict,
 }
 
+Headers = Iterable[tuple[str, bytes]]
+
+
+def _epoch(received_at: str) -> float:
+    return datetime.fromisoformat(received_at).timestamp()
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
+    """One event, parsed whole (ingest builds it; tools read it)."""
+
     id: str
     type: str  # an EventType name
     tenant: str
     received_at: str  # UTC ISO-8601 with Z
     timestamp_stamped: bool
     body: dict[str, Any]
+    version: int = VERSION  # the version ``encode`` and ``headers`` write
 
     @property
     def received_epoch(self) -> float:
         """``received_at`` as seconds since the Unix epoch (ages are measured from it)."""
-        return datetime.fromisoformat(self.received_at).timestamp()
+        return _epoch(self.received_at)
 
     @property
     def key(self) -> bytes:
         return str(self.body["clientId"]).encode()
 
+    @property
+    def clip_id(self) -> int | None:
+        clip_id = self.body.get("clipId")
+        return clip_id if type(clip_id) is int else None
+
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("relay-event-id", self.id.encode()),
-            ("relay-event-type", self.type.encode()),
-            ("relay-tenant", self.tenant.encode()),
-            ("relay-envelope-version", b"1"),
+        headers = [
+            (ID_HEADER, self.id.encode()),
+            (TYPE_HEADER, self.type.encode()),
+            (TENANT_HEADER, self.tenant.encode()),
+            (VERSION_HEADER, str(self.version).encode()),
         ]
+        if self.version == 2:
+            headers.append((RECEIVED_AT_HEADER, self.received_at.encode()))
+            headers.append((STAMPED_HEADER, b"true" if self.timestamp_stamped else b"false"))
+            clip_id = self.clip_id
+            if clip_id is not None:
+                headers.append((CLIP_ID_HEADER, str(clip_id).encode()))
+        return headers
 
     def encode(self) -> bytes:
+        """The record's value: the body alone (v2) or the whole envelope (v1)."""
+        if self.version == 2:
+            return orjson.dumps(self.body)
         return orjson.dumps(
             {
-                "v": VERSION,
+                "v": 1,
                 "id": self.id,
                 "type": self.type,
                 "tenant": self.tenant,
@@ -91,11 +143,29 @@ class Envelope:
         )
 
     @classmethod
-    def decode(cls, value: bytes) -> Envelope:
-        """Raises ``ValueError`` for a value that is not a version-1 envelope."""
+    def decode(cls, value: bytes, headers: Headers = ()) -> Envelope:
+        """The envelope of a record of either version (v2 needs the record's headers).
+        Raises ``ValueError`` for a record that is not a relay envelope."""
+        fields = dict(headers)
+        if fields.get(VERSION_HEADER) == _V2:
+            sendable = _read_v2(value, fields)
+            body = orjson.loads(value)
+            if not isinstance(body, dict):
+                raise ValueError("envelope v2: the value is not a JSON object")
+            return cls(
+                sendable.id,
+                sendable.type,
+                sendable.tenant,
+                sendable.received_at,
+                sendable.timestamp_stamped,
+                body,
+                2,
+            )
         data = orjson.loads(value)
-        if not isinstance(data, dict) or data.get("v") != VERSION:
-            raise ValueError(f"not a version-{VERSION} relay envelope")
+        if not isinstance(data, dict) or data.get("v") != 1:
+            # The message tools print (relay dlq replay): a record with no v2 header is read
+            # as v1, so what it lacks is v1's shape.
+            raise ValueError("not a version-1 relay envelope")
         # Records come from outside this process (another version, another producer):
         # a field of the wrong type is an undecodable record, not a crash further on.
         for name, kind in _FIELD_TYPES.items():
@@ -111,3 +181,67 @@ class Envelope:
             timestamp_stamped=data["timestampStamped"],
             body=data["body"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Sendable:
+    """What forward needs of a record: the relay's fields and the body as sent.
+    ``body`` is bytes: a v2 value as stored, never parsed here."""
+
+    id: str
+    type: str
+    tenant: str
+    received_at: str
+    timestamp_stamped: bool
+    clip_id: int | None
+    body: bytes
+    replayed_from: bytes | None  # the last REPLAY_HEADER, when a replay
+    delivered: bool  # DELIVERED_HEADER: ingest delivered it already
+
+    @property
+    def received_epoch(self) -> float:
+        return _epoch(self.received_at)
+
+
+def read(value: bytes, headers: Headers) -> Sendable:
+    """A record of either version as forward sends it; the body of a v1 record is
+    re-encoded, a v2 one is not looked at. Raises ``ValueError`` for a record that is
+    not a relay envelope (a v2 value is checked by the upstream, not here)."""
+    fields = dict(headers)  # a repeated header: its last value, as replays need
+    if fields.get(VERSION_HEADER) == _V2:
+        return _read_v2(value, fields)
+    envelope = Envelope.decode(value)
+    return Sendable(
+        envelope.id,
+        envelope.type,
+        envelope.tenant,
+        envelope.received_at,
+        envelope.timestamp_stamped,
+        envelope.clip_id,
+        orjson.dumps(envelope.body),
+        fields.get(REPLAY_HEADER),
+        fields.get(DELIVERED_HEADER[0]) == DELIVERED_HEADER[1],
+    )
+
+
+def _read_v2(value: bytes, fields: dict[str, bytes]) -> Sendable:
+    try:
+        clip = fields.get(CLIP_ID_HEADER)
+        return Sendable(
+            fields[ID_HEADER].decode(),
+            fields[TYPE_HEADER].decode(),
+            fields[TENANT_HEADER].decode(),
+            fields[RECEIVED_AT_HEADER].decode(),
+            _BOOLEANS[fields[STAMPED_HEADER]],
+            None if clip is None else int(clip),
+            value,
+            fields.get(REPLAY_HEADER),
+            fields.get(DELIVERED_HEADER[0]) == DELIVERED_HEADER[1],
+        )
+    except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        missing = [name for name in _REQUIRED if name not in fields]
+        why = f"headers missing: {', '.join(missing)}" if missing else f"a header unreadable: {exc}"
+        raise ValueError(f"envelope v2: {why}") from None
+
+
+_REQUIRED = (ID_HEADER, TYPE_HEADER, TENANT_HEADER, RECEIVED_AT_HEADER, STAMPED_HEADER)

@@ -57,9 +57,16 @@ class Budget:
         return self._blocked_until
 
     async def acquire(self) -> float:
-        """Wait for this request's slot; return how long it waited."""
+        """Wait for this request's slot; return how long it waited (exactly 0.0 when
+        the slot was free: the caller then counts nothing)."""
         clock = self._clock
         started = clock.monotonic()
+        if self.rate and started >= self._blocked_until:  # the common case: no wait
+            slot = max(started - CATCH_UP_S, self._next, self._blocked_until)
+            if slot <= started:
+                if self._interval:
+                    self._next = slot + self._interval
+                return 0.0
         while True:
             if not self.rate:  # unknown or nothing: wait for a rate
                 waiter = asyncio.get_running_loop().create_future()

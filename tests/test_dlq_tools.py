@@ -20,7 +20,7 @@ from relay.clock import ManualClock, SystemClock
 from relay.config import ConfigError, Settings
 from relay.dlq import DeadLetter, DeadLetters
 from relay.dlq_triage import Letter, Triage
-from relay.envelope import Envelope, new_event_id
+from relay.envelope import Envelope, new_event_id, read
 from relay.events import BY_NAME
 from relay.facts import FactPublisher, create_facts_topic
 from relay.kafka.options import producer_options
@@ -95,7 +95,7 @@ async def sent_to(settings: Settings, topics: Sequence[str], expected: int) -> l
         records = await read_topics(settings.kafka_bootstrap, topics, expected)
     else:
         records = await read_for(settings.kafka_bootstrap, topics, 3)
-    return sorted(Envelope.decode(record.value).id for record in records)
+    return sorted(Envelope.decode(record.value, record.headers).id for record in records)
 
 
 def refused(result: dlq_tools.Replay) -> dict[tuple[str, str], int]:
@@ -338,3 +338,70 @@ def test_other_reasons_of_a_tenant_removed_since_are_not_replayed(
     assert triage.still_refused(gone) == "tenant 'gamma' no longer configured"
     kept = Letter("expired", "HTTP_503", "", envelope("alpha").encode())
     assert triage.still_refused(kept) is None
+
+
+@pytest.mark.kafka
+async def test_v1_and_v2_letters_on_one_dlq_are_inspected_triaged_and_replayed_alike(
+    dlq_settings: Settings,
+) -> None:
+    """A rollout leaves letters of both envelope versions on the DLQ: a v2 letter's
+    tenant, type and clip come from its headers, and its replay is the stored record
+    (value byte for byte, the envelope headers kept) plus the replay mark."""
+    settings = dlq_settings
+    alpha_topic, beta_topic = settings.topic("play", "alpha"), settings.topic("play", "beta")
+    old, new = envelope("alpha"), dataclasses.replace(envelope("alpha"), version=2)
+    other = dataclasses.replace(envelope("beta"), version=2)
+    denied = dataclasses.replace(envelope("alpha", clip_id=7), version=2)
+    gone = dataclasses.replace(envelope("gamma"), version=2)
+    burials = [
+        (old, "expired", "HTTP_503", alpha_topic),
+        (new, "expired", "HTTP_503", alpha_topic),
+        (other, "retries_exhausted", "timeout", beta_topic),
+        (denied, "permanent", "NO_STREAMING_RIGHTS", alpha_topic),
+        (gone, "unknown_tenant", "gamma", settings.topic("play", "gamma")),
+    ]
+    await create_missing_topics(settings, sorted({settings.dlq_topic, *(b[3] for b in burials)}))
+    producer = KafkaProducer(producer_options(settings), client_id="test-dlq")
+    await producer.start()
+    try:
+        dead_letters = DeadLetters(producer, settings.dlq_topic, ManualClock(), 10.0)
+        for offset, (letter, reason, code, source) in enumerate(burials):
+            await dead_letters.write(
+                DeadLetter(
+                    source,
+                    0,
+                    offset,
+                    b"user-1",
+                    letter.encode(),
+                    letter.headers(),
+                    reason,
+                    code,
+                    1,
+                    None,
+                )
+            )
+    finally:
+        await producer.stop()
+    await tell_rights(settings, "alpha", 7, playable=False)
+
+    inspection = await dlq_tools.inspect(settings, progress=False)
+    assert inspection.by_tenant == {"alpha": 3, "beta": 1, "gamma": 1}
+    assert inspection.by_type == {"play": 5}
+
+    result = await replay(settings)
+    assert result.replayed_by_reason == {"expired": 2, "retries_exhausted": 1}
+    assert refused(result) == {
+        ("permanent", "NO_STREAMING_RIGHTS: the rights facts still deny the clip"): 1,
+        ("unknown_tenant", "tenant 'gamma' still not configured"): 1,
+    }
+    records = await read_topics(settings.kafka_bootstrap, [alpha_topic, beta_topic], 3)
+    by_id = {Envelope.decode(r.value, r.headers).id: r for r in records}
+    assert sorted(by_id) == sorted([old.id, new.id, other.id])
+    for sent in (old, new, other):
+        record = by_id[sent.id]
+        assert record.value == sent.encode()  # v2: the body forward POSTs, untouched
+        headers = dict(record.headers)
+        assert {n: headers[n] for n, _ in sent.headers()} == dict(sent.headers())
+        assert "relay-replayed-from" in headers
+        assert not any(name.startswith("relay-dlq-") for name in headers)
+        assert read(record.value, record.headers).replayed_from == headers["relay-replayed-from"]

@@ -73,8 +73,10 @@ async def produce_backlog(
     bodies: Iterable[tuple[str, dict[str, Any]]],
     partitions: int = 3,
     tenant: str | None = None,
+    version: int = 2,
 ) -> list[str]:
-    """Write one envelope per body to ``<prefix>.<type>`` (``<prefix>.<tenant>.<type>``
+    """Write one envelope (of ``version``: 2 as ingest writes by default, 1 as an
+    older ingest did) per body to ``<prefix>.<type>`` (``<prefix>.<tenant>.<type>``
     for a named tenant); return the event ids."""
     settings = Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, topic_partitions=partitions)
     topics = [settings.topic(event_type.name, tenant) for event_type in EVENT_TYPES]
@@ -97,6 +99,7 @@ async def produce_backlog(
                 "2026-11-26T12:00:00Z",
                 False,
                 body,
+                version,
             )
             ids.append(envelope.id)
             yield Record(

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.clock import Clock
-from relay.envelope import Envelope
+from relay.envelope import read
 from relay.kafka.consumer import TopicPartition
-from relay.kafka.reader import Reader
+from relay.kafka.reader import Reader, Stored
 
 __all__ = ["Backlog", "BacklogProbe"]
 
@@ -97,7 +97,7 @@ class BacklogProbe:
                     for tp, records in batch.items():
                         if tp in waiting and records:
                             waiting.discard(tp)
-                            age = now - _received_epoch(records[0].value, records[0].timestamp_ms)
+                            age = now - _received_epoch(records[0])
                             result[tp] = Backlog(ends[tp] - positions[tp], max(0.0, age))
         except TimeoutError:
             log.warning(
@@ -118,10 +118,10 @@ class BacklogProbe:
             self._assigned = tps
 
 
-def _received_epoch(value: bytes, timestamp_ms: int) -> float:
-    """The envelope's receive time; Kafka's record time for what is not an envelope
-    (it is dead-lettered, but it is still the backlog's head)."""
+def _received_epoch(record: Stored) -> float:
+    """The envelope's receive time (either version); Kafka's record time for what is
+    not an envelope (it is dead-lettered, but it is still the backlog's head)."""
     try:
-        return Envelope.decode(value).received_epoch
+        return read(record.value, record.headers).received_epoch
     except (ValueError, KeyError, TypeError):
-        return timestamp_ms / 1000
+        return record.timestamp_ms / 1000

@@ -24,10 +24,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["REPLAY_HEADER", "SettledIds", "dedupe_key"]
+from relay.envelope import ID_HEADER, REPLAY_HEADER
 
-REPLAY_HEADER = "relay-replayed-from"  # relay.dlq_tools.REPLAYED_HEADER
-_ID_HEADER = "relay-event-id"
+__all__ = ["REPLAY_HEADER", "SettledIds", "dedupe_key", "key_of"]
+
+
+def key_of(event_id: bytes, replayed_from: bytes | None) -> bytes:
+    """The key of an event id, of a replay generation when ``replayed_from`` is set."""
+    return event_id + b"\x00" + replayed_from if replayed_from else event_id
 
 
 def dedupe_key(event_id: bytes | None, headers: tuple[tuple[str, bytes], ...]) -> bytes | None:
@@ -37,11 +41,11 @@ def dedupe_key(event_id: bytes | None, headers: tuple[tuple[str, bytes], ...]) -
     for name, value in headers:
         if name == REPLAY_HEADER:
             replay = value  # the last one: a replay of a replay carries both
-        elif event_id is None and name == _ID_HEADER:
+        elif event_id is None and name == ID_HEADER:
             event_id = value
     if event_id is None:
         return None
-    return event_id + b"\x00" + replay if replay else event_id
+    return key_of(event_id, replay)
 
 
 class SettledIds:

@@ -25,16 +25,15 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-import orjson
 from prometheus_client import Counter
 
 from relay.clock import Clock, Timer
 from relay.concurrency import AdaptiveConcurrency
 from relay.dlq import DeadLetter, DeadLetters
-from relay.envelope import DELIVERED_HEADER, Envelope
+from relay.envelope import Sendable, read
 from relay.events import BY_NAME
 from relay.forward import decide as rules
-from relay.forward.dedupe import SettledIds, dedupe_key
+from relay.forward.dedupe import SettledIds, key_of
 from relay.forward.letters import LetterWriter
 from relay.forward.model import (
     Event,
@@ -59,6 +58,8 @@ log = logging.getLogger("relay.forward")
 DELIVERED = rules.Done()  # the common case, decided once (tests/forward/test_decide.py)
 
 UNEXPECTED = "unexpected_error"  # the retry reason of an exception below deliver()
+
+_PATHS = {name: event_type.path for name, event_type in BY_NAME.items()}
 
 
 class Dispatcher:
@@ -97,7 +98,7 @@ class Dispatcher:
         self.settled_total = 0  # events settled since start: the commit loop reads it
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
         # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
-        self.observer: Callable[[str, Envelope, Outcome], None] | None = None
+        self.observer: Callable[[str, Sendable, Outcome], None] | None = None
         self.settled = asyncio.Event()  # set whenever an event settles: room, or drained
         for tenant in tenants.values():
             for event_type in BY_NAME:
@@ -182,9 +183,9 @@ class Dispatcher:
         partition.offsets.take(incoming.offset)
         self._hold(partition, 1)
         try:
-            envelope = Envelope.decode(incoming.value)
-            path = BY_NAME[envelope.type].path
-            body = orjson.dumps(envelope.body)
+            # v2: headers only, the body is sent as stored; v1: decoded and re-encoded.
+            envelope = read(incoming.value, incoming.headers)
+            path = _PATHS[envelope.type]
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("undecodable record", extra={"topic": partition.topic, "error": str(exc)})
             self._undeliverable(Unhandled(partition, incoming, "undecodable", "UNDECODABLE"))
@@ -198,8 +199,8 @@ class Dispatcher:
             # other credential while its room and pause are this tenant's.
             self._undeliverable(Unhandled(partition, incoming, "undecodable", "TENANT_MISMATCH"))
             return
-        key = dedupe_key(envelope.id.encode(), incoming.headers)
-        if DELIVERED_HEADER in incoming.headers:  # ingest delivered it to learn the appId
+        key = key_of(envelope.id.encode(), envelope.replayed_from)
+        if envelope.delivered:  # ingest delivered it to learn the appId
             self._metrics.deliveries.labels(
                 envelope.tenant, envelope.type, "already_delivered"
             ).inc()
@@ -208,7 +209,7 @@ class Dispatcher:
             return
         if self._duplicate(key, envelope, partition, incoming):
             return
-        event = Event(partition, incoming, envelope, path, body, received_epoch(envelope))
+        event = Event(partition, incoming, envelope, path, key)
         queue_key = (partition, incoming.key)
         queue = self._keys.get(queue_key)
         if queue is not None:
@@ -306,7 +307,9 @@ class Dispatcher:
             started = clock.monotonic()
             outcome: Outcome = Retry(UNEXPECTED)
             try:
-                outcome = await tenant.client.deliver(event.path, event.body, event.envelope.id)
+                outcome = await tenant.client.deliver(
+                    event.path, event.envelope.body, event.envelope.id
+                )
             except Exception:  # a bug below deliver(): retry the event, keep the sender
                 log.exception("unexpected error delivering", extra={"id": event.envelope.id})
             finally:
@@ -318,8 +321,10 @@ class Dispatcher:
                 self.settled.set()
             latency.observe(rtt)
             answers[_answer_class(outcome)].inc()
-            if isinstance(outcome, Delivered) and event.received_epoch is not None:
-                age.observe(clock.wall() - event.received_epoch)
+            if isinstance(outcome, Delivered):
+                received = received_epoch(event.envelope)
+                if received is not None:
+                    age.observe(clock.wall() - received)
             was_probe, event.probe = event.probe, False
             if was_probe:
                 tenant.pause.probe_out = False
@@ -400,7 +405,7 @@ class Dispatcher:
     def _count_answer(
         self,
         tenant: Tenant,
-        envelope: Envelope,
+        envelope: Sendable,
         outcome: Outcome,
         deliveries: Mapping[str, Counter],
     ) -> None:
@@ -491,16 +496,13 @@ class Dispatcher:
         partition = event.partition
         if partition.revoked:
             return
-        self._remember(dedupe_key(event.envelope.id.encode(), event.incoming.headers))
+        self._remember(event.dedupe)
         queue_key = (partition, event.incoming.key)
         queue = self._keys.get(queue_key)
         if queue:
             queue.popleft()
             while queue and self._duplicate(
-                dedupe_key(queue[0].envelope.id.encode(), queue[0].incoming.headers),
-                queue[0].envelope,
-                partition,
-                queue[0].incoming,
+                queue[0].dedupe, queue[0].envelope, partition, queue[0].incoming
             ):
                 queue.popleft()
             if queue:
@@ -509,16 +511,15 @@ class Dispatcher:
                 del self._keys[queue_key]
         self._settle_offset(partition, event.incoming.offset)
 
-    def _remember(self, key: bytes | None) -> None:
-        if key is not None:
-            now = self._clock.wall()
-            self.settled_ids.add(key, now, now)
+    def _remember(self, key: bytes) -> None:
+        now = self._clock.wall()
+        self.settled_ids.add(key, now, now)
 
     def _duplicate(
-        self, key: bytes | None, envelope: Envelope, partition: Partition, incoming: Fetched
+        self, key: bytes, envelope: Sendable, partition: Partition, incoming: Fetched
     ) -> bool:
         """Skip (count and settle) a record whose key settled within the window."""
-        if key is None or not self.settled_ids.seen(key, self._clock.wall()):
+        if not self.settled_ids.seen(key, self._clock.wall()):
             return False
         self._metrics.duplicates_skipped.labels(envelope.tenant, envelope.type).inc()
         self._settle_offset(partition, incoming.offset)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from relay.clock import Clock
-from relay.envelope import Envelope
+from relay.envelope import Envelope, Sendable
 from relay.events import BY_NAME, Answer
 from relay.facts import FactPublisher, Facts
 from relay.ratelimit import Budget
@@ -56,11 +56,12 @@ class Learner:
         self._app_ids_told: set[str] = set()
         self._pending: set[asyncio.Task[None]] = set()
 
-    def observe(self, tenant: str, envelope: Envelope, outcome: Outcome) -> None:
-        """Called for every upstream outcome; never blocks (publishing runs aside)."""
+    def observe(self, tenant: str, envelope: Sendable | Envelope, outcome: Outcome) -> None:
+        """Called for every upstream outcome; never blocks (publishing runs aside).
+        Reads the event's type and clipId only (v2: headers, the body is not parsed)."""
         event_type = BY_NAME[envelope.type]
         if event_type.rights_checked:
-            clip_id = envelope.body.get("clipId")
+            clip_id = envelope.clip_id
             if isinstance(outcome, Delivered) and isinstance(clip_id, int):
                 recent = self._recent.setdefault(tenant, OrderedDict())
                 recent[clip_id] = None

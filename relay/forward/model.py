@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from relay.concurrency import AdaptiveConcurrency
 from relay.dlq import DeadLetterGuard
-from relay.envelope import Envelope
+from relay.envelope import Sendable
 from relay.forward.credential import Credential
 from relay.forward.offsets import PartitionOffsets
 from relay.forward.pause import Pause
@@ -51,10 +51,9 @@ class Partition:
 class Event:
     partition: Partition
     incoming: Fetched
-    envelope: Envelope
+    envelope: Sendable  # the relay's fields, and the body as it is sent
     path: str
-    body: bytes
-    received_epoch: float | None  # for the event's age at delivery, when readable
+    dedupe: bytes  # its key in the dedupe window (relay.forward.dedupe.key_of)
     attempts: int = 0
     last_failed: float | None = None  # monotonic, at its last failed attempt
     stuck_s: float = 0.0  # failing time while its credential was otherwise healthy
@@ -108,7 +107,7 @@ class Tenant:
         return self.pause.reason
 
 
-def received_epoch(envelope: Envelope) -> float | None:
+def received_epoch(envelope: Sendable) -> float | None:
     """Best effort: an unreadable receive time costs the age metric, not the event."""
     try:
         return envelope.received_epoch

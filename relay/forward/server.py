@@ -14,6 +14,7 @@ state can be scraped during the drain.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import signal
@@ -253,6 +254,11 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
                         "metrics": f"http://{settings.forward_host}:{settings.forward_port}/metrics",
                     },
                 )
+                # What start-up made (modules, settings, clients) lives as long as the
+                # process: frozen, the collector stops scanning it on every full
+                # collection, which a draining worker (a window of held events, much
+                # garbage per request) triggers several times a second.
+                gc.freeze()
                 await forwarder.worker.run(stop)
         finally:
             stop_facts.set()

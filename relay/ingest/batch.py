@@ -328,6 +328,7 @@ class BatchHandler:
             received_at=received_at,
             timestamp_stamped=item.timestamp_stamped,
             body=item.body,
+            version=self._settings.envelope_version,
         )
 
     async def _app_starts(

@@ -232,6 +232,7 @@ class EventHandler:
             received_at=received_text,
             timestamp_stamped=event.timestamp_stamped,
             body=event.body,
+            version=settings.envelope_version,
         )
         app_answer: bytes | None = None
         if self._type.answer is Answer.APP_ID:

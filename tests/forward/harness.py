@@ -58,8 +58,11 @@ class Harness:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     partition: Partition = field(default_factory=lambda: Partition("t.play", 0, "default", "play"))
     next_offset: int = 0
+    version: int = 1  # the envelope version submit writes (the fixture runs both)
 
-    def submit(self, key: str, number: int, received_at: str = RECEIVED_AT) -> str:
+    def submit(
+        self, key: str, number: int, received_at: str = RECEIVED_AT, version: int | None = None
+    ) -> str:
         event_id = new_event_id(1_795_000_000_000 + self.next_offset)
         envelope = Envelope(
             event_id,
@@ -68,6 +71,7 @@ class Harness:
             received_at,
             False,
             {"clientId": key, "clipId": number, "method": "Stream"},
+            self.version if version is None else version,
         )
         self.dispatcher.submit(
             self.partition,
@@ -93,10 +97,11 @@ def sample(harness: Harness, name: str, **labels: str) -> float | None:
     return harness.registry.get_sample_value(name, {**PLAY, **labels})
 
 
-@pytest.fixture
-async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
+@pytest.fixture(params=[1, 2], ids=["envelope-v1", "envelope-v2"])
+async def make_harness(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Harness]]:
     """Harnesses on a virtual clock that a driver task moves from timer to timer, so
-    retries, probes and budgets take no real time."""
+    retries, probes and budgets take no real time; every test runs on records of
+    either envelope version (forward reads both during a rollout)."""
     harnesses: list[Harness] = []
     drivers: list[asyncio.Task[None]] = []
 
@@ -134,6 +139,7 @@ async def make_harness() -> AsyncIterator[Callable[..., Harness]]:
         )
         dispatcher.start()
         harness = Harness(dispatcher, upstream, dlq, tenant, clock, registry)
+        harness.version = request.param
         harnesses.append(harness)
         return harness
 

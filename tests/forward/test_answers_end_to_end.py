@@ -92,4 +92,4 @@ async def test_the_app_id_is_learned_without_a_duplicate_app_start(stack: Stack)
     assert len(app_starts) == 20
     assert ledger["duplicates"] == 0
     records = await read_topics(stack.bootstrap, [f"{stack.prefix}.app-start"], 20)
-    assert {Envelope.decode(r.value).id for r in records} == ids
+    assert {Envelope.decode(r.value, r.headers).id for r in records} == ids

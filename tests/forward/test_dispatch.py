@@ -81,7 +81,10 @@ async def test_permanent_answers_are_dead_lettered_with_the_reason(
     assert letters[0]["relay-dlq-last-status"] == b"400"
     assert letters[0]["relay-dlq-source-topic"] == b"t.play"
     assert letters[0]["relay-dlq-source-offset"] == b"1"
-    assert Envelope.decode(harness.dlq.records[DLQ][0].value).id == refused  # value unchanged
+    assert (
+        Envelope.decode(harness.dlq.records[DLQ][0].value, harness.dlq.records[DLQ][0].headers).id
+        == refused
+    )  # value unchanged
     assert len(harness.upstream.delivered) == 2
 
 

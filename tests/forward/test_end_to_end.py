@@ -40,7 +40,9 @@ async def test_all_seven_types_reach_the_upstream_normalised(stack: Stack) -> No
     ledger = await stack.wait_ledger(set(ids), bound=60)
     by_key = {entry["idempotencyKey"]: entry for entry in ledger["entries"]}
     envelopes = {
-        Envelope.decode(record.value).id: Envelope.decode(record.value)
+        Envelope.decode(record.value, record.headers).id: Envelope.decode(
+            record.value, record.headers
+        )
         for record in await read_topics(
             stack.bootstrap, [f"{stack.prefix}.{e.name}" for e in EVENT_TYPES], 7
         )
@@ -160,7 +162,7 @@ async def test_validation_errors_are_dead_lettered_not_retried(stack: Stack) -> 
     plays = await stack.post_events(ingest, example_bodies(20, ["play"]))
     await stack.wait_ledger(set(plays), bound=60)
     letters = await dead_letters(stack, 5)
-    assert {Envelope.decode(record.value).id for record in letters} == set(adds)
+    assert {Envelope.decode(record.value, record.headers).id for record in letters} == set(adds)
     for record in letters:
         headers = dict(record.headers)
         assert headers["relay-dlq-reason"] == b"permanent"

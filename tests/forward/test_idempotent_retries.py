@@ -102,7 +102,7 @@ async def test_three_retries_across_a_late_write_two_replicas_and_a_kill9_are_de
 
     async def records() -> list[Envelope]:
         read = await read_for(stack.bootstrap, [f"{stack.prefix}.add"], 2)
-        envelopes = [Envelope.decode(record.value) for record in read]
+        envelopes = [Envelope.decode(record.value, record.headers) for record in read]
         return [e for e in envelopes if e.body["clientId"] == body["clientId"]]
 
     landed = await until(lambda: on_kafka(1), 60)

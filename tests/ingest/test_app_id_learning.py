@@ -68,7 +68,7 @@ async def test_a_retry_after_a_slow_learning_gets_the_learned_answer_not_a_secon
     records = memory_producer.records["relay.app-start"]
     assert len(records) == 1  # the delivered event, recorded once, marked delivered
     assert DELIVERED_HEADER in records[0].headers
-    assert Envelope.decode(records[0].value).id == first["idempotencyKey"]
+    assert Envelope.decode(records[0].value, records[0].headers).id == first["idempotencyKey"]
 
 
 async def test_an_answer_without_an_app_id_is_relayed_and_its_retries_not_delivered_again(

@@ -152,7 +152,7 @@ async def test_a_retry_at_another_ingest_gets_the_first_answer_not_a_second_deli
     topic = shared.topic("app-start")
     records = await read_for(shared.kafka_bootstrap, [topic], 2.0)
     assert len(records) == 1  # A's delivered event alone: nothing written for the retries
-    assert Envelope.decode(records[0].value).id == first["idempotencyKey"]
+    assert Envelope.decode(records[0].value, records[0].headers).id == first["idempotencyKey"]
     assert DELIVERED_HEADER in list(records[0].headers)
     assert len(await ledger(sandbox)) == 1
     # Another client's start at B is an event of its own, for forward to deliver.
@@ -185,7 +185,7 @@ async def test_an_answer_without_an_app_id_is_shared_and_a_retry_at_another_inge
     assert len(await ledger(sandbox)) == 1
 
     records = await read_for(shared.kafka_bootstrap, [shared.topic("app-start")], 2.0)
-    by_id = {Envelope.decode(record.value).id: record for record in records}
+    by_id = {Envelope.decode(record.value, record.headers).id: record for record in records}
     assert len(records) == 2
     assert set(by_id) == {first["idempotencyKey"], other}
     assert DELIVERED_HEADER in list(by_id[first["idempotencyKey"]].headers)

@@ -46,7 +46,7 @@ async def batch(client: Client, events: list[Any], **kwargs: Any) -> tuple[int, 
 
 
 def ids_on(producer: MemoryProducer) -> list[str]:
-    return [Envelope.decode(record.value).id for record in written(producer)]
+    return [Envelope.decode(record.value, record.headers).id for record in written(producer)]
 
 
 async def test_each_item_is_answered_in_order_and_only_the_accepted_are_written(
@@ -76,7 +76,7 @@ async def test_each_item_is_answered_in_order_and_only_the_accepted_are_written(
     for event_type in EVENT_TYPES:  # each on its own type's topic, keyed by clientId
         (record,) = memory_producer.records[settings.topic(event_type.name)]
         assert record.key == VALID[event_type.name]["clientId"].encode()
-        assert Envelope.decode(record.value).type == event_type.name
+        assert Envelope.decode(record.value, record.headers).type == event_type.name
 
 
 @pytest.mark.parametrize(
@@ -265,7 +265,7 @@ class PartlyDown(MemoryProducer):
         self.down_from = down_from
 
     async def send(self, record: Record, ack_timeout: float) -> None:
-        if Envelope.decode(record.value).body.get("clipId", 0) >= self.down_from:
+        if Envelope.decode(record.value, record.headers).body.get("clipId", 0) >= self.down_from:
             raise KafkaUnavailable("Kafka did not acknowledge within 2.0s")
         await super().send(record, ack_timeout)
 

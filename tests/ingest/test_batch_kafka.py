@@ -62,7 +62,7 @@ async def test_results_are_on_kafka_and_each_clients_items_keep_their_order(
     records = await read_topics(
         kafka_settings.kafka_bootstrap, [kafka_settings.topic("play")], 2000
     )
-    envelopes = [Envelope.decode(record.value) for record in records]
+    envelopes = [Envelope.decode(record.value, record.headers) for record in records]
     assert sorted(envelope.id for envelope in envelopes) == sorted(ids)
     clips: dict[str, list[int]] = {}
     partitions: dict[bytes, set[int]] = {}
@@ -116,4 +116,4 @@ async def test_a_batch_while_the_broker_is_down_is_503_then_taken_once_it_is_bac
                 assert response.status == 503
                 await asyncio.sleep(0.2)
     records = await read_topics(settings.kafka_bootstrap, [settings.topic("play")], 40)
-    assert set(accepted) <= {Envelope.decode(record.value).id for record in records}
+    assert set(accepted) <= {Envelope.decode(record.value, record.headers).id for record in records}

@@ -109,7 +109,11 @@ async def test_whatever_the_door_accepts_the_sandbox_accepts(
         response = await door.post(event_type.path, data=orjson.dumps(body), headers=JSON)
         raw = await response.read()
         records = memory_producer.records[settings.topic(event_type.name)]
-        delivered = Envelope.decode(records[-1].value).body if len(records) > before else None
+        delivered = (
+            Envelope.decode(records[-1].value, records[-1].headers).body
+            if len(records) > before
+            else None
+        )
         return response.status, raw, delivered
 
     async def at_sandbox(event_type: EventType, body: dict[str, Any]) -> tuple[int, bytes]:

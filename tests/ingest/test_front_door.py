@@ -53,7 +53,7 @@ async def test_each_event_is_written_once_then_answered(
     records = memory_producer.records[settings.topic(event_type.name)]
     assert len(records) == 1
     assert len(written(memory_producer)) == 1
-    envelope = Envelope.decode(records[0].value)
+    envelope = Envelope.decode(records[0].value, records[0].headers)
     assert envelope.id == event_id
     assert envelope.type == event_type.name
     assert envelope.tenant == "default"
@@ -70,7 +70,10 @@ async def test_the_body_on_kafka_is_normalised_and_stamped(
         {"clientId": "abcdefgh", "clipId": "9", "method": "sync", "preview": "true"},
     )
     assert status == 204
-    envelope = Envelope.decode(memory_producer.records[settings.topic("play")][0].value)
+    envelope = Envelope.decode(
+        memory_producer.records[settings.topic("play")][0].value,
+        memory_producer.records[settings.topic("play")][0].headers,
+    )
     assert envelope.body == {
         "clientId": "abcdefgh",
         "clipId": 9,
@@ -218,7 +221,10 @@ async def test_unknown_fields_are_dropped_and_counted(
 ) -> None:
     status, _ = await post(client, "/play", {**VALID["play"], "color": "red", "size": 3})
     assert status == 204
-    envelope = Envelope.decode(memory_producer.records[settings.topic("play")][0].value)
+    envelope = Envelope.decode(
+        memory_producer.records[settings.topic("play")][0].value,
+        memory_producer.records[settings.topic("play")][0].headers,
+    )
     assert "color" not in envelope.body
     assert (
         registry.get_sample_value("relay_ingest_unknown_fields_dropped_total", {"type": "play"})

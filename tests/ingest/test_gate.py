@@ -109,8 +109,8 @@ async def test_each_key_writes_as_its_own_tenant(
     client, producer = gated
     assert (await play(client, {"Authorization": f"Bearer {keys['a']}"}))[0] == 204
     assert (await play(client, {"X-Relay-Key": keys["b"]}))[0] == 204
-    alpha = [Envelope.decode(r.value).tenant for r in producer.records["g.alpha.play"]]
-    beta = [Envelope.decode(r.value).tenant for r in producer.records["g.beta.play"]]
+    alpha = [Envelope.decode(r.value, r.headers).tenant for r in producer.records["g.alpha.play"]]
+    beta = [Envelope.decode(r.value, r.headers).tenant for r in producer.records["g.beta.play"]]
     assert (alpha, beta) == (["alpha"], ["beta"])
 
 

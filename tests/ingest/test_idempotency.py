@@ -53,7 +53,10 @@ async def test_a_retry_gets_the_same_answer_and_is_not_written_again(
     assert first[0] == again[0] == 204
     assert first[2] == again[2] != ""
     assert len(written(memory_producer)) == 1
-    assert Envelope.decode(written(memory_producer)[0].value).id == first[2]
+    assert (
+        Envelope.decode(written(memory_producer)[0].value, written(memory_producer)[0].headers).id
+        == first[2]
+    )
 
 
 async def test_the_id_is_derived_from_tenant_type_client_and_key(

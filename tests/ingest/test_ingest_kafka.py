@@ -41,17 +41,16 @@ async def test_each_endpoint_writes_one_envelope_to_its_topic(
         topic = kafka_settings.topic(event_type.name)
         records = await read_topics(kafka_settings.kafka_bootstrap, [topic], 1)
         assert len(records) == 1, topic
-        envelope = Envelope.decode(records[0].value)
+        envelope = Envelope.decode(records[0].value, records[0].headers)
         assert envelope.id == answered[event_type.name]
         assert records[0].key == f"client-of-{event_type.name}".encode()
         assert dict(records[0].headers)["relay-event-type"] == event_type.name.encode()
         assert envelope.body["clientId"] == f"client-of-{event_type.name}"
         assert "timestamp" in envelope.body
-    play = Envelope.decode(
-        (await read_topics(kafka_settings.kafka_bootstrap, [kafka_settings.topic("play")], 1))[
-            0
-        ].value
-    )
+    play_record = (
+        await read_topics(kafka_settings.kafka_bootstrap, [kafka_settings.topic("play")], 1)
+    )[0]
+    play = Envelope.decode(play_record.value, play_record.headers)
     assert play.body["clipId"] == 123
     assert play.body["preview"] is False
 
@@ -74,7 +73,7 @@ async def test_two_thousand_concurrent_requests_all_land_once(
     records = await read_topics(
         kafka_settings.kafka_bootstrap, [kafka_settings.topic("play")], 2000
     )
-    on_kafka = [Envelope.decode(record.value).id for record in records]
+    on_kafka = [Envelope.decode(record.value, record.headers).id for record in records]
     assert len(on_kafka) == 2000
     assert set(on_kafka) == set(ids)
     # one user's plays stay in the order they were accepted: same key, same partition
@@ -135,5 +134,5 @@ async def test_broker_down_means_503_within_the_bound_and_recovery_without_resta
                 assert response.status == 503
                 await asyncio.sleep(0.2)
     records = await read_topics(settings.kafka_bootstrap, [settings.topic("play")], 6)
-    on_kafka = {Envelope.decode(record.value).id for record in records}
+    on_kafka = {Envelope.decode(record.value, record.headers).id for record in records}
     assert set(accepted) <= on_kafka

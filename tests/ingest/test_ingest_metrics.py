@@ -96,7 +96,9 @@ async def test_stamped_timestamps_are_counted_by_reason_at_the_edges(
         )
         == 0
     )  # every child exists from the start
-    written = [Envelope.decode(r.value) for r in memory_producer.records[settings.topic("play")]]
+    written = [
+        Envelope.decode(r.value, r.headers) for r in memory_producer.records[settings.topic("play")]
+    ]
     expected = [*sent.values(), "missing", "missing"]
     assert [e.timestamp_stamped for e in written] == [reason is not None for reason in expected]
     assert [e.body["timestamp"] for e in written if e.timestamp_stamped] == [

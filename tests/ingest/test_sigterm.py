@@ -71,7 +71,7 @@ async def test_sigterm_under_load_loses_no_accepted_event(
         records = await read_topics(
             kafka_settings.kafka_bootstrap, [kafka_settings.topic("play")], len(accepted)
         )
-        on_kafka = {Envelope.decode(record.value).id for record in records}
+        on_kafka = {Envelope.decode(record.value, record.headers).id for record in records}
         missing = set(accepted) - on_kafka
         assert not missing, f"{len(missing)} events answered 204 are not on Kafka"
         report(f"ingest SIGTERM under load: {len(accepted)} accepted, {refused} refused, 0 lost")
