@@ -83,13 +83,15 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-async def _ingest_server(ctx: Context, prefix: str, *, keyed: bool = False, **env: str) -> Proc:
+async def _ingest_server(
+    ctx: Context, prefix: str, *, keyed: bool = False, name: str = "ingest", **env: str
+) -> Proc:
     """One `relay ingest`; ``keyed``: with bench/tenants.toml (requests need its key)."""
     port = ctx.port()
     if keyed:
         env["RELAY_TENANTS_FILE"] = str(BENCH_TENANTS)
     return await start(
-        "ingest",
+        name,
         ["relay", "ingest"],
         url=f"http://127.0.0.1:{port}",
         env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port), **env),
@@ -242,13 +244,13 @@ async def naive(ctx: Context) -> dict[str, Any]:
     return {"figures": figures, "rounds": all_rounds}
 
 
-async def _sandbox(ctx: Context, latency_ms: float = 0.0) -> Proc:
+async def _sandbox(ctx: Context, latency_ms: float = 0.0, **env: str) -> Proc:
     port = ctx.port()
     proc = await start(
         "sandbox",
         ["relay", "sandbox"],
         url=f"http://127.0.0.1:{port}",
-        env={"RELAY_SANDBOX_PORT": str(port), "RELAY_LOG_LEVEL": "WARNING"},
+        env={"RELAY_SANDBOX_PORT": str(port), "RELAY_LOG_LEVEL": "WARNING", **env},
         core=LOAD_CORE,
     )
     if latency_ms:

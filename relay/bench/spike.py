@@ -28,7 +28,7 @@ import aiohttp
 import orjson
 
 from relay.bench.backlog import example_bodies
-from relay.bench.procs import LOAD_CORE, ROOT, SERVER_CORE, Proc, pinned, rss_mb, start, wrk
+from relay.bench.procs import LOAD_CORE, ROOT, Proc, pinned, rss_mb, wrk
 from relay.bench.timeline import (
     Answer,
     Delivery,
@@ -313,49 +313,30 @@ class _CpuSample:
 
 
 async def _sandbox(ctx: Context, ledger_file: Path) -> Proc:
-    port = ctx.port()
-    return await start(
-        "sandbox",
-        ["relay", "sandbox"],
-        url=f"http://127.0.0.1:{port}",
-        env={
-            "RELAY_SANDBOX_PORT": str(port),
-            "RELAY_LOG_LEVEL": "WARNING",
-            "RELAY_SANDBOX_LEDGER_FILE": str(ledger_file),
-        },
-        core=LOAD_CORE,
-    )
+    from relay.bench.scenarios import _sandbox as sandbox
+
+    return await sandbox(ctx, RELAY_SANDBOX_LEDGER_FILE=str(ledger_file))
 
 
 # Ingest makes no upstream calls of its own here (/play with the default rights policy
 # asks nothing), so forward is told to keep none of the budget for it: the drain is
-# then measured against the whole 500/s.
-_NO_INGEST_CALLS = {"RELAY_INGEST_UPSTREAM_RPS": "0"}
+# then measured against the whole 500/s (RELAY_INGEST_UPSTREAM_RPS=0 on both).
 
 
 async def _forward(ctx: Context, prefix: str, sandbox: Proc) -> Proc:
-    port = ctx.port()
-    return await start(
-        "forward",
-        ["relay", "forward"],
-        url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(
-            prefix,
-            RELAY_FORWARD_PORT=str(port),
-            RELAY_UPSTREAM_URL=sandbox.url,
-            RELAY_UPSTREAM_BUDGET_RPS=f"{BUDGET_RPS:g}",
-            **_NO_INGEST_CALLS,
-        ),
+    from relay.bench.scenarios import _forward_worker
+
+    return await _forward_worker(
+        ctx,
+        prefix,
+        sandbox,
         core=None,  # as in e2e: forward shares both cores with the broker
+        RELAY_UPSTREAM_BUDGET_RPS=f"{BUDGET_RPS:g}",
+        RELAY_INGEST_UPSTREAM_RPS="0",
     )
 
 
 async def _ingest(ctx: Context, prefix: str, name: str = "ingest") -> Proc:
-    port = ctx.port()
-    return await start(
-        name,
-        ["relay", "ingest"],
-        url=f"http://127.0.0.1:{port}",
-        env=ctx.relay_env(prefix, RELAY_INGEST_PORT=str(port), **_NO_INGEST_CALLS),
-        core=SERVER_CORE,
-    )
+    from relay.bench.scenarios import _ingest_server
+
+    return await _ingest_server(ctx, prefix, name=name, RELAY_INGEST_UPSTREAM_RPS="0")

@@ -64,7 +64,7 @@ class Answers:
 
     def known_refusal(self, tenant: Tenant, body: Mapping[str, Any]) -> web.Response | bool:
         """The answer for a /play that must not go on; True when it may; False when the
-        clip is unknown and the upstream must be asked first (``rights_refusal``).
+        clip is unknown and the upstream must be asked first (``check_unknown``).
         Synchronous: the common case costs a dict lookup, not a coroutine."""
         clip_id = int(body["clipId"])
         rights = self._facts.rights(tenant.name, clip_id)
@@ -79,14 +79,10 @@ class Answers:
         self._refusals.labels("known").inc()
         return _no_rights(rights.message or f"clip {clip_id} has no streaming rights")
 
-    async def rights_refusal(self, tenant: Tenant, body: Mapping[str, Any]) -> web.Response | None:
-        """The answer for a /play that must not go on, or None when it may."""
-        known = self.known_refusal(tenant, body)
-        if known is False:
-            return await self._check_unknown(tenant, int(body["clipId"]))
-        return known if isinstance(known, web.Response) else None
-
-    async def _check_unknown(self, tenant: Tenant, clip_id: int) -> web.Response | None:
+    async def check_unknown(self, tenant: Tenant, body: Mapping[str, Any]) -> web.Response | None:
+        """For a /play whose clip ``known_refusal`` found unknown (False): ask the
+        upstream (batched); the answer for a play that must not go on, or None."""
+        clip_id = int(body["clipId"])
         checks = self._checks.get(tenant.name)
         rights = await checks.check(clip_id) if checks is not None else None
         if rights is None:

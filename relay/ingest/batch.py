@@ -286,7 +286,7 @@ class BatchHandler:
             else:
                 results[item.index] = _from_response(known)
         checked = await asyncio.gather(
-            *(self._answers.rights_refusal(tenant, item.body) for item in unknown)
+            *(self._answers.check_unknown(tenant, item.body) for item in unknown)
         )
         for item, refusal in zip(unknown, checked, strict=True):
             if refusal is None:
@@ -306,14 +306,14 @@ class BatchHandler:
     ) -> None:
         """The item's envelope, or its result when its key answers for it."""
         type_name = item.event_type.name
-        id_ = new_event_id(int(wall * 1000))
-        if item.key is not None:
+        if item.key is None:
+            id_ = new_event_id(int(wall * 1000))
+        else:
             claim = self._idempotency.claim(tenant.name, type_name, item.key, digest(item.sent))
             if isinstance(claim, Conflict):
                 results[item.index] = _failure(
                     "INVALID_PARAMETERS",
-                    f"this {ITEM_KEY} came with another body within the last "
-                    f"{claim.window_s:g}s; send a new key for a new event",
+                    claim.message(ITEM_KEY),
                     ITEM_KEY,
                 )
                 return

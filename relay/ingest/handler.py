@@ -204,22 +204,22 @@ class EventHandler:
         if self._type.rights_checked:
             known = self._answers.known_refusal(tenant, event.body)
             if known is False:
-                refusal = await self._answers.rights_refusal(tenant, event.body)
+                refusal = await self._answers.check_unknown(tenant, event.body)
                 if refusal is not None:
                     return refusal
             elif isinstance(known, web.Response):
                 return known
 
         # Claimed only here: a request refused above (rights included) claims no key.
-        event_id_ = new_event_id(int(wall * 1000))
-        if key is not None:
+        if key is None:
+            event_id_ = new_event_id(int(wall * 1000))
+        else:
             claim = self._idempotency.claim(tenant.name, self._type.name, key, digest(body))
             if isinstance(claim, Conflict):
                 return failure_response(
                     409,
                     "INVALID_PARAMETERS",
-                    f"this {IDEMPOTENCY_KEY} came with another body within the last "
-                    f"{claim.window_s:g}s; send a new key for a new event",
+                    claim.message(IDEMPOTENCY_KEY),
                     field=IDEMPOTENCY_KEY,
                 )
             if claim is not None:  # acknowledged before: the same answer, nothing written

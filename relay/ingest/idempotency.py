@@ -113,6 +113,14 @@ class Conflict:
 
     window_s: float
 
+    def message(self, field: str) -> str:
+        """What the client is told (a 409, or a /batch item's result); ``field``
+        names where the key came (the header, or the item's field)."""
+        return (
+            f"this {field} came with another body within the last {self.window_s:g}s; "
+            "send a new key for a new event"
+        )
+
 
 @dataclass(slots=True)
 class _Entry:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.errors import KafkaUnavailable
 from relay.facts import AppStart, FactPublisher, Facts
 from relay.failures import failure_response
+from relay.ingest.idempotency import digest
 from relay.ingest.upstream_budget import UpstreamRate
 from relay.kafka.producer import Producer, Record
 from relay.metrics import IngestMetrics
@@ -77,7 +77,7 @@ def fingerprint(envelope: Envelope) -> str:
     body: dict[str, Any] = dict(envelope.body)
     if envelope.timestamp_stamped:
         body.pop("timestamp", None)
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest(body).hex()
 
 
 class AppIdLearner:
