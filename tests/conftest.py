@@ -12,6 +12,7 @@ from relay.clock import ManualClock
 from relay.config import Settings
 from relay.sandbox import Credential, SandboxState, make_sandbox_app
 from tests.brokers import ROOT, Broker
+from tests.stack import Stack
 
 TEST_KAFKA_PORT = int(os.environ.get("RELAY_TEST_KAFKA_PORT", "19092"))
 
@@ -31,6 +32,17 @@ def kafka() -> Iterator[Broker]:
     finally:
         broker.down()
         broker.wipe()
+
+
+@pytest.fixture
+async def stack(kafka: Broker, prefix: str) -> AsyncIterator[Stack]:
+    """No relay process yet: tests start those they need (a sandbox, ingest, forward),
+    each stopped when the test ends. Some folders start a sandbox in their own."""
+    stack = Stack(kafka.bootstrap, prefix)
+    try:
+        yield stack
+    finally:
+        await stack.stop_all()
 
 
 @pytest.fixture

@@ -23,12 +23,14 @@ class SteadyLoad:
     max_seconds: float = 120.0
     max_requests: int = 60_000
     in_flight_limit: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. a relay key
     accepted: list[str] = field(default_factory=list)
     failed: Counter[int] = field(default_factory=Counter)  # non-2xx answers by status
     # Why: "<status> <failureCode>: <message>" of each non-2xx answer, to tell a
     # refusal at the door from a Kafka timeout when a test fails.
     reasons: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # no answer, by error type
+    latencies: list[float] = field(default_factory=list)  # seconds, of every answer
     sent: int = 0
     elapsed: float = 0.0  # seconds from the first request to the last sent
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -41,6 +43,11 @@ class SteadyLoad:
         self._stop.set()
         if self._task is not None:
             await asyncio.wait_for(self._task, timeout=60)
+
+    async def finish(self) -> None:
+        """Until the load ends at its own bound (max_requests or max_seconds)."""
+        if self._task is not None:
+            await asyncio.wait_for(self._task, timeout=self.max_seconds + 60)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,11 +76,14 @@ class SteadyLoad:
         self, session: aiohttp.ClientSession, number: int, slots: asyncio.Semaphore
     ) -> None:
         body = {**VALID["play"], "clientId": f"load-{number % 997:04d}", "clipId": number + 1}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with session.post(
-                f"{self.url}/play", data=orjson.dumps(body), headers=JSON
+                f"{self.url}/play", data=orjson.dumps(body), headers={**JSON, **self.headers}
             ) as response:
                 answer = await response.read()
+                self.latencies.append(loop.time() - started)
                 if response.status in (200, 204):
                     self.accepted.append(response.headers["X-Relay-Event-Id"])
                 else:
@@ -83,6 +93,12 @@ class SteadyLoad:
             self.errors[type(exc).__name__] += 1
         finally:
             slots.release()
+
+    def percentile_ms(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return 1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
     @property
     def achieved_rate(self) -> float:

@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import pytest
 from aiohttp import web
 
 from relay.tenants import hash_key, new_key
-from tests.brokers import Broker
 from tests.stack import Stack, free_port
 from tests.test_events import VALID
 
@@ -132,15 +131,6 @@ def chromium(url: str, profile: Path, log: Path) -> Iterator[subprocess.Popen[by
             popen.wait()
         with contextlib.suppress(ProcessLookupError):  # children that outlived the browser
             os.killpg(popen.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-async def stack(kafka: Broker, prefix: str) -> AsyncIterator[Stack]:
-    stack = Stack(kafka.bootstrap, prefix)
-    try:
-        yield stack
-    finally:
-        await stack.stop_all()
 
 
 async def preflights_answered(ingest_url: str) -> float:

@@ -1,5 +1,5 @@
 """Scenarios of many connections against one `relay ingest` with its default settings
-(bench/burst.py generates the load, on the load core, with its own fd limit raised).
+(relay/bench/fleet.py generates the load, on the load core, with its own fd limit raised).
 
 - burst: 10,000 keep-alive connections each send one /play at the same moment (a push
   notification waking a fleet): accepted, refused, ambiguous, p99, RSS.
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from relay.bench.procs import LOAD_CORE, ROOT, Proc, pinned, rss_mb, wrk
+from relay.bench.fleet import KEY
+from relay.bench.procs import LOAD_CORE, Proc, pinned, rss_mb, wrk
 
 if TYPE_CHECKING:
     from relay.bench.scenarios import Context
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["burst", "hold"]
 
 CONNECTIONS = 10_000
-GENERATOR = ROOT / "bench" / "burst.py"
-KEY = "rk_bench-key-not-a-secret"  # bench/tenants.toml
 
 
 async def _server(ctx: Context) -> Proc:
@@ -46,7 +45,9 @@ async def _server(ctx: Context) -> Proc:
 
 def _generator(mode: str, server: Proc, count: int) -> list[str]:
     host, port = server.url.removeprefix("http://").split(":")
-    return pinned([sys.executable, str(GENERATOR), mode, host, port, str(count)], LOAD_CORE)
+    return pinned(
+        [sys.executable, "-m", "relay.bench.fleet", mode, host, port, str(count)], LOAD_CORE
+    )
 
 
 async def _metric(server: Proc, name: str) -> float:

@@ -115,7 +115,7 @@ limits it (profiled) and what would close the gap.
 - **naive**: the same wrk against `bench/naive_relay.py` (aiokafka `send_and_wait`
   per request, the relay's compression), at 64 and at 512 connections (`_512`);
   requests/s count 2xx answers only.
-- **burst**: one `relay ingest` with default settings; `bench/burst.py` opens 10,000
+- **burst**: one `relay ingest` with default settings; `relay/bench/fleet.py` opens 10,000
   keep-alive connections, then writes one `/play` on every one in one go; accepted
   (2xx), refused (503), ambiguous (`relay_ingest_ambiguous_answers_total`), p99 from
   the moment the requests were written, RSS before and peak.
