@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import resource
 
-__all__ = ["raise_open_files_limit"]
+__all__ = ["raise_open_files_limit", "settle_collector"]
 
 
 def raise_open_files_limit() -> int:
@@ -17,3 +18,17 @@ def raise_open_files_limit() -> int:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def settle_collector(young_threshold: int) -> None:
+    """Once start-up is done: what it made (modules, settings, clients, tenants) lives
+    as long as the process, so it leaves the collector's generations (``gc.freeze``)
+    and full collections walk only what requests allocate; and the young generation is
+    collected every ``young_threshold`` net allocations instead of every 700. At 700 a
+    front door answering 10,000 requests/s collected 170 times a second (4% of its CPU,
+    measured with ``gc.callbacks``); nearly every object a request makes is freed by
+    its reference count, so the survivors each collection walks stay few either way."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)

@@ -48,6 +48,7 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_PRODUCE_TIMEOUT_S", "0"),
         ("RELAY_REJECT_UNKNOWN_FIELDS", "maybe"),
         ("RELAY_INGEST_PORT", "70000"),
+        ("RELAY_GC_YOUNG_THRESHOLD", "0"),  # would switch automatic collection off
     ],
 )
 def test_bad_values_name_the_variable(env: str, value: str) -> None:

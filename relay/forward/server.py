@@ -14,7 +14,6 @@ state can be scraped during the drain.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hmac
 import logging
 import signal
@@ -39,6 +38,7 @@ from relay.kafka.admin import partition_counts
 from relay.kafka.consumer import KafkaConsumer
 from relay.kafka.options import client_options, producer_options
 from relay.kafka.producer import KafkaProducer
+from relay.limits import settle_collector
 from relay.metrics import ForwardMetrics
 from relay.retry import RetryPolicy
 from relay.tenants import Tenants, load_tenants
@@ -254,11 +254,10 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
                         "metrics": f"http://{settings.forward_host}:{settings.forward_port}/metrics",
                     },
                 )
-                # What start-up made (modules, settings, clients) lives as long as the
-                # process: frozen, the collector stops scanning it on every full
-                # collection, which a draining worker (a window of held events, much
-                # garbage per request) triggers several times a second.
-                gc.freeze()
+                # A draining worker (a window of held events, much garbage per request)
+                # would otherwise collect several times a second, each full collection
+                # scanning all that start-up made.
+                settle_collector(settings.gc_young_threshold)
                 await forwarder.worker.run(stop)
         finally:
             stop_facts.set()

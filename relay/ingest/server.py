@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import ipaddress
 import logging
 import os
@@ -61,7 +60,7 @@ from relay.ingest.slow_clients import GuardedAppRunner
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.options import producer_options
 from relay.kafka.producer import KafkaProducer, Producer, Record
-from relay.limits import raise_open_files_limit
+from relay.limits import raise_open_files_limit, settle_collector
 from relay.metrics import WorkerGroupMetrics
 from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
@@ -164,11 +163,8 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
         await runner.cleanup()
         await _close(follower, stop_facts, publisher, session)
         raise
-    # What start made (modules, the producer, tenants, facts) lives as long as the
-    # process: out of the collector's generations, full collections under load walk only
-    # what requests allocate (meant for the tail latency under many connections).
-    gc.collect()
-    gc.freeze()
+    # Meant for the tail latency under many connections, and the CPU per request.
+    settle_collector(settings.gc_young_threshold)
     stop = asyncio.Event()
     hurry = asyncio.Event()  # a second signal: skip the rest of the grace period
 
