@@ -341,6 +341,14 @@ class Settings:
         "RELAY_FORWARD_WINDOW",
         "Events a worker holds (fetched, not settled); fetching pauses beyond.",
     )
+    forward_window_s: float = _setting(
+        2.0,
+        "RELAY_FORWARD_WINDOW_S",
+        "With an upstream budget, a worker holds at most this many seconds of its budget "
+        "share (and at least RELAY_CONCURRENCY_MAX events), within RELAY_FORWARD_WINDOW: "
+        "events beyond could not be sent sooner, and fetching them takes the CPU from "
+        "ingest when a spike starts.",
+    )
     forward_max_span: int = _setting(
         10000,
         "RELAY_FORWARD_MAX_SPAN",
@@ -478,6 +486,7 @@ class Settings:
             "RELAY_KAFKA_PROBE_INTERVAL_S": self.kafka_probe_interval_s,
             "RELAY_UPSTREAM_TIMEOUT_S": self.upstream_timeout_s,
             "RELAY_FORWARD_WINDOW": self.forward_window,
+            "RELAY_FORWARD_WINDOW_S": self.forward_window_s,
             "RELAY_FORWARD_MAX_SPAN": self.forward_max_span,
             "RELAY_CONCURRENCY_INITIAL": self.concurrency_initial,
             "RELAY_CONCURRENCY_MAX": self.concurrency_max,

@@ -525,7 +525,8 @@ class ForwardMetrics:
             ),
             window=Gauge(
                 "relay_forward_window",
-                "The most events a worker holds (RELAY_FORWARD_WINDOW); fetching pauses there.",
+                "The most events a worker holds now: RELAY_FORWARD_WINDOW, or under an "
+                "upstream budget RELAY_FORWARD_WINDOW_S of its share; fetching pauses there.",
                 registry=registry,
             ),
             paused=Gauge(

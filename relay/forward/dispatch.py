@@ -8,6 +8,9 @@
 - **Window.** At most ``window`` events of unpaused tenants are held (fetched, not
   yet settled); the worker stops fetching while it is full, so memory does not grow
   with lag. A paused tenant's events take no room: its partitions are not fetched.
+  Under an upstream budget the window is also at most ``window_s`` seconds of it
+  (``pace``): more could not be sent sooner, and fetching 10,000 events the moment a
+  backlog appears took the shared CPU from ingest for the first second of a spike.
 - **Settling.** Every held event ends delivered or dead-lettered, and only then is
   its offset marked done. What happens after an answer is decided by
   ``relay.forward.decide.decide`` (a pure table); this module only carries it out.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -72,20 +76,25 @@ class Dispatcher:
         lane_limits: LaneLimits,
         window: int,
         probe_s: float,
+        window_s: float = 2.0,
         metrics: ForwardMetrics,
         clock: Clock,
         max_age_s: float = 0.0,
         settled_ids: SettledIds | None = None,
     ) -> None:
         """``max_age_s``: RELAY_RETRY_MAX_AGE_S (0: transient failures never expire);
-        ``settled_ids``: the dedupe window (RELAY_DEDUPE_* defaults when None)."""
+        ``settled_ids``: the dedupe window (RELAY_DEDUPE_* defaults when None);
+        ``window_s``: RELAY_FORWARD_WINDOW_S (see ``pace``)."""
         self.settled_ids = settled_ids if settled_ids is not None else SettledIds(900.0, 200_000)
         metrics.dedupe_ids.set_function(lambda: float(len(self.settled_ids)))
         self._tenants = tenants
         self._writer = LetterWriter(dead_letters, retry, clock)
         self._retry = retry
         self._max_age_s = max_age_s
-        self._window = window
+        self._window = self._most = window
+        self._window_s = window_s
+        self._fewest = lane_limits.maximum  # enough to keep a lane's senders busy
+        metrics.window.set_function(lambda: float(self._window))
         self._probe_s = probe_s
         self._metrics = metrics
         self._clock = clock
@@ -118,6 +127,21 @@ class Dispatcher:
                 metrics.concurrency_limit.labels(tenant.name, event_type).set_function(
                     _reader(lane.limit)
                 )
+
+    def pace(self, rate: float) -> None:
+        """This worker may send ``rate`` requests/s upstream (all its budget shares
+        together; infinite when a credential it serves has none): hold at most
+        ``window_s`` seconds of that, at least enough to keep a lane's senders busy,
+        never more than the configured window."""
+        if math.isinf(rate):
+            self._window = self._most
+        else:
+            self._window = min(self._most, max(self._fewest, math.ceil(rate * self._window_s)))
+
+    @property
+    def window(self) -> int:
+        """The events this worker holds at most now (see ``pace``)."""
+        return self._window
 
     @property
     def room(self) -> int:

@@ -70,7 +70,6 @@ class Forwarder:
             list(self.configured.by_name),
             upstream_timeout_s=settings.upstream_timeout_s,
         )
-        self.metrics.window.set(settings.forward_window)
         self.dlq_producer = KafkaProducer(producer_options(settings), client_id="relay-dlq")
         self.tenants: dict[str, Tenant] = {}
         self.clients: dict[str, UpstreamClient] = {}
@@ -116,6 +115,7 @@ class Forwarder:
                 initial=settings.concurrency_initial, maximum=settings.concurrency_max
             ),
             window=settings.forward_window,
+            window_s=settings.forward_window_s,
             probe_s=settings.pause_probe_s,
             metrics=self.metrics,
             clock=clock,

@@ -247,13 +247,16 @@ class ForwardWorker:
             self._counts.update(await self._partition_counts(self._topics))
         except RelayError as exc:  # unreachable or refused: the last counts (or a crawl)
             log.warning("partition counts unknown; keeping the last", extra={"error": str(exc)})
+        rates = 0.0
         for credential, topics in self._credentials.values():
             total = sum(self._counts.get(topic, 0) for topic in topics)
             mine = sum(1 for tp in self._partitions if tp.topic in topics)
             rate = credential.share(mine, total)
             credential.budget.set_rate(rate)
+            rates += rate
             for tenant in credential.tenants:
                 self._metrics.budget_rate.labels(tenant).set(rate)
+        self._dispatcher.pace(rates)
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)

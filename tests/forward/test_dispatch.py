@@ -465,3 +465,24 @@ async def test_the_end_of_an_outage_longer_than_the_max_age_expires_nothing(
     await harness.settled()
     assert harness.dead_letters() == []
     assert sorted(event_id for event_id, _ in harness.upstream.delivered) == sorted(ids)
+
+
+async def test_under_a_budget_the_window_holds_seconds_of_it(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Events beyond what the budget sends in RELAY_FORWARD_WINDOW_S stay in Kafka:
+    fetched at once, they cost a spike's first second the CPU ingest needed."""
+    harness = make_harness(window=1000)  # the harness's lanes: at most 8 senders
+    dispatcher = harness.dispatcher
+    assert dispatcher.room == 1000  # no budget known: the configured window
+    dispatcher.pace(100.0)
+    assert dispatcher.window == 200  # 2 s of 100/s
+    harness.submit("u1", 1)
+    assert dispatcher.room == 199
+    dispatcher.pace(1.0)
+    assert dispatcher.window == 8  # never fewer than a lane's senders
+    dispatcher.pace(10_000.0)
+    assert dispatcher.window == 1000  # never more than configured
+    dispatcher.pace(float("inf"))  # a credential without a budget
+    assert dispatcher.window == 1000
+    await harness.settled()

@@ -353,6 +353,25 @@ async def test_nothing_is_sent_before_the_budget_share_is_known(
     await rig.until(lambda: len(rig.delivered()) == 20)
 
 
+async def test_a_budgeted_worker_holds_seconds_of_its_share_not_the_whole_window(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """At a 50/s budget, 2 s of it (RELAY_FORWARD_WINDOW_S) is 100 events: a worker
+    that fetched its whole window of 1,000 at once would take the CPU a spike's first
+    second needs, to hold events it cannot send for 20 s."""
+    rig = make_rig(budget_rps=50.0)
+    for n in range(600):
+        rig.publish("a", f"user-{n}", partition=n % PARTITIONS)
+    member = await rig.run(rig.member(window=1000))
+    most_held = 0
+    for _ in range(40):  # 10 s at 50/s: about half the backlog
+        await rig.clock.sleep(0.25)
+        most_held = max(most_held, member.dispatcher.held)
+    assert member.sample("relay_forward_window") == 100
+    assert 0 < most_held <= 100
+    await rig.until(lambda: len(rig.delivered()) == 600)
+
+
 async def test_tenants_of_one_credential_share_its_budget(make_rig: Callable[..., Rig]) -> None:
     """Defect 6 of issue 10: two tenants using one upstream credential each took the
     whole budget, so the upstream saw twice its budget."""
