@@ -62,8 +62,15 @@ class Deadline:
         ):
             raise TimeoutError from error
 
-    def _expire(self) -> None:
-        if self._left or self._task is None:
+    def move(self, at: float) -> None:
+        """From now on the scope times out at ``at`` instead (later or earlier): one
+        scope for a request's successive waits, each with its own bound. The entry for
+        the old time stays in the heap and is passed over when the timer reaches it."""
+        self.at = at
+        self._owner._watch(self)
+
+    def _expire(self, now: float) -> None:
+        if self._left or self._task is None or now < self.at:  # left, or moved later
             return
         self._expired = True
         self._task.cancel()
@@ -108,6 +115,6 @@ class Deadlines:
         now = self._clock.monotonic()
         heap = self._heap
         while heap and (heap[0][0] <= now or heap[0][2]._left):
-            heapq.heappop(heap)[2]._expire()
+            heapq.heappop(heap)[2]._expire(now)
         if heap:
             self._arm(heap[0][0])

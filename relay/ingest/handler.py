@@ -250,36 +250,34 @@ class EventHandler:
         produce_started = self._clock.monotonic()
         # Until the producer holds the record, a 503 is clean: nothing was written.
         # After, the answer waits for Kafka's verdict (a 503 then may stand for an event
-        # that is written later: counted as ambiguous).
+        # that is written later: counted as ambiguous). One deadline scope for both
+        # waits, moved from the hand-over's bound to the verdict's.
         admitted = handed = False
         try:
-            async with self._deadlines.scope(produce_started + settings.produce_timeout_s):
+            async with self._deadlines.scope(
+                produce_started + settings.produce_timeout_s
+            ) as deadline:
                 await self._admission.enter()
                 admitted = True
                 verdict = await self._producer.hand_over(record)
                 handed = True
+                deadline.move(self._clock.monotonic() + settings.produce_verdict_timeout_s)
+                await verdict
         except QueueFull:
             return self._refuse(_BUSY)
-        except TimeoutError:
-            self._late.inc()
-            return self._refuse(_LATE)
-        except KafkaUnavailable as exc:
-            self._produce_failures.inc()
-            return self._unavailable(exc)
-        finally:
-            if admitted and not handed:  # whatever ended it (a cancellation, a bug)
-                self._admission.leave()
-        try:
-            async with self._deadlines.scope(
-                self._clock.monotonic() + settings.produce_verdict_timeout_s
-            ):
-                await verdict
         except (KafkaUnavailable, TimeoutError) as exc:
+            if handed:
+                self._produce_failures.inc()
+                self._ambiguous.inc()
+                return self._unavailable(exc)
+            if isinstance(exc, TimeoutError):
+                self._late.inc()
+                return self._refuse(_LATE)
             self._produce_failures.inc()
-            self._ambiguous.inc()
             return self._unavailable(exc)
         finally:
-            self._admission.leave()
+            if admitted:  # whatever ended it (a verdict, a cancellation, a bug)
+                self._admission.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
         return self._accepted(tenant, key, Accepted(envelope.id, app_answer))

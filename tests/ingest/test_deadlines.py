@@ -69,3 +69,46 @@ async def test_an_earlier_deadline_than_the_armed_one_is_kept() -> None:
     assert await early == "timed out"
     assert not late.done()
     late.cancel()
+
+
+async def _wait_then_move(
+    deadlines: Deadlines, clock: VirtualClock, at: float, moved_to: float, first: asyncio.Event
+) -> float:
+    """Wait for ``first`` under ``at``, then move the deadline and wait forever; returns
+    when the scope timed out."""
+    async with deadlines.scope(at) as deadline:
+        await first.wait()
+        deadline.move(moved_to)
+        await asyncio.Event().wait()
+    raise AssertionError("the wait cannot end but by timing out")
+
+
+async def test_a_deadline_moved_later_holds_until_the_new_time() -> None:
+    """The handler's one scope: the hand-over's bound, then the verdict's, later."""
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    first = asyncio.Event()
+    start = clock.monotonic()
+    task = asyncio.create_task(_wait_then_move(deadlines, clock, start + 2, start + 10, first))
+    await clock.advance(1)
+    first.set()
+    await clock.advance(3)  # past the first bound: the old heap entry is passed over
+    assert not task.done()
+    await clock.advance(6.5)
+    with pytest.raises(TimeoutError):
+        await task
+    assert clock.monotonic() - (start + 10) < 1
+
+
+async def test_a_deadline_moved_earlier_times_out_at_the_new_time() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    first = asyncio.Event()
+    start = clock.monotonic()
+    task = asyncio.create_task(_wait_then_move(deadlines, clock, start + 10, start + 2, first))
+    await clock.advance(1)
+    first.set()
+    await clock.advance(1.5)  # 2.5 s: past the new bound, far from the old one
+    assert task.done()
+    with pytest.raises(TimeoutError):
+        await task
