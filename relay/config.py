@@ -188,9 +188,8 @@ class Settings:
         50_000,
         "RELAY_GC_YOUNG_THRESHOLD",
         "Allocations (less deallocations) between young-generation collections in ingest "
-        "and forward; Python's default is 700. Nearly every object a request makes dies "
-        "by reference count, so a rare collection walks about as much as a frequent one: "
-        "few collections, the same memory bound.",
+        "(forward keeps Python's default, 700). Nearly every object a request makes dies "
+        "by reference count, so rare collections cost less CPU for about the same memory.",
     )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."

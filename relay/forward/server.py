@@ -257,7 +257,7 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
                 # A draining worker (a window of held events, much garbage per request)
                 # would otherwise collect several times a second, each full collection
                 # scanning all that start-up made.
-                settle_collector(settings.gc_young_threshold)
+                settle_collector()
                 await forwarder.worker.run(stop)
         finally:
             stop_facts.set()
