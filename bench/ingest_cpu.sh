@@ -19,12 +19,14 @@ env "$@" RELAY_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT RELAY_TOPIC_PREFIX=cpu$RAND
 ingest=$!
 trap 'kill $ingest; wait $ingest 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { echo "ingest did not start (is Kafka up on $KAFKA_PORT?)" >&2; exit 1; }
 load() { taskset -c 1 wrk -t1 -c"$connections" -d"$1" --latency -s "$here/bench/play.lua" "http://127.0.0.1:$port/play"; }
 load 3s >/dev/null  # warm-up: connections, metadata, partitions
 before=$(awk '{print $14 + $15}' "/proc/$ingest/stat")
 out=$(load "${seconds}s")
 after=$(awk '{print $14 + $15}' "/proc/$ingest/stat")
 rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+[ -n "$rps" ] || { echo "wrk measured nothing: $out" >&2; exit 1; }
 p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
 non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
 ticks=$(getconf CLK_TCK)

@@ -8,6 +8,7 @@ README's table is that output.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -344,9 +345,9 @@ class Settings:
         2.0,
         "RELAY_FORWARD_WINDOW_S",
         "With an upstream budget, a worker holds at most this many seconds of its budget "
-        "share (and at least RELAY_CONCURRENCY_MAX events), within RELAY_FORWARD_WINDOW: "
-        "events beyond could not be sent sooner, and fetching them takes the CPU from "
-        "ingest when a spike starts.",
+        "shares together (and at least RELAY_CONCURRENCY_MAX events), within "
+        "RELAY_FORWARD_WINDOW: events beyond could not be sent sooner, and fetching them "
+        "takes the CPU from ingest when a spike starts. Finite.",
     )
     forward_max_span: int = _setting(
         10000,
@@ -515,8 +516,10 @@ class Settings:
             "RELAY_GC_YOUNG_THRESHOLD": self.gc_young_threshold,
         }
         for env, value in positive.items():
-            if value <= 0:
+            if not value > 0:  # NaN too
                 raise ConfigError(f"{env} must be positive, got {value}")
+        if not math.isfinite(self.forward_window_s):
+            raise ConfigError(f"RELAY_FORWARD_WINDOW_S must be finite, got {self.forward_window_s}")
         if self.max_waiting < 0:
             raise ConfigError(
                 f"RELAY_INGEST_MAX_WAITING must not be negative, got {self.max_waiting}"

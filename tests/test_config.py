@@ -49,6 +49,8 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_REJECT_UNKNOWN_FIELDS", "maybe"),
         ("RELAY_INGEST_PORT", "70000"),
         ("RELAY_GC_YOUNG_THRESHOLD", "0"),  # would switch automatic collection off
+        ("RELAY_FORWARD_WINDOW_S", "inf"),
+        ("RELAY_FORWARD_WINDOW_S", "nan"),
     ],
 )
 def test_bad_values_name_the_variable(env: str, value: str) -> None:

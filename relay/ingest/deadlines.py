@@ -5,7 +5,9 @@ to hand its record to the producer. Under load thousands of requests hold such a
 deadline at once; ``asyncio.timeout`` would arm and cancel one loop timer per request
 (a heap push, a handle, a cancellation). Here the deadlines share one heap and at most
 one armed timer, set for the earliest or SWEEP_S ahead, whichever comes first; leaving
-a scope only marks its entry, and the timer pops the left entries when it fires.
+a scope only marks its entry, and the timer pops the left entries when it fires. A
+scope moved to a new time (``Deadline.move``) gets a second entry; the timer passes
+over the old one.
 
 The scope's contract is ``asyncio.timeout``'s: when the deadline passes while the task
 waits inside it, the task is cancelled at that wait and the scope raises
@@ -70,7 +72,9 @@ class Deadline:
         self._owner._watch(self)
 
     def _expire(self, now: float) -> None:
-        if self._left or self._task is None or now < self.at:  # left, or moved later
+        # Left, moved later, or expired by its other entry (a moved scope has two: a
+        # second cancel would outlive __aexit__'s one uncancel).
+        if self._expired or self._left or self._task is None or now < self.at:
             return
         self._expired = True
         self._task.cancel()
@@ -91,6 +95,7 @@ class Deadlines:
         return Deadline(self, at)
 
     def __len__(self) -> int:
+        """Heap entries (a moved scope has one per time it was given)."""
         return len(self._heap)
 
     def _watch(self, deadline: Deadline) -> None:
