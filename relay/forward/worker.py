@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from relay.clock import Clock
@@ -97,7 +96,6 @@ class ForwardWorker:
             entry = self._credentials.setdefault(id(tenant.credential), (tenant.credential, []))
             entry[1].extend(topics)
         self._counts: dict[str, int] = {}  # partitions per topic, from the cluster
-        self._pace_unknown()
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
@@ -245,7 +243,6 @@ class ForwardWorker:
         going over."""
         for credential, _ in self._credentials.values():
             credential.budget.set_rate(None)
-        self._pace_unknown()
         try:
             self._counts.update(await self._partition_counts(self._topics))
         except RelayError as exc:  # unreachable or refused: the last counts (or a crawl)
@@ -260,13 +257,6 @@ class ForwardWorker:
             for tenant in credential.tenants:
                 self._metrics.budget_rate.labels(tenant).set(rate)
         self._dispatcher.pace(rates)
-
-    def _pace_unknown(self) -> None:
-        """While the shares are not known (at start, during a rebalance), a worker
-        with any budgeted credential holds the fewest events: the consumer may fetch
-        before the new share is set, and it must not fetch the whole window then."""
-        budgeted = any(c.budget_rps > 0 for c, _ in self._credentials.values())
-        self._dispatcher.pace(0.0 if budgeted else math.inf)
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)
