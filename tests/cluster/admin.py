@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +26,28 @@ class TopicState:
     configs: Mapping[str, str]
 
 
-async def describe(bootstrap: str, topic: str) -> TopicState:
+async def describe(bootstrap: str, topic: str, *, within_s: float = 10.0) -> TopicState:
+    """The topic as the broker describes it, once its metadata shows the partitions.
+
+    A topic just created is in the controller's log before it is in the metadata cache of
+    the broker that answers, so for a moment it has no partitions (CI saw that once).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        (description,) = await admin.describe_topics([topic])
+        deadline = time.monotonic() + within_s
+        while True:
+            (description,) = await admin.describe_topics([topic])
+            if description["partitions"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
         (answer,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, None)]
         )
     finally:
         await admin.close()
     partitions = description["partitions"]
+    assert partitions, f"{topic} has no partitions {within_s} s after it was made: {description}"
     entries = answer.resources[0][4]
     return TopicState(
         len(partitions),
