@@ -349,10 +349,10 @@ async def test_v1_and_v2_letters_on_one_dlq_are_inspected_triaged_and_replayed_a
     (value byte for byte, the envelope headers kept) plus the replay mark."""
     settings = dlq_settings
     alpha_topic, beta_topic = settings.topic("play", "alpha"), settings.topic("play", "beta")
-    old, new = envelope("alpha"), dataclasses.replace(envelope("alpha"), version=2)
-    other = dataclasses.replace(envelope("beta"), version=2)
-    denied = dataclasses.replace(envelope("alpha", clip_id=7), version=2)
-    gone = dataclasses.replace(envelope("gamma"), version=2)
+    old, new = envelope("alpha"), envelope("alpha")._replace(version=2)
+    other = envelope("beta")._replace(version=2)
+    denied = envelope("alpha", clip_id=7)._replace(version=2)
+    gone = envelope("gamma")._replace(version=2)
     burials = [
         (old, "expired", "HTTP_503", alpha_topic),
         (new, "expired", "HTTP_503", alpha_topic),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -147,3 +148,20 @@ def test_a_v2_value_read_without_its_headers_is_not_taken_for_v1() -> None:
     envelope = _play(2)
     with pytest.raises(ValueError, match="version-1"):
         read(envelope.encode(), ())
+
+
+def test_event_ids_of_forked_processes_differ() -> None:
+    # The random bits are not from the system per id: a child must not repeat its
+    # parent's sequence (ingest workers may be forked).
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(writer, new_event_id(1_795_000_000_000).encode())
+        os._exit(0)
+    os.close(writer)
+    mine = new_event_id(1_795_000_000_000)
+    os.waitpid(child, 0)
+    theirs = os.read(reader, 64).decode()
+    os.close(reader)
+    assert UUID7.match(theirs)
+    assert theirs != mine

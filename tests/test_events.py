@@ -300,3 +300,26 @@ def test_normalise_says_why_it_stamped_a_timestamp(timestamp: str | None, becaus
     assert result.timestamp_stamped is (because is not None)
     without = {k: v for k, v in VALID["play"].items() if k != "timestamp"}
     assert normalise(BY_NAME["play"], without, RECEIVED).stamped_because == "missing"
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2024-10-26T10:01:00Z",
+        "2024-10-26T10:01:00.123Z",
+        "2024-10-26T10:01:00.000Z",  # whole seconds: sent without the fraction
+        "2024-10-26T10:01:00.100Z",
+        "2024-10-26T10:01:00.1Z",
+        "2024-10-26T10:01:00.12Z",
+        "2024-10-26T10:01:00.1239Z",
+        "2024-10-26T10:01:00.000999Z",
+        "2024-10-26T10:01:00.123456789Z",
+        "2024-10-26T10:01:00+00:00",
+        "2024-10-26T12:01:00.123+02:00",
+        "2024-10-26T05:01:00-05:00",
+    ],
+)
+def test_a_timestamp_is_sent_on_as_the_formatter_writes_it(timestamp: str) -> None:
+    # A text already in that form is passed through unformatted: it must be the same.
+    result = normalise(BY_NAME["play"], {**VALID["play"], "timestamp": timestamp}, RECEIVED)
+    assert result.body["timestamp"] == format_timestamp(datetime.fromisoformat(timestamp))

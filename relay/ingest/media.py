@@ -10,7 +10,7 @@ another charset would be read as something it is not.
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 __all__ = ["json_content_type"]
 
@@ -20,6 +20,8 @@ _UTF_8 = frozenset({"utf-8", "utf8"})
 def json_content_type(request: web.Request) -> bool:
     """True when the body is to be read as JSON (``request.content_type`` is the
     type without its parameters, lowercased)."""
+    if request.headers.get(hdrs.CONTENT_TYPE) == "application/json":  # most: no parsing
+        return True
     content_type = request.content_type
     if content_type == "application/json":
         return True

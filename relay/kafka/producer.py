@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -34,8 +33,10 @@ log = logging.getLogger(__name__)
 _PARTITIONS_REMEMBERED = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """One record to write. A named tuple, not a frozen dataclass: as frozen, but built
+    in a third of the time (one per request on the front door's hot path)."""
+
     topic: str
     key: bytes
     value: bytes
