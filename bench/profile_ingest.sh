@@ -26,7 +26,7 @@ taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/
   "http://127.0.0.1:$port/play" > "$out.wrk" &
 load=$!
 sleep 2
-"$(dirname "$python")/py-spy" record --pid $ingest --duration $((seconds - 4)) --rate 250 \
+"$(dirname "$python")/py-spy" record --pid $ingest --duration $((seconds - 4)) --rate 250 --nonblocking \
   --format raw --output "$out.collapsed" >/dev/null 2>&1
 wait $load
 "$python" "$root/bench/profile_top.py" "$out.collapsed" > "$out.txt"

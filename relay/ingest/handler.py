@@ -254,7 +254,7 @@ class EventHandler:
         # waits, moved from the hand-over's bound to the verdict's.
         admitted = handed = False
         try:
-            async with self._deadlines.scope(
+            with self._deadlines.scope(
                 produce_started + settings.produce_timeout_s
             ) as deadline:
                 await self._admission.enter()

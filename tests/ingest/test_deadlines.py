@@ -13,7 +13,7 @@ from relay.ingest.deadlines import Deadlines
 
 async def _wait_in_scope(deadlines: Deadlines, at: float, never: asyncio.Event) -> str:
     try:
-        async with deadlines.scope(at):
+        with deadlines.scope(at):
             await never.wait()
     except TimeoutError:
         return "timed out"
@@ -42,7 +42,7 @@ async def test_a_wait_past_its_deadline_times_out_and_others_do_not() -> None:
 async def test_leaving_in_time_is_not_cancelled_later() -> None:
     clock = VirtualClock()
     deadlines = Deadlines(clock)
-    async with deadlines.scope(clock.monotonic() + 1):
+    with deadlines.scope(clock.monotonic() + 1):
         await asyncio.sleep(0)
     await clock.advance(5)
     await asyncio.sleep(0)  # a stray cancellation would land here
@@ -77,7 +77,7 @@ async def _wait_then_move(
 ) -> NoReturn:
     """Wait for ``first`` under ``at``, then move the deadline and wait forever: the
     scope's TimeoutError is the only way out."""
-    async with deadlines.scope(at) as deadline:
+    with deadlines.scope(at) as deadline:
         await first.wait()
         deadline.move(moved_to)
         await asyncio.Event().wait()
@@ -125,3 +125,24 @@ async def test_both_entries_of_a_moved_scope_due_at_once_time_it_out_once() -> N
     await clock.advance(3)
     with pytest.raises(TimeoutError):
         await task
+
+
+async def test_deadlines_in_any_order_time_out_each_at_its_own_time() -> None:
+    # Decreasing times: each needs a lane of its own until the lanes run out, then the
+    # heap takes the rest. Every one must still time out at its time, not before.
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    never = asyncio.Event()
+    start = clock.monotonic()
+    seconds = [8, 7, 6, 5, 4, 3, 2, 1, 4.5, 4.5]
+    waits = [
+        asyncio.create_task(_wait_in_scope(deadlines, start + after, never)) for after in seconds
+    ]
+    await clock.settle()
+    assert len(deadlines) == len(seconds)
+    for now in (0.5, 1.5, 2.5, 3.5, 4.25, 4.75, 5.5, 6.5, 7.5, 8.5):
+        await clock.advance(start + now - clock.monotonic())
+        due = [wait.done() for wait in waits]
+        assert due == [after < now for after in seconds], now
+    assert [await wait for wait in waits] == ["timed out"] * len(seconds)
+    assert len(deadlines) == 0
