@@ -254,9 +254,7 @@ class EventHandler:
         # waits, moved from the hand-over's bound to the verdict's.
         admitted = handed = False
         try:
-            with self._deadlines.scope(
-                produce_started + settings.produce_timeout_s
-            ) as deadline:
+            with self._deadlines.scope(produce_started + settings.produce_timeout_s) as deadline:
                 await self._admission.enter()
                 admitted = True
                 verdict = await self._producer.hand_over(record)
