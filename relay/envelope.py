@@ -122,7 +122,7 @@ class Envelope(NamedTuple):
         clip_id = self.body.get("clipId")
         return clip_id if type(clip_id) is int else None
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> tuple[tuple[str, bytes], ...]:
         headers = [
             (ID_HEADER, self.id.encode()),
             (TYPE_HEADER, self.type.encode()),
@@ -135,7 +135,7 @@ class Envelope(NamedTuple):
             clip_id = self.clip_id
             if clip_id is not None:
                 headers.append((CLIP_ID_HEADER, str(clip_id).encode()))
-        return headers
+        return tuple(headers)
 
     def encode(self) -> bytes:
         """The record's value: the body alone (v2) or the whole envelope (v1)."""

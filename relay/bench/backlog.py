@@ -106,7 +106,7 @@ async def produce_backlog(
                 settings.topic(name, tenant),
                 envelope.key,
                 envelope.encode(),
-                tuple(envelope.headers()),
+                envelope.headers(),
             )
 
     await writer.start()

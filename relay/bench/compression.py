@@ -60,7 +60,7 @@ async def measure(
                 settings.topic(envelope.type),
                 envelope.key,
                 envelope.encode(),
-                tuple(envelope.headers()),
+                envelope.headers(),
             )
             await producer.send(record, ack_timeout=30)
 

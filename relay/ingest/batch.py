@@ -379,7 +379,7 @@ class BatchHandler:
                     self._topics[tenant.name, item.event_type.name],
                     envelope.key,
                     envelope.encode(),
-                    tuple(envelope.headers()),
+                    envelope.headers(),
                 )
             )
         started = self._clock.monotonic()

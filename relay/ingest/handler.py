@@ -245,7 +245,7 @@ class EventHandler:
                 return self._accepted(tenant, key, Accepted(answered.event_id, answered.body))
             app_answer = answered.body
         record = Record(
-            self._topics[tenant.name], envelope.key, envelope.encode(), tuple(envelope.headers())
+            self._topics[tenant.name], envelope.key, envelope.encode(), envelope.headers()
         )
         produce_started = self._clock.monotonic()
         # Until the producer holds the record, a 503 is clean: nothing was written.

@@ -28,7 +28,7 @@ import hashlib
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from multidict import CIMultiDictProxy
@@ -98,10 +98,10 @@ def digest(body: Any) -> bytes:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(NamedTuple):
     """The answer given once Kafka acknowledged the event: 204, or /app-start's 200 with
-    its body (the appId, or the upstream's own answer when it gave none)."""
+    its body (the appId, or the upstream's own answer when it gave none). A named
+    tuple: one per request."""
 
     event_id: str
     app_answer: bytes | None = None
