@@ -16,14 +16,14 @@ export KAFKA_STATE_DIR=$root/.cache/kafka/profile-$KAFKA_PORT
 trap '"$root/deploy/kafka/kafkactl" down >/dev/null' EXIT
 port=18999
 RELAY_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT RELAY_TOPIC_PREFIX=profile$RANDOM RELAY_LOG_LEVEL=WARNING \
-  RELAY_INGEST_PORT=$port RELAY_TENANTS_FILE=$root/bench/tenants.toml RELAY_SHUTDOWN_GRACE_S=0 \
+  RELAY_INGEST_PORT=$port RELAY_TENANTS_FILE=${TENANTS-$root/bench/tenants.toml} RELAY_SHUTDOWN_GRACE_S=0 \
   taskset -c 0 "$python" -m relay ingest &
 ingest=$!
 trap 'kill $ingest; wait $ingest; "$root/deploy/kafka/kafkactl" down >/dev/null' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 taskset -c 1 wrk -t1 -c"$connections" -d3s -s "$root/bench/play.lua" "http://127.0.0.1:$port/play" >/dev/null
-taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/play.lua" \
-  "http://127.0.0.1:$port/play" > "$out.wrk" &
+taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/${SCRIPT:-play}.lua" \
+  "http://127.0.0.1:$port/${URLPATH:-play}" > "$out.wrk" &
 load=$!
 sleep 2
 "$(dirname "$python")/py-spy" record --pid $ingest --duration $((seconds - 4)) --rate 250 --nonblocking \

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import platform
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -39,6 +40,7 @@ __all__ = [
     "IngestMetrics",
     "WorkerGroupMetrics",
     "code_label",
+    "observe_many",
     "reason_label",
     "status_class",
 ]
@@ -89,6 +91,22 @@ def reason_label(reason: str) -> str:
         if reason.startswith(kind):
             return kind
     return "other"
+
+
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of ``amount``, as ``histogram.observe`` called ``count``
+    times would record them, in two locked updates instead of ``2 * count`` (a /batch
+    of 500 events waited one acknowledgement, observed once per event). prometheus-
+    client has no such call: this uses the sum and buckets ``observe`` itself updates
+    (a labelled child's ``_sum``, ``_upper_bounds``, ``_buckets``, unchanged since
+    0.4), so it also works in the workers' multiprocess mode."""
+    if count <= 0:
+        return
+    histogram._raise_if_not_observable()  # type: ignore[no-untyped-call]
+    histogram._sum.inc(amount * count)
+    # The first bound not below the amount: observe's "amount <= bound" (+Inf is last).
+    bucket = bisect_left(histogram._upper_bounds, amount)
+    histogram._buckets[bucket].inc(count)
 
 
 def upstream_buckets(timeout_s: float) -> tuple[float, ...]:

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from relay.events import EVENT_TYPES
 from relay.metrics import (
@@ -17,6 +17,7 @@ from relay.metrics import (
     ForwardMetrics,
     IngestMetrics,
     code_label,
+    observe_many,
     reason_label,
     status_class,
     upstream_buckets,
@@ -150,3 +151,30 @@ def test_retry_reasons_are_bounded_label_values(reason: str, label: str) -> None
 def test_failure_codes_are_bounded_label_values() -> None:
     assert code_label("CLIP_NOT_FOUND") == "CLIP_NOT_FOUND"
     assert code_label("NOT_A_DOCUMENTED_CODE") == "other"
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.0005, 0.0007, 0.01, 4.99, 5, 7.5, 1e9])
+def test_observe_many_records_what_as_many_observes_would(amount: float) -> None:
+    # Bucket edges (an amount equal to a bound counts in it), between them, past the
+    # last one (+Inf), and zero; with a label, as the batch endpoint uses it.
+    registry = CollectorRegistry()
+    buckets = (0.0005, 0.001, 0.01, 5)
+    one_by_one = Histogram("one", "", ["type"], buckets=buckets, registry=registry)
+    at_once = Histogram("many", "", ["type"], buckets=buckets, registry=registry)
+    for _ in range(7):
+        one_by_one.labels("play").observe(amount)
+    observe_many(at_once.labels("play"), amount, 7)
+    observe_many(at_once.labels("play"), amount, 0)  # nothing
+    samples = {
+        family.name: [
+            (s.name.split("_", 1)[1], s.labels, s.value)
+            for s in family.samples
+            # when each was made is not an observation; the sums are compared apart
+            if not s.name.endswith(("_created", "_sum"))
+        ]
+        for family in registry.collect()
+    }
+    assert samples["many"] == samples["one"]
+    sums = [registry.get_sample_value(f"{name}_sum", {"type": "play"}) for name in ("many", "one")]
+    assert sums[0] == pytest.approx(sums[1])  # 7 * x, not x + x + ... + x
+    assert registry.get_sample_value("many_count", {"type": "play"}) == 7

@@ -54,7 +54,7 @@ from relay.ingest.idempotency import (
     valid_key,
 )
 from relay.kafka.producer import Producer, Record
-from relay.metrics import NO_TENANT, IngestMetrics
+from relay.metrics import NO_TENANT, IngestMetrics, observe_many
 from relay.tenants import Tenant, Tenants
 
 __all__ = ["BatchHandler"]
@@ -230,9 +230,8 @@ class BatchHandler:
     def _check(self, index: int, event: Any, received_at: datetime) -> _Item | Result:
         if not isinstance(event, dict):
             return _failure("INVALID_PARAMETERS", "an event must be a JSON object", "event")
-        unknown = set(event) - _ITEM_FIELDS
-        if unknown:
-            name = sorted(unknown)[0]
+        if not event.keys() <= _ITEM_FIELDS:  # a view's comparison: no set built
+            name = sorted(set(event) - _ITEM_FIELDS)[0]
             return _failure(
                 "INVALID_PARAMETERS",
                 f"unknown field {name!r}; an event holds type, body and {ITEM_KEY}",
@@ -321,14 +320,14 @@ class BatchHandler:
                 results[item.index] = _accepted(claim)
                 return
             id_ = event_id(tenant.name, type_name, str(item.body["clientId"]), item.key)
-        item.envelope = Envelope(
-            id=id_,
-            type=type_name,
-            tenant=tenant.name,
-            received_at=received_at,
-            timestamp_stamped=item.timestamp_stamped,
-            body=item.body,
-            version=self._settings.envelope_version,
+        item.envelope = Envelope(  # by position: a named tuple's keywords cost twice
+            id_,
+            type_name,
+            tenant.name,
+            received_at,
+            item.timestamp_stamped,
+            item.body,
+            self._settings.envelope_version,
         )
 
     async def _app_starts(
@@ -409,10 +408,8 @@ class BatchHandler:
             metrics.produce_failures.labels(type_name).inc(count)
         for type_name, count in acknowledged.items():
             # Each of them waited ``took`` for its acknowledgement: observed once per event,
-            # as the single endpoint does, without a label lookup per event.
-            timer = metrics.produce_seconds.labels(type_name)
-            for _ in range(count):
-                timer.observe(took)
+            # as the single endpoint does, in one update per batch and type.
+            observe_many(metrics.produce_seconds.labels(type_name), took, count)
 
     def _remember(self, tenant: Tenant, item: _Item, accepted: Accepted) -> None:
         if item.key is not None:
