@@ -67,9 +67,10 @@ class Admission:
             self._wait_seconds.observe(self._clock.monotonic() - started)
 
     def try_enter(self) -> bool:
-        """Take a free slot without waiting (POST /batch: its items beyond the bound are
-        answered SERVICE_UNAVAILABLE one by one rather than holding the whole batch);
-        never ahead of a waiter. Call ``leave`` after True."""
+        """Take a free slot without waiting, never ahead of a waiter; call ``leave``
+        after True. POST /batch answers its items beyond the bound SERVICE_UNAVAILABLE
+        one by one rather than holding the whole batch; the single handler tries it
+        before ``enter``, to spare the common case a coroutine."""
         if self.count < self.limit and not self._waiters:
             self.count += 1
             return True

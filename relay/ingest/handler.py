@@ -255,7 +255,8 @@ class EventHandler:
         admitted = handed = False
         try:
             with self._deadlines.scope(produce_started + settings.produce_timeout_s) as deadline:
-                await self._admission.enter()
+                if not self._admission.try_enter():  # a free slot: no coroutine to make
+                    await self._admission.enter()
                 admitted = True
                 verdict = await self._producer.hand_over(record)
                 handed = True
