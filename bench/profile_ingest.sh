@@ -3,9 +3,12 @@
 #   bench/profile_ingest.sh OUT_PREFIX [CONNECTIONS] [SECONDS]
 # Starts a broker of its own (KAFKA_PORT, default 21392), the ingest process pinned to
 # core 0 with bench/tenants.toml, wrk (bench/play.lua) pinned to core 1, and
-# py-spy record on the ingest process (--native off, 250 Hz) while wrk runs; writes
+# py-spy record on the ingest process (--native off, 250 Hz, --nonblocking: stopping
+# the process to sample it lands samples next to system calls) while wrk runs; writes
 # OUT_PREFIX.collapsed (py-spy's raw stacks) and OUT_PREFIX.txt (bench/profile_top.py).
-# Run it from the checkout to profile (its relay package is imported).
+# Run it from the checkout to profile (its relay package is imported). POST /batch:
+#   TENANTS= SCRIPT=batch URLPATH=batch bench/profile_ingest.sh OUT 16 15
+# (TENANTS empty: no tenants file, so no key; SCRIPT: bench/SCRIPT.lua; URLPATH: path).
 set -euo pipefail
 out=$1; connections=${2:-512}; seconds=${3:-15}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
