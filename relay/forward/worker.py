@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 
 from relay.clock import Clock
@@ -96,9 +97,11 @@ class ForwardWorker:
             entry = self._credentials.setdefault(id(tenant.credential), (tenant.credential, []))
             entry[1].extend(topics)
         self._counts: dict[str, int] = {}  # partitions per topic, from the cluster
+        self._pace_unknown()
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
+        self._assigning = False  # between a new assignment and its first resume
         self._fetch_full = False  # the window was full at the last choice
         self._next_choice = float("-inf")
         self._unassigned_since: float | None = clock.monotonic()  # start, or last revoke
@@ -161,6 +164,8 @@ class ForwardWorker:
         A full window is acted on at once; spans and paused tenants are looked at
         every CHOOSE_EVERY_S (each look walks every partition, and the fetch loop runs
         per batch: a span may pass its cap by a fetch meanwhile, which it may anyway)."""
+        if self._assigning:  # ``assign`` holds every partition until it is done
+            return
         moment = self._clock.monotonic()
         if not (now or full or self._fetch_full or moment >= self._next_choice):
             return
@@ -188,16 +193,28 @@ class ForwardWorker:
         new = [tp for tp in partitions if tp not in self._partitions]
         for tp in new:
             self._partitions[tp] = self._new_partition(tp)
-        await self._refill.begin(new)
-        self._not_fetching = frozenset()  # a new assignment starts unpaused
-        self.assigned = True
-        self._metrics.rebalances.inc()
-        if self._unassigned_since is not None:
-            self._metrics.rebalance_seconds.observe(
-                self._clock.monotonic() - self._unassigned_since
-            )
-            self._unassigned_since = None
-        await self._share_budget()
+        # aiokafka fetches for a new assignment while this callback still awaits (the
+        # seeks back for the dedupe window, the partition counts), and the fetch loop
+        # would deliver records from before the seek and pause or resume the partitions
+        # meanwhile. So every partition is held, and the fetch loop leaves the pause set
+        # alone, until both are done: then the partitions that may be fetched resume.
+        # (Assuming a new assignment unpaused once left partitions that the fetch loop
+        # had paused during the callback paused for good: a worker that fetched nothing.)
+        self._consumer.pause(set(partitions))
+        self._not_fetching = frozenset(partitions)
+        self._assigning = True
+        try:
+            await self._refill.begin(new)
+            self.assigned = True
+            self._metrics.rebalances.inc()
+            if self._unassigned_since is not None:
+                self._metrics.rebalance_seconds.observe(
+                    self._clock.monotonic() - self._unassigned_since
+                )
+                self._unassigned_since = None
+            await self._share_budget()
+        finally:
+            self._assigning = False
         self._choose_fetched(full=self._dispatcher.room == 0, now=True)  # paused stay paused
         log.info("partitions assigned", extra={"count": len(self._partitions)})
 
@@ -243,6 +260,7 @@ class ForwardWorker:
         going over."""
         for credential, _ in self._credentials.values():
             credential.budget.set_rate(None)
+        self._pace_unknown()
         try:
             self._counts.update(await self._partition_counts(self._topics))
         except RelayError as exc:  # unreachable or refused: the last counts (or a crawl)
@@ -257,6 +275,13 @@ class ForwardWorker:
             for tenant in credential.tenants:
                 self._metrics.budget_rate.labels(tenant).set(rate)
         self._dispatcher.pace(rates)
+
+    def _pace_unknown(self) -> None:
+        """While the shares are not known (at start, during a rebalance), a worker
+        with any budgeted credential holds the fewest events: the consumer may fetch
+        before the new share is set, and it must not fetch the whole window then."""
+        budgeted = any(c.budget_rps > 0 for c, _ in self._credentials.values())
+        self._dispatcher.pace(0.0 if budgeted else math.inf)
 
     async def _drain(self, bound: float) -> None:
         await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)

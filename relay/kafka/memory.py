@@ -151,6 +151,7 @@ class MemoryConsumer:
         self.topics: tuple[str, ...] = ()
         self.owned: set[TopicPartition] = set()
         self.available = True  # False: commits and lookups fail as in an outage
+        self.lookup_s = 0.0  # how long committed offsets and offsets for times take
         self.commits: list[dict[TopicPartition, int]] = []
         self.stopped = False
 
@@ -221,17 +222,23 @@ class MemoryConsumer:
         self.commits.append(dict(offsets))
 
     async def committed(self, partition: TopicPartition) -> int | None:
+        await self._lookup()
         if not self.available:
             raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
         return self._log.committed.get(partition)
 
     async def offset_for_time(self, partition: TopicPartition, timestamp_ms: int) -> int | None:
+        await self._lookup()
         if not self.available:
             raise KafkaUnavailable("Kafka is unreachable (memory consumer switched off)")
         for record in self._log.records[partition]:
             if record.timestamp_ms >= timestamp_ms:
                 return record.offset
         return None
+
+    async def _lookup(self) -> None:
+        if self.lookup_s > 0:  # Kafka answering takes time: other tasks run meanwhile
+            await self._clock.sleep(self.lookup_s)
 
     async def stop(self) -> None:
         if self.stopped:
@@ -255,12 +262,13 @@ class MemoryConsumer:
                 self._position.pop(tp, None)
 
     async def gain(self, partitions: set[TopicPartition]) -> None:
-        """The group gives ``partitions`` (called by ``MemoryLog.rebalance``)."""
+        """The group gives ``partitions`` (called by ``MemoryLog.rebalance``). As with
+        aiokafka, the new assignment is fetched from at once, while the listener's
+        ``assigned`` may still be awaiting (its lookups)."""
         self.owned |= partitions
         for tp in partitions:
             self._position[tp] = self._log.committed.get(tp, 0)
-        try:
-            if self._listener is not None:
-                await self._listener.assigned(set(self.owned))
-        finally:
-            self._rebalancing = False
+        self._rebalancing = False
+        self._log.changed()
+        if self._listener is not None:
+            await self._listener.assigned(set(self.owned))

@@ -372,6 +372,48 @@ async def test_a_budgeted_worker_holds_seconds_of_its_share_not_the_whole_window
     await rig.until(lambda: len(rig.delivered()) == 600)
 
 
+async def test_before_its_share_is_known_a_budgeted_worker_holds_the_fewest(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """The consumer may fetch before the rebalance listener set the share: the window
+    must already be small then, not the configured 1,000."""
+    rig = make_rig(budget_rps=10.0)
+    rig.counts_gate.clear()  # the cluster has not answered the partition counts yet
+    for n in range(200):
+        rig.publish("a", f"user-{n}", partition=n % PARTITIONS)
+    member = await rig.run(rig.member(window=1000))
+    await rig.clock.sleep(5.0)
+    assert member.sample("relay_forward_window") == 8  # the rig's most senders per lane
+    assert member.dispatcher.held <= 8
+    rig.counts_gate.set()
+    await rig.until(lambda: member.sample("relay_forward_window") == 20)  # 2 s of 10/s
+
+
+async def test_a_worker_whose_peer_left_goes_on_fetching_with_its_larger_share(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """aiokafka fetches a new assignment while the assigned callback still awaits its
+    lookups (the dedupe window's committed offsets). The fetch loop filled the window
+    and paused every partition meanwhile; the callback took them all for unpaused, and
+    when the new share made the window larger nothing resumed them: the worker whose
+    peer left fetched nothing more, for good. Lookups take 10 ms here, as on Kafka."""
+    rig = make_rig(budget_rps=20.0)
+    for n in range(600):
+        rig.publish("a", f"user-{n}", partition=n % PARTITIONS)
+    first = await rig.run(rig.member())
+    second = await rig.run(rig.member())
+    for member in (first, second):
+        member.consumer.lookup_s = 0.01
+    await rig.until(lambda: len(rig.delivered()) >= 100)
+    assert first.sample("relay_forward_window") == 20  # 2 s of its 10/s
+    second.stop.set()
+    await asyncio.wait_for(second.task, 30)  # type: ignore[arg-type]
+    await rig.until(lambda: first.sample("relay_forward_window") == 40)  # all 20/s now
+    left = len(rig.delivered())
+    await rig.clock.sleep(5.0)
+    assert len(rig.delivered()) - left >= 80  # 20/s, less a second of slack
+
+
 async def test_tenants_of_one_credential_share_its_budget(make_rig: Callable[..., Rig]) -> None:
     """Defect 6 of issue 10: two tenants using one upstream credential each took the
     whole budget, so the upstream saw twice its budget."""
