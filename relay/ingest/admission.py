@@ -45,8 +45,7 @@ class Admission:
         """Take a slot, waiting for one when all are taken. Raises ``QueueFull`` at
         once when ``max_waiting`` requests already wait; a cancellation (the request's
         deadline) while waiting takes no slot. Call ``leave`` after a slot was taken."""
-        if self.count < self.limit and not self._waiters:
-            self.count += 1
+        if self.try_enter():
             return
         if len(self._waiters) >= self.max_waiting:
             self._queue_full.inc()
