@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -164,3 +166,57 @@ async def test_send_all_puts_each_key_on_the_partition_send_puts_it(
         partitions.setdefault(record.key, set()).add(record.partition)
     assert all(len(found) == 1 for found in partitions.values()), partitions
     assert len({found.pop() for found in partitions.values()}) > 1  # spread, not all on one
+
+
+async def test_concurrent_send_alls_keep_each_calls_records_of_a_key_together_and_in_order(
+    backend: Backend, prefix: str
+) -> None:
+    """Calls at the same time share the partition's batches (on Kafka): each call's
+    records still enter whole and in their order, so a key's order holds across calls."""
+    calls = [
+        [
+            Record(f"{prefix}.b", f"k{number % 3}".encode(), f"{call}-{number}".encode())
+            for number in range(30)
+        ]
+        for call in range(20)
+    ]
+    outcomes = await asyncio.gather(
+        *(backend.producer.send_all(records, ack_timeout=10) for records in calls)
+    )
+    assert outcomes == [[None] * 30] * 20
+    stored = await backend.read(f"{prefix}.b", 600)
+    for key in (b"k0", b"k1", b"k2"):
+        values = [value.decode() for stored_key, value, _ in stored if stored_key == key]
+        assert len(values) == 200
+        runs = [values[start : start + 10] for start in range(0, 200, 10)]
+        for run in runs:  # ten of each call's thirty per key, one call after another
+            call = run[0].split("-")[0]
+            assert [value.split("-")[0] for value in run] == [call] * 10
+            assert run == sorted(run, key=lambda value: int(value.split("-")[1]))
+
+
+@pytest.mark.kafka
+async def test_concurrent_send_alls_share_record_batches(kafka: Broker, prefix: str) -> None:
+    """aiokafka's cost is per batch more than per record: 30 calls at once into one
+    partition go out in a few batches, not one batch (or more) per call."""
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, topic_prefix=prefix, topic_partitions=1)
+    await create_missing_topics(settings, [f"{prefix}.s"])
+    producer = KafkaProducer(producer_options(settings))
+    await producer.start()
+    handed = 0
+    send_batch = producer._producer.send_batch
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal handed
+        handed += 1
+        return await send_batch(*args, **kwargs)
+
+    producer._producer.send_batch = counted  # type: ignore[method-assign]
+    try:
+        calls = [[Record(f"{prefix}.s", b"k", f"{call}".encode())] * 10 for call in range(30)]
+        outcomes = await asyncio.gather(*(producer.send_all(c, ack_timeout=10) for c in calls))
+    finally:
+        await producer.stop()
+    assert outcomes == [[None] * 10] * 30
+    assert len(await read_topics(kafka.bootstrap, [f"{prefix}.s"], 300)) == 300
+    assert 1 <= handed <= 5, handed

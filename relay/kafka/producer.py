@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import ApiVersionRequest
 
 from relay.errors import KafkaUnavailable
+from relay.kafka.batches import Outcome, PartitionBatches
 from relay.kafka.partitioner import CachedPartitioner
 
 __all__ = ["KafkaProducer", "Producer", "Record"]
@@ -125,7 +126,7 @@ class KafkaProducer:
         self._stopped = False
         # By topic: its partitions, and the partition each key went to (send_all).
         self._partitions: dict[str, tuple[list[int], dict[bytes, int]]] = {}
-        self._handing: dict[tuple[str, int], asyncio.Lock] = {}  # one per partition
+        self._batches: dict[tuple[str, int], PartitionBatches] = {}  # send_all's, by partition
 
     @property
     def ready(self) -> bool:
@@ -173,114 +174,60 @@ class KafkaProducer:
     ) -> list[KafkaUnavailable | None]:
         if not self._ready:
             return [KafkaUnavailable("Kafka is unreachable")] * len(records)
+        # Each record joins its partition's open batch, shared with concurrent calls
+        # (relay.kafka.batches: aiokafka's cost is per batch more than per record).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ack_timeout
-        # The records of each partition in record batches of our own, in their order:
-        # one future per batch instead of one per record, and aiokafka's per-message
-        # work skipped. A key's records share a partition, whose batches are handed over
-        # one after another (each waits for the one before), so the key keeps its
-        # order; the partitions are handed over side by side.
-        handed: list[tuple[asyncio.Future[Any], list[int]]] = []
-        not_handed = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
+        acks: list[asyncio.Future[Outcome]] = []
         try:
             async with asyncio.timeout(ack_timeout):
-                groups = await self._by_partition(records)
-                await asyncio.gather(
-                    *(
-                        self._hand_over(records, topic, partition, indexes, handed)
-                        for (topic, partition), indexes in groups.items()
-                    )
-                )
-        except TimeoutError:
-            pass  # the rest were never handed over: they cannot be written
-        except KafkaError as exc:
-            not_handed = KafkaUnavailable(f"Kafka refused the write: {exc}")
-        outcomes: list[KafkaUnavailable | None] = [not_handed] * len(records)
-        if handed:
-            await asyncio.wait([ack for ack, _ in handed], timeout=max(0.0, deadline - loop.time()))
-        for ack, members in handed:
-            outcome: KafkaUnavailable | None = None
-            if not ack.done():
-                ack.cancel()  # as send's timeout does; the records may still be written
-                outcome = KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s")
-            elif ack.cancelled():
-                outcome = KafkaUnavailable("the write was cancelled")
-            elif (error := ack.exception()) is not None:
-                outcome = KafkaUnavailable(f"Kafka refused the write: {error}")
-            for index in members:
-                outcomes[index] = outcome
-        return outcomes
-
-    async def _hand_over(
-        self,
-        records: Sequence[Record],
-        topic: str,
-        partition: int,
-        indexes: list[int],
-        handed: list[tuple[asyncio.Future[Any], list[int]]],
-    ) -> None:
-        """One partition's records, in order, in as many batches as they fill."""
-        producer = self._producer
-        batch = producer.create_batch()
-        members: list[int] = []
-        for index in indexes:
-            record = records[index]
-            headers = list(record.headers)
-            if batch.append(timestamp=None, key=record.key, value=record.value, headers=headers):
-                members.append(index)
-                continue
-            # Full: hand it over (its records are owed an outcome even if the rest time
-            # out), then go on in a new one; a first record always fits.
-            handed.append((await self._send_batch(batch, topic, partition), members))
-            batch, members = producer.create_batch(), [index]
-            if not batch.append(
-                timestamp=None, key=record.key, value=record.value, headers=headers
-            ):
-                raise RuntimeError("aiokafka refused a record into an empty batch")
-        handed.append((await self._send_batch(batch, topic, partition), members))
-
-    async def _send_batch(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
-        """``batch`` into the partition's queue, one of ours at a time: aiokafka takes a
-        batch only once the one before it is drained, and wakes every waiter of a
-        partition at each drain (a quarter of the CPU with 16 concurrent batches,
-        profiled); our lock wakes one, in arrival order."""
-        lock = self._handing.get((topic, partition))
-        if lock is None:
-            lock = self._handing[topic, partition] = asyncio.Lock()
-        async with lock:
-            future: asyncio.Future[Any] = await self._producer.send_batch(
-                batch, topic, partition=partition
+                partitions = await self._partitions_of(records)
+        except TimeoutError:  # no metadata in time: nothing was handed over
+            return [KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")] * len(
+                records
             )
-        return future
+        except KafkaError as exc:
+            return [KafkaUnavailable(f"Kafka refused the write: {exc}")] * len(records)
+        batches = self._batches
+        for record, partition in zip(records, partitions, strict=True):
+            lane = batches.get((record.topic, partition))
+            if lane is None:
+                lane = batches[record.topic, partition] = PartitionBatches(
+                    self._producer, record.topic, partition
+                )
+            acks.append(lane.append(record.key, record.value, list(record.headers)))
+        pending = {ack for ack in acks if not ack.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+        late = KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s")
+        # Unacknowledged in time: the record may still be written (its batch is shared).
+        return [ack.result() if ack.done() else late for ack in acks]
 
-    async def _by_partition(self, records: Sequence[Record]) -> dict[tuple[str, int], list[int]]:
-        """Record indexes by topic and partition, each list in the records' order. The
-        partition is the one ``send`` would choose: the producer's own partitioner
-        (murmur2 of the key over the topic's partitions), remembered per key while the
-        topic's partitions stay the same."""
+    async def _partitions_of(self, records: Sequence[Record]) -> list[int]:
+        """Each record's partition: the one ``send`` would choose (the producer's own
+        partitioner: murmur2 of the key over the topic's partitions), remembered per key
+        while the topic's partitions stay the same."""
         producer = self._producer
         chosen: dict[str, tuple[list[int], dict[bytes, int]]] = {}
-        groups: dict[tuple[str, int], list[int]] = {}
-        for index, record in enumerate(records):
+        partitions: list[int] = []
+        for record in records:
             topic = record.topic
             known = chosen.get(topic)
             if known is None:
                 await producer.partitions_for(topic)  # waits for the metadata
-                partitions = list(producer._metadata.partitions_for_topic(topic))
+                listed = list(producer._metadata.partitions_for_topic(topic))
                 cached = self._partitions.get(topic)
-                if cached is None or cached[0] != partitions:
-                    cached = self._partitions[topic] = (partitions, {})
+                if cached is None or cached[0] != listed:
+                    cached = self._partitions[topic] = (listed, {})
                 known = chosen[topic] = cached
-            partitions, by_key = known
+            listed, by_key = known
             partition = by_key.get(record.key)
             if partition is None:
                 if len(by_key) >= _PARTITIONS_REMEMBERED:
                     by_key.clear()
-                partition = by_key[record.key] = producer._partitioner(
-                    record.key, partitions, partitions
-                )
-            groups.setdefault((topic, partition), []).append(index)
-        return groups
+                partition = by_key[record.key] = producer._partitioner(record.key, listed, listed)
+            partitions.append(partition)
+        return partitions
 
     async def stop(self) -> None:
         if self._stopped:
@@ -290,16 +237,21 @@ class KafkaProducer:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        # Flushes pending batches first. Bounded: every request was answered (2xx after
-        # its ack, or 503) before this runs, so what is left is not owed to anyone.
+        # Flushes pending batches first (send_all's open ones to aiokafka, then aiokafka's
+        # to Kafka). Bounded: every request was answered (2xx after its ack, or 503)
+        # before this runs, so what is left is not owed to anyone.
         try:
             async with asyncio.timeout(self._stop_timeout):
+                for lane in self._batches.values():
+                    await lane.drain()
                 await self._producer.stop()
         except TimeoutError:
             log.warning(
                 "producer did not flush within the bound; closing",
                 extra={"bound_s": self._stop_timeout},
             )
+        for lane in self._batches.values():
+            lane.close()
         self._ready = False
 
     async def _watch(self) -> None:
