@@ -143,59 +143,48 @@ class KafkaProducer:
         self._probe = asyncio.create_task(self._watch(), name="kafka-probe")
 
     async def send(self, record: Record, ack_timeout: float) -> None:
-        if not self._ready:
-            raise KafkaUnavailable("Kafka is unreachable")
         try:
             async with asyncio.timeout(ack_timeout):
-                delivered = await self._producer.send(
-                    record.topic, record.value, key=record.key, headers=list(record.headers)
-                )
-                await delivered
+                verdict = await self.hand_over(record)
+                await verdict
         except TimeoutError:
             raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
 
     async def hand_over(self, record: Record) -> Awaitable[None]:
+        # Into the partition's open batch (relay.kafka.batches), not aiokafka's send:
+        # its per-record work (coroutines, a future per record) cost 20 us a record
+        # against 16 through the shared batches (64 writers of one record each,
+        # /work/notes/exp4/single_lane.py). Once appended the record goes out, whatever
+        # the caller does; only the wait for the partition list can be cancelled.
         if not self._ready:
             raise KafkaUnavailable("Kafka is unreachable")
-        try:
-            # aiokafka: cancelling send() itself stops the record; once it returned, the
-            # record is in a batch and goes out whatever happens to its future.
-            delivered = await self._producer.send(
-                record.topic, record.value, key=record.key, headers=list(record.headers)
-            )
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
-        return _verdict(delivered)
+        partition = self._known_partition(record.topic, record.key)
+        if partition is None:
+            try:
+                partition = (await self._partitions_of((record,)))[0]
+            except KafkaError as exc:
+                raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+        return _verdict(self._append(record, partition))
 
     async def send_all(
         self, records: Sequence[Record], ack_timeout: float
     ) -> list[KafkaUnavailable | None]:
         if not self._ready:
             return [KafkaUnavailable("Kafka is unreachable")] * len(records)
-        # Each record joins its partition's open batch, shared with concurrent calls
-        # (relay.kafka.batches: aiokafka's cost is per batch more than per record).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ack_timeout
-        acks: list[asyncio.Future[Outcome]] = []
         try:
             async with asyncio.timeout(ack_timeout):
                 partitions = await self._partitions_of(records)
         except TimeoutError:  # no metadata in time: nothing was handed over
-            return [KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")] * len(
-                records
-            )
+            late = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
+            return [late] * len(records)
         except KafkaError as exc:
             return [KafkaUnavailable(f"Kafka refused the write: {exc}")] * len(records)
-        batches = self._batches
-        for record, partition in zip(records, partitions, strict=True):
-            lane = batches.get((record.topic, partition))
-            if lane is None:
-                lane = batches[record.topic, partition] = PartitionBatches(
-                    self._producer, record.topic, partition
-                )
-            acks.append(lane.append(record.key, record.value, list(record.headers)))
+        append = self._append
+        acks = [
+            append(record, partition) for record, partition in zip(records, partitions, strict=True)
+        ]
         pending = {ack for ack in acks if not ack.done()}
         if pending:
             await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
@@ -203,9 +192,38 @@ class KafkaProducer:
         # Unacknowledged in time: the record may still be written (its batch is shared).
         return [ack.result() if ack.done() else late for ack in acks]
 
+    def _append(self, record: Record, partition: int) -> asyncio.Future[Outcome]:
+        """``record`` into its partition's open batch, shared with every other writer."""
+        lane = self._batches.get((record.topic, partition))
+        if lane is None:
+            lane = self._batches[record.topic, partition] = PartitionBatches(
+                self._producer, record.topic, partition
+            )
+        return lane.append(record.key, record.value, list(record.headers))
+
+    def _known_partition(self, topic: str, key: bytes) -> int | None:
+        """``key``'s partition when the topic's partitions are known without waiting
+        (the common case: no coroutine), else None."""
+        cached = self._partitions.get(topic)
+        if cached is None:
+            return None
+        listed = self._producer._metadata.partitions_for_topic(topic)
+        if listed is None or len(listed) != len(cached[0]):
+            return None  # gone from the metadata, or grown: worked out again
+        return self._choose(cached, key)
+
+    def _choose(self, known: tuple[list[int], dict[bytes, int]], key: bytes) -> int:
+        listed, by_key = known
+        partition = by_key.get(key)
+        if partition is None:
+            if len(by_key) >= _PARTITIONS_REMEMBERED:
+                by_key.clear()
+            partition = by_key[key] = self._producer._partitioner(key, listed, listed)
+        return partition
+
     async def _partitions_of(self, records: Sequence[Record]) -> list[int]:
-        """Each record's partition: the one ``send`` would choose (the producer's own
-        partitioner: murmur2 of the key over the topic's partitions), remembered per key
+        """Each record's partition: the producer's own partitioner's choice (murmur2 of
+        the key over the topic's partitions, as the Java client), remembered per key
         while the topic's partitions stay the same."""
         producer = self._producer
         chosen: dict[str, tuple[list[int], dict[bytes, int]]] = {}
@@ -220,13 +238,7 @@ class KafkaProducer:
                 if cached is None or cached[0] != listed:
                     cached = self._partitions[topic] = (listed, {})
                 known = chosen[topic] = cached
-            listed, by_key = known
-            partition = by_key.get(record.key)
-            if partition is None:
-                if len(by_key) >= _PARTITIONS_REMEMBERED:
-                    by_key.clear()
-                partition = by_key[record.key] = producer._partitioner(record.key, listed, listed)
-            partitions.append(partition)
+            partitions.append(self._choose(known, record.key))
         return partitions
 
     async def stop(self) -> None:
@@ -274,8 +286,7 @@ class KafkaProducer:
                 self._ready = True
 
 
-async def _verdict(delivered: asyncio.Future[Any]) -> None:
-    try:
-        await delivered
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+async def _verdict(acked: asyncio.Future[Outcome]) -> None:
+    outcome = await acked
+    if outcome is not None:  # one outcome shared by a batch: each caller raises its own
+        raise KafkaUnavailable(str(outcome))
