@@ -143,34 +143,43 @@ class KafkaProducer:
         self._probe = asyncio.create_task(self._watch(), name="kafka-probe")
 
     async def send(self, record: Record, ack_timeout: float) -> None:
-        try:
-            async with asyncio.timeout(ack_timeout):
-                verdict = await self.hand_over(record)
-                await verdict
-        except TimeoutError:
-            raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
-
-    async def hand_over(self, record: Record) -> Awaitable[None]:
-        # Into the partition's open batch (relay.kafka.batches), not aiokafka's send:
-        # its per-record work (coroutines, a future per record) cost 20 us a record
-        # against 16 through the shared batches (64 writers of one record each,
-        # /work/notes/exp4/single_lane.py). Once appended the record goes out, whatever
-        # the caller does; only the wait for the partition list can be cancelled.
         if not self._ready:
             raise KafkaUnavailable("Kafka is unreachable")
-        partition = self._known_partition(record.topic, record.key)
-        if partition is None:
-            try:
-                partition = (await self._partitions_of((record,)))[0]
-            except KafkaError as exc:
-                raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
-        return _verdict(self._append(record, partition))
+        try:
+            async with asyncio.timeout(ack_timeout):
+                delivered = await self._producer.send(
+                    record.topic, record.value, key=record.key, headers=list(record.headers)
+                )
+                await delivered
+        except TimeoutError:
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+
+    async def hand_over(self, record: Record) -> Awaitable[None]:
+        # aiokafka's own send, not send_all's shared batches: those cut the CPU of 64
+        # writers of one record each in isolation (20 -> 16 us a record), but in the
+        # front door CPU per request rose (median 109 -> 116 and 156 -> 164 us over 4
+        # and 6 alternating rounds of bench/ingest_cpu.sh), as in the session before.
+        if not self._ready:
+            raise KafkaUnavailable("Kafka is unreachable")
+        try:
+            # aiokafka: cancelling send() itself stops the record; once it returned, the
+            # record is in a batch and goes out whatever happens to its future.
+            delivered = await self._producer.send(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
+        return _verdict(delivered)
 
     async def send_all(
         self, records: Sequence[Record], ack_timeout: float
     ) -> list[KafkaUnavailable | None]:
         if not self._ready:
             return [KafkaUnavailable("Kafka is unreachable")] * len(records)
+        # Each record joins its partition's open batch, shared with concurrent calls
+        # (relay.kafka.batches: aiokafka's cost is per batch more than per record).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ack_timeout
         try:
@@ -200,17 +209,6 @@ class KafkaProducer:
                 self._producer, record.topic, partition
             )
         return lane.append(record.key, record.value, list(record.headers))
-
-    def _known_partition(self, topic: str, key: bytes) -> int | None:
-        """``key``'s partition when the topic's partitions are known without waiting
-        (the common case: no coroutine), else None."""
-        cached = self._partitions.get(topic)
-        if cached is None:
-            return None
-        listed = self._producer._metadata.partitions_for_topic(topic)
-        if listed is None or len(listed) != len(cached[0]):
-            return None  # gone from the metadata, or grown: worked out again
-        return self._choose(cached, key)
 
     def _choose(self, known: tuple[list[int], dict[bytes, int]], key: bytes) -> int:
         listed, by_key = known
@@ -286,7 +284,8 @@ class KafkaProducer:
                 self._ready = True
 
 
-async def _verdict(acked: asyncio.Future[Outcome]) -> None:
-    outcome = await acked
-    if outcome is not None:  # one outcome shared by a batch: each caller raises its own
-        raise KafkaUnavailable(str(outcome))
+async def _verdict(delivered: asyncio.Future[Any]) -> None:
+    try:
+        await delivered
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
