@@ -188,13 +188,18 @@ class BatchHandler:
         self._metrics.batch_events.observe(len(events))
         results = await self._results(tenant, events)
         counted: dict[str, int] = {}
-        for result in results:
-            code = result.get("failureCode")
-            outcome = _OUTCOMES.get(code, "refused") if code else "accepted"
+        failures = [result["failureCode"] for result in results if "failureCode" in result]
+        if len(failures) < len(results):
+            counted["accepted"] = len(results) - len(failures)
+        for code in failures:
+            outcome = _OUTCOMES.get(code, "refused")
             counted[outcome] = counted.get(outcome, 0) + 1
         for outcome, count in counted.items():  # one locked update per outcome, not per item
             self._outcomes[outcome].inc(count)
-        if all(result.get("failureCode") == "SERVICE_UNAVAILABLE" for result in results):
+        every_one_unavailable = len(failures) == len(results) and all(
+            code == "SERVICE_UNAVAILABLE" for code in failures
+        )
+        if every_one_unavailable:
             return failure_response(
                 503,
                 "SERVICE_UNAVAILABLE",
@@ -284,6 +289,8 @@ class BatchHandler:
                 unknown.append(item)
             else:
                 results[item.index] = _from_response(known)
+        if not unknown:  # the common case: passed is in the items' order already
+            return passed
         checked = await asyncio.gather(
             *(self._answers.check_unknown(tenant, item.body) for item in unknown)
         )
@@ -370,12 +377,13 @@ class BatchHandler:
                 "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later"
             )
         sending = items[:entered]
+        topics, tenant_name = self._topics, tenant.name
         records = []
         for item in sending:
             envelope = _envelope(item)
             records.append(
                 Record(
-                    self._topics[tenant.name, item.event_type.name],
+                    topics[tenant_name, item.event_type.name],
                     envelope.key,
                     envelope.encode(),
                     envelope.headers(),
@@ -400,7 +408,11 @@ class BatchHandler:
                 )
                 continue
             acknowledged[type_name] = acknowledged.get(type_name, 0) + 1
-            accepted = Accepted(_envelope(item).id, item.app_answer)
+            event_id_ = _envelope(item).id
+            if item.key is None and item.app_answer is None:  # most: nothing to remember
+                results[item.index] = {"id": event_id_}
+                continue
+            accepted = Accepted(event_id_, item.app_answer)
             self._remember(tenant, item, accepted)
             results[item.index] = _accepted(accepted)
         metrics = self._metrics
