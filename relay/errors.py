@@ -5,7 +5,10 @@
     ├── UndecodableBody         permanent: a body the front door cannot decode: a
     │                           Content-Encoding it does not take (415), corrupt (400),
     │                           over the body limit once decoded (413)
-    ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503)
+    ├── KafkaUnavailable        retriable: the write was not acknowledged in time (503);
+    │   │                       it may still be written
+    │   └── NotWritten          retriable: Kafka never got the record (unreachable, no
+    │                           metadata, the producer stopped): it will not be written
     ├── CommitFailed            retriable: a rebalance took the partitions first; the
     │                           next owner starts from the last commit
     ├── KafkaRefused            permanent: Kafka answered and said no (a topic config it
@@ -29,6 +32,7 @@ __all__ = [
     "KafkaRefused",
     "KafkaSecurityError",
     "KafkaUnavailable",
+    "NotWritten",
     "RelayError",
     "UndecodableBody",
 ]
@@ -67,6 +71,11 @@ class KafkaUnavailable(RelayError):
     """Kafka did not acknowledge a write within the bound; nothing may be promised."""
 
     retriable = True
+
+
+class NotWritten(KafkaUnavailable):
+    """A write that never reached Kafka: answering 503 for it is not ambiguous (a
+    retry cannot duplicate it)."""
 
 
 class CommitFailed(RelayError):

@@ -307,9 +307,11 @@ class IngestMetrics:
             ),
             ambiguous_answers=Counter(
                 "relay_ingest_ambiguous_answers_total",
-                "503 answers for events already handed to the producer (Kafka failed them, "
-                "or gave no verdict within RELAY_PRODUCE_VERDICT_TIMEOUT_S): such an event "
-                "may still be written, so a client retry may duplicate it. By event type.",
+                "503 answers (and /batch items answered SERVICE_UNAVAILABLE) for events "
+                "already handed to the producer (Kafka failed them, or gave no verdict "
+                "within RELAY_PRODUCE_VERDICT_TIMEOUT_S, or RELAY_PRODUCE_TIMEOUT_S for a "
+                "batch): such an event may still be written, so a client retry may "
+                "duplicate it. By event type.",
                 ["type"],
                 registry=registry,
             ),

@@ -34,7 +34,7 @@ from aiohttp import web
 from relay.clock import Clock
 from relay.config import Settings
 from relay.envelope import Envelope, new_event_id
-from relay.errors import InvalidEvent
+from relay.errors import InvalidEvent, NotWritten
 from relay.events import BATCH_PATH, BY_NAME, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission
@@ -397,11 +397,14 @@ class BatchHandler:
                 self._in_flight.leave()
         took = self._clock.monotonic() - started
         failed: dict[str, int] = {}
+        ambiguous: dict[str, int] = {}  # failed, but Kafka had the record: may be written
         acknowledged: dict[str, int] = {}
         for item, failure in zip(sending, outcomes, strict=True):
             type_name = item.event_type.name
             if failure is not None:
                 failed[type_name] = failed.get(type_name, 0) + 1
+                if not isinstance(failure, NotWritten):
+                    ambiguous[type_name] = ambiguous.get(type_name, 0) + 1
                 results[item.index] = _failure(
                     "SERVICE_UNAVAILABLE",
                     f"the event could not be made durable: {failure}; retry later",
@@ -418,6 +421,8 @@ class BatchHandler:
         metrics = self._metrics
         for type_name, count in failed.items():
             metrics.produce_failures.labels(type_name).inc(count)
+        for type_name, count in ambiguous.items():
+            metrics.ambiguous_answers.labels(type_name).inc(count)
         for type_name, count in acknowledged.items():
             # Each of them waited ``took`` for its acknowledgement: observed once per event,
             # as the single endpoint does, in one update per batch and type.

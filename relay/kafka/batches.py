@@ -25,13 +25,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaUnavailable, NotWritten
 
 __all__ = ["Outcome", "PartitionBatches"]
 
 Outcome = KafkaUnavailable | None  # None: Kafka acknowledged the record
 
-_STOPPED = KafkaUnavailable("the producer stopped before the record was handed to Kafka")
+_STOPPED = NotWritten("the producer stopped before the record was handed to Kafka")
 
 
 class _Batch:
@@ -110,8 +110,8 @@ class PartitionBatches:
                     sent = await self._producer.send_batch(
                         batch.builder, self._topic, partition=self._partition
                     )
-                except KafkaError as exc:
-                    _settle(batch.acked, KafkaUnavailable(f"Kafka refused the write: {exc}"))
+                except KafkaError as exc:  # aiokafka did not take the batch
+                    _settle(batch.acked, NotWritten(f"Kafka refused the write: {exc}"))
                 else:
                     sent.add_done_callback(lambda done, acked=batch.acked: _verdict(done, acked))
         except asyncio.CancelledError:  # the producer is closing: nothing more goes out

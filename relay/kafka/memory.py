@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 
 from relay.clock import Clock
-from relay.errors import CommitFailed, KafkaUnavailable
+from relay.errors import CommitFailed, KafkaUnavailable, NotWritten
 from relay.kafka.consumer import Batch, Fetched, RebalanceListener, TopicPartition
 from relay.kafka.producer import Record
 
@@ -41,18 +41,18 @@ class MemoryProducer:
 
     async def send(self, record: Record, ack_timeout: float) -> None:
         if not self.available:
-            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
+            raise NotWritten("Kafka is unreachable (memory producer switched off)")
         if self.stopped:
-            raise KafkaUnavailable("producer is stopped")
+            raise NotWritten("producer is stopped")
         self.records[record.topic].append(record)
 
     async def hand_over(self, record: Record) -> Awaitable[None]:
         """Refuses as ``send`` does; the verdict is ``send`` itself (subclasses that
         hold or fail their sends hold or fail the verdict)."""
         if not self.available:
-            raise KafkaUnavailable("Kafka is unreachable (memory producer switched off)")
+            raise NotWritten("Kafka is unreachable (memory producer switched off)")
         if self.stopped:
-            raise KafkaUnavailable("producer is stopped")
+            raise NotWritten("producer is stopped")
         return self.send(record, math.inf)
 
     async def send_all(

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import ApiVersionRequest
 
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaUnavailable, NotWritten
 from relay.kafka.batches import Outcome, PartitionBatches
 from relay.kafka.partitioner import CachedPartitioner
 
@@ -177,7 +177,7 @@ class KafkaProducer:
         self, records: Sequence[Record], ack_timeout: float
     ) -> list[KafkaUnavailable | None]:
         if not self._ready:
-            return [KafkaUnavailable("Kafka is unreachable")] * len(records)
+            return [NotWritten("Kafka is unreachable")] * len(records)
         # Each record joins its partition's open batch, shared with concurrent calls
         # (relay.kafka.batches: aiokafka's cost is per batch more than per record).
         loop = asyncio.get_running_loop()
@@ -186,10 +186,10 @@ class KafkaProducer:
             async with asyncio.timeout(ack_timeout):
                 partitions = await self._partitions_of(records)
         except TimeoutError:  # no metadata in time: nothing was handed over
-            late = KafkaUnavailable(f"Kafka did not take the record within {ack_timeout}s")
-            return [late] * len(records)
+            untaken = NotWritten(f"Kafka did not take the record within {ack_timeout}s")
+            return [untaken] * len(records)
         except KafkaError as exc:
-            return [KafkaUnavailable(f"Kafka refused the write: {exc}")] * len(records)
+            return [NotWritten(f"Kafka refused the write: {exc}")] * len(records)
         append = self._append
         acks = [
             append(record, partition) for record, partition in zip(records, partitions, strict=True)

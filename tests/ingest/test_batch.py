@@ -287,6 +287,8 @@ async def test_items_kafka_did_not_acknowledge_are_service_unavailable(
     assert sample("relay_ingest_batch_events_count") == 1
     assert sample("relay_ingest_batch_events_sum") == 5
     assert sample("relay_ingest_produce_failures_total", {"type": "play"}) == 2
+    # Kafka had them and gave no verdict in time: they may still be written.
+    assert sample("relay_ingest_ambiguous_answers_total", {"type": "play"}) == 2
 
 
 async def test_a_batch_kafka_refused_whole_is_503_with_retry_after(
@@ -299,6 +301,8 @@ async def test_a_batch_kafka_refused_whole_is_503_with_retry_after(
     assert response.headers["Retry-After"] == "1"
     labels = {"tenant": "default", "path": "/batch", "status": "503"}
     assert registry.get_sample_value("relay_ingest_requests_total", labels) == 2
+    # Kafka never had them: not ambiguous, a retry cannot duplicate them.
+    assert registry.get_sample_value("relay_ingest_ambiguous_answers_total", {"type": "play"}) == 0
 
 
 async def test_over_the_in_flight_bound_the_tail_is_service_unavailable(
