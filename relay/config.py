@@ -192,6 +192,14 @@ class Settings:
         "(forward keeps Python's default, 700). Nearly every object a request makes dies "
         "by reference count, so rare collections cost less CPU for about the same memory.",
     )
+    kafka_queued_batches: int = _setting(
+        4,
+        "RELAY_KAFKA_QUEUED_BATCHES",
+        "POST /batch's record batches (up to 64 KiB each) a partition may hold full and "
+        "waiting for Kafka to take them, besides the one filling; past it the items are "
+        "answered SERVICE_UNAVAILABLE at once, nothing written. Bounds memory while Kafka "
+        "drains slowly.",
+    )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
     )
@@ -500,6 +508,7 @@ class Settings:
             "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
             "RELAY_COMMIT_EVERY_EVENTS": self.commit_every_events,
             "RELAY_BACKLOG_PROBE_S": self.backlog_probe_s,
+            "RELAY_KAFKA_QUEUED_BATCHES": self.kafka_queued_batches,
             "RELAY_APP_ID_LEARNING_WINDOW_S": self.app_id_learning_window_s,
             "RELAY_RIGHTS_BATCH_MAX": self.rights_batch_max,
             "RELAY_RIGHTS_BATCH_WAIT_S": self.rights_batch_wait_s,

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
-from relay.errors import KafkaUnavailable
+from relay.errors import KafkaUnavailable, NotWritten
 from relay.kafka.batches import PartitionBatches
 
 
@@ -120,3 +120,21 @@ async def test_close_before_the_hand_over_ran_fails_the_open_batch() -> None:
     batches.close()
     await asyncio.sleep(0)
     assert isinstance(ack.result(), KafkaUnavailable)
+
+
+async def test_beyond_its_full_batches_bound_a_partition_refuses_records_at_once() -> None:
+    producer = _Producer(room=2)
+    producer.take.clear()  # Kafka takes nothing for now
+    batches = PartitionBatches(producer, "t", 0, max_waiting=1)
+    first = [batches.append(b"k", str(n).encode(), []) for n in range(3)]  # 0 1 | 2
+    refused = batches.append(b"k", b"3", [])  # one full batch waits: the bound
+    outcome = refused.result()
+    assert isinstance(outcome, NotWritten)
+    assert "RELAY_KAFKA_QUEUED_BATCHES" in str(outcome)
+    await asyncio.sleep(0)  # the hand-over takes the waiting batch (and waits for Kafka)
+    taken = batches.append(b"k", b"4", [])  # room again
+    producer.take.set()
+    await batches.drain()
+    assert producer.sent == [[b"0", b"1"], [b"2", b"4"]]
+    assert first[2] is taken
+    assert not first[0].done()  # with aiokafka: its verdict is Kafka's

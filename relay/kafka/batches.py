@@ -48,10 +48,19 @@ class PartitionBatches:
     """One partition's batches: the full ones waiting, the open one, and the task that
     hands them to aiokafka one after another."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic: str, partition: int, max_waiting: int = 4
+    ) -> None:
+        """At most ``max_waiting`` full batches wait behind the one aiokafka holds,
+        besides the open one: the memory bound while Kafka takes them slowly."""
         self._producer = producer
         self._topic = topic
         self._partition = partition
+        self._max_waiting = max_waiting
+        self._full = NotWritten(
+            f"the producer already holds {max_waiting} full record batches for "
+            f"{topic}[{partition}] (RELAY_KAFKA_QUEUED_BATCHES); Kafka is slow"
+        )
         self._waiting: deque[_Batch] = deque()
         self._open: _Batch | None = None
         self._handing: asyncio.Task[None] | None = None
@@ -61,7 +70,13 @@ class PartitionBatches:
     ) -> asyncio.Future[Outcome]:
         """Add a record to the open batch; returns the batch's outcome, shared by its
         records. The batch leaves on the loop's next turn at the earliest, so every
-        record appended in the same turn (a whole request's) goes with it."""
+        record appended in the same turn (a whole request's) goes with it. With
+        ``max_waiting`` full batches waiting, the record is refused (an outcome at once,
+        nothing written)."""
+        if len(self._waiting) >= self._max_waiting:
+            refused: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            refused.set_result(self._full)
+            return refused
         batch = self._open
         if batch is None:
             batch = self._open = self._new()

@@ -103,10 +103,13 @@ class KafkaProducer:
         probe_interval: float = 1.0,
         client_id: str = "relay-ingest",
         stop_timeout: float = 5.0,
+        queued_batches: int = 4,
     ) -> None:
         """``options`` come from ``relay.kafka.options.producer_options``: the
         bootstrap servers, security and compression. ``stop`` gives up flushing
-        after ``stop_timeout`` seconds."""
+        after ``stop_timeout`` seconds. ``send_all`` holds at most ``queued_batches``
+        full record batches per partition waiting for Kafka (``PartitionBatches``)."""
+        self._queued_batches = queued_batches
         self._stop_timeout = stop_timeout
         self._producer = AIOKafkaProducer(
             **options,
@@ -206,7 +209,7 @@ class KafkaProducer:
         lane = self._batches.get((record.topic, partition))
         if lane is None:
             lane = self._batches[record.topic, partition] = PartitionBatches(
-                self._producer, record.topic, partition
+                self._producer, record.topic, partition, self._queued_batches
             )
         return lane.append(record.key, record.value, list(record.headers))
 
