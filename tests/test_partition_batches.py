@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from relay.errors import KafkaUnavailable, NotWritten
@@ -35,6 +36,7 @@ class _Producer:
         self.take.set()
         self.refuse: set[int] = set()  # numbers of the send_batch calls that raise
         self.calls = 0
+        self.error: Exception = KafkaTimeoutError()
 
     def create_batch(self) -> _Builder:
         return _Builder(self.room)
@@ -43,7 +45,7 @@ class _Producer:
         await self.take.wait()
         self.calls += 1
         if self.calls - 1 in self.refuse:
-            raise KafkaTimeoutError()
+            raise self.error
         self.sent.append(batch.values)
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.acks.append(ack)
@@ -86,9 +88,11 @@ async def test_records_appended_while_a_batch_is_being_handed_over_share_the_nex
     assert all(ack is later[0] for ack in later)
 
 
-async def test_a_batch_aiokafka_refuses_fails_its_records_only() -> None:
+@pytest.mark.parametrize("error", [KafkaTimeoutError(), AssertionError("no partition 0")])
+async def test_a_batch_aiokafka_refuses_fails_its_records_only(error: Exception) -> None:
     producer = _Producer(room=2)
     producer.refuse = {0}
+    producer.error = error
     batches = _batches(producer)
     acks = [batches.append(b"k", str(n).encode(), []) for n in range(4)]
     await batches.drain()

@@ -19,6 +19,7 @@ before its batch was handed over is still written.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any
 
@@ -28,6 +29,8 @@ from aiokafka.errors import KafkaError
 from relay.errors import KafkaUnavailable, NotWritten
 
 __all__ = ["Outcome", "PartitionBatches"]
+
+log = logging.getLogger(__name__)
 
 Outcome = KafkaUnavailable | None  # None: Kafka acknowledged the record
 
@@ -127,6 +130,16 @@ class PartitionBatches:
                     )
                 except KafkaError as exc:  # aiokafka did not take the batch
                     _settle(batch.acked, NotWritten(f"Kafka refused the write: {exc}"))
+                except Exception as exc:  # aiokafka's own checks (a partition gone): same
+                    log.exception(
+                        "aiokafka refused a record batch unexpectedly",
+                        extra={
+                            "topic": self._topic,
+                            "partition": self._partition,
+                            "error": repr(exc),
+                        },
+                    )
+                    _settle(batch.acked, NotWritten(f"the producer refused the write: {exc!r}"))
                 else:
                     sent.add_done_callback(lambda done, acked=batch.acked: _verdict(done, acked))
         except asyncio.CancelledError:  # the producer is closing: nothing more goes out
