@@ -192,13 +192,13 @@ class Settings:
         "(forward keeps Python's default, 700). Nearly every object a request makes dies "
         "by reference count, so rare collections cost less CPU for about the same memory.",
     )
-    kafka_queued_batches: int = _setting(
-        4,
-        "RELAY_KAFKA_QUEUED_BATCHES",
-        "POST /batch's record batches (up to 64 KiB each) a partition may hold full and "
-        "waiting for Kafka to take them, besides the one filling; past it the items are "
-        "answered SERVICE_UNAVAILABLE at once, nothing written. Bounds memory while Kafka "
-        "drains slowly.",
+    kafka_queued_records: int = _setting(
+        8192,
+        "RELAY_KAFKA_QUEUED_RECORDS",
+        "POST /batch's records an ingest process (each worker) holds that Kafka has not "
+        "taken yet (its request may have given up waiting); past it the items are answered "
+        "SERVICE_UNAVAILABLE at once, nothing written. Bounds memory while Kafka drains "
+        "slowly; at least RELAY_INGEST_MAX_IN_FLIGHT, or healthy bursts are refused.",
     )
     kafka_linger_ms: int = _setting(
         1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
@@ -508,7 +508,7 @@ class Settings:
             "RELAY_COMMIT_INTERVAL_S": self.commit_interval_s,
             "RELAY_COMMIT_EVERY_EVENTS": self.commit_every_events,
             "RELAY_BACKLOG_PROBE_S": self.backlog_probe_s,
-            "RELAY_KAFKA_QUEUED_BATCHES": self.kafka_queued_batches,
+            "RELAY_KAFKA_QUEUED_RECORDS": self.kafka_queued_records,
             "RELAY_APP_ID_LEARNING_WINDOW_S": self.app_id_learning_window_s,
             "RELAY_RIGHTS_BATCH_MAX": self.rights_batch_max,
             "RELAY_RIGHTS_BATCH_WAIT_S": self.rights_batch_wait_s,
@@ -527,6 +527,12 @@ class Settings:
         for env, value in positive.items():
             if not value > 0:  # NaN too
                 raise ConfigError(f"{env} must be positive, got {value}")
+        if self.kafka_queued_records < self.max_in_flight:
+            raise ConfigError(
+                f"RELAY_KAFKA_QUEUED_RECORDS ({self.kafka_queued_records}) must be at least "
+                f"RELAY_INGEST_MAX_IN_FLIGHT ({self.max_in_flight}), or batches refuse events "
+                "while Kafka is healthy"
+            )
         if not math.isfinite(self.forward_window_s):
             raise ConfigError(f"RELAY_FORWARD_WINDOW_S must be finite, got {self.forward_window_s}")
         if self.max_waiting < 0:

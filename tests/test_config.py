@@ -51,6 +51,7 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_GC_YOUNG_THRESHOLD", "0"),  # would switch automatic collection off
         ("RELAY_FORWARD_WINDOW_S", "inf"),
         ("RELAY_FORWARD_WINDOW_S", "nan"),
+        ("RELAY_KAFKA_QUEUED_RECORDS", "4095"),  # below the in-flight bound (4096)
     ],
 )
 def test_bad_values_name_the_variable(env: str, value: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError
 
 from relay.errors import KafkaUnavailable, NotWritten
-from relay.kafka.batches import PartitionBatches
+from relay.kafka.batches import PartitionBatches, Queued
 
 
 class _Builder:
@@ -53,7 +53,7 @@ class _Producer:
 
 
 def _batches(producer: _Producer) -> PartitionBatches:
-    return PartitionBatches(producer, "t", 0)
+    return PartitionBatches(producer, "t", 0, Queued(1000))
 
 
 async def test_records_of_one_turn_leave_together_and_a_full_batch_leaves_first() -> None:
@@ -104,14 +104,17 @@ async def test_a_batch_aiokafka_refuses_fails_its_records_only(error: Exception)
 
 async def test_close_fails_what_was_not_handed_over_and_nothing_else() -> None:
     producer = _Producer(room=2)
-    batches = _batches(producer)
+    queued = Queued(1000)
+    batches = PartitionBatches(producer, "t", 0, queued)
     handed = batches.append(b"k", b"0", [])
     await batches.drain()
     producer.take.clear()
     waiting = [batches.append(b"k", str(n).encode(), []) for n in range(1, 6)]
     await asyncio.sleep(0)  # one of them is being handed over, the others wait
+    assert queued.held == 3  # the two being handed over are aiokafka's
     batches.close()
     await asyncio.sleep(0)
+    assert queued.held == 0
     assert all(isinstance(ack.result(), KafkaUnavailable) for ack in waiting)
     assert "stopped" in str(waiting[-1].result())
     assert not handed.done()  # with aiokafka already: its verdict is Kafka's
@@ -126,19 +129,28 @@ async def test_close_before_the_hand_over_ran_fails_the_open_batch() -> None:
     assert isinstance(ack.result(), KafkaUnavailable)
 
 
-async def test_beyond_its_full_batches_bound_a_partition_refuses_records_at_once() -> None:
+async def test_beyond_the_queued_records_bound_records_are_refused_at_once() -> None:
     producer = _Producer(room=2)
     producer.take.clear()  # Kafka takes nothing for now
-    batches = PartitionBatches(producer, "t", 0, max_waiting=1)
-    first = [batches.append(b"k", str(n).encode(), []) for n in range(3)]  # 0 1 | 2
-    refused = batches.append(b"k", b"3", [])  # one full batch waits: the bound
+    queued = Queued(3)
+    batches = PartitionBatches(producer, "t", 0, queued)
+    other = PartitionBatches(producer, "t", 1, queued)  # the bound is shared
+    first = [batches.append(b"k", str(n).encode(), []) for n in range(2)]  # 0 1
+    beside = other.append(b"k", b"x", [])
+    refused = batches.append(b"k", b"3", [])  # 3 held: the bound
     outcome = refused.result()
     assert isinstance(outcome, NotWritten)
-    assert "RELAY_KAFKA_QUEUED_BATCHES" in str(outcome)
-    await asyncio.sleep(0)  # the hand-over takes the waiting batch (and waits for Kafka)
+    assert "RELAY_KAFKA_QUEUED_RECORDS" in str(outcome)
+    assert queued.held == 3
+    await asyncio.sleep(0)  # both hand-overs take their batches (and wait for Kafka)
+    assert queued.held == 0
     taken = batches.append(b"k", b"4", [])  # room again
     producer.take.set()
     await batches.drain()
-    assert producer.sent == [[b"0", b"1"], [b"2", b"4"]]
-    assert first[2] is taken
+    await other.drain()
+    assert sorted(producer.sent) == [[b"0", b"1"], [b"4"], [b"x"]]
     assert not first[0].done()  # with aiokafka: its verdict is Kafka's
+    assert not taken.done()
+    assert not beside.done()
+    batches.close()
+    assert queued.held == 0

@@ -245,7 +245,7 @@ def _producer(settings: Settings) -> Producer:
     return KafkaProducer(
         producer_options(settings),
         linger_ms=settings.kafka_linger_ms,
-        queued_batches=settings.kafka_queued_batches,
+        queued_records=settings.kafka_queued_records,
         probe_interval=settings.kafka_probe_interval_s,
     )
 

@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from relay.errors import KafkaUnavailable, NotWritten
 
-__all__ = ["Outcome", "PartitionBatches"]
+__all__ = ["Outcome", "PartitionBatches", "Queued"]
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,29 @@ Outcome = KafkaUnavailable | None  # None: Kafka acknowledged the record
 _STOPPED = NotWritten("the producer stopped before the record was handed to Kafka")
 
 
+class Queued:
+    """Records appended to any partition's batches and not yet taken by aiokafka, and
+    their bound. Within the in-flight bound every such record has a request waiting for
+    it; but a request whose deadline passed leaves, and its records stay queued, so
+    while Kafka drains slowly nothing else would bound them."""
+
+    __slots__ = ("full", "held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.full = NotWritten(
+            f"the producer already holds {limit} records Kafka has not taken "
+            "(RELAY_KAFKA_QUEUED_RECORDS): Kafka is slow; retry later"
+        )
+
+
 class _Batch:
-    __slots__ = ("acked", "builder")
+    __slots__ = ("acked", "builder", "size")
 
     def __init__(self, builder: Any, acked: asyncio.Future[Outcome]) -> None:
         self.builder = builder
+        self.size = 0  # records appended
         # Set to an outcome, never to an exception: a caller that stopped waiting
         # leaves it unread, and an unread exception would be logged as lost.
         self.acked = acked
@@ -52,18 +70,13 @@ class PartitionBatches:
     hands them to aiokafka one after another."""
 
     def __init__(
-        self, producer: AIOKafkaProducer, topic: str, partition: int, max_waiting: int = 4
+        self, producer: AIOKafkaProducer, topic: str, partition: int, queued: Queued
     ) -> None:
-        """At most ``max_waiting`` full batches wait behind the one aiokafka holds,
-        besides the open one: the memory bound while Kafka takes them slowly."""
+        """``queued`` is shared by the producer's partitions: the memory bound."""
         self._producer = producer
         self._topic = topic
         self._partition = partition
-        self._max_waiting = max_waiting
-        self._full = NotWritten(
-            f"the producer already holds {max_waiting} full record batches for "
-            f"{topic}[{partition}] (RELAY_KAFKA_QUEUED_BATCHES); Kafka is slow"
-        )
+        self._queued = queued
         self._waiting: deque[_Batch] = deque()
         self._open: _Batch | None = None
         self._handing: asyncio.Task[None] | None = None
@@ -73,12 +86,13 @@ class PartitionBatches:
     ) -> asyncio.Future[Outcome]:
         """Add a record to the open batch; returns the batch's outcome, shared by its
         records. The batch leaves on the loop's next turn at the earliest, so every
-        record appended in the same turn (a whole request's) goes with it. With
-        ``max_waiting`` full batches waiting, the record is refused (an outcome at once,
-        nothing written)."""
-        if len(self._waiting) >= self._max_waiting:
+        record appended in the same turn (a whole request's) goes with it. With the
+        ``Queued`` bound reached, the record is refused (an outcome at once, nothing
+        written)."""
+        queued = self._queued
+        if queued.held >= queued.limit:
             refused: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-            refused.set_result(self._full)
+            refused.set_result(queued.full)
             return refused
         batch = self._open
         if batch is None:
@@ -88,6 +102,8 @@ class PartitionBatches:
             batch = self._open = self._new()
             if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                 raise RuntimeError("aiokafka refused a record into an empty batch")
+        batch.size += 1
+        queued.held += 1
         if self._handing is None:
             self._handing = asyncio.get_running_loop().create_task(self._hand_over())
         return batch.acked
@@ -105,6 +121,7 @@ class PartitionBatches:
 
     def _fail_unsent(self) -> None:
         for batch in (*self._waiting, *((self._open,) if self._open is not None else ())):
+            self._queued.held -= batch.size
             _settle(batch.acked, _STOPPED)
         self._waiting.clear()
         self._open = None
@@ -122,6 +139,7 @@ class PartitionBatches:
                     batch, self._open = self._open, None
                 else:
                     return
+                self._queued.held -= batch.size  # aiokafka's now (or refused below)
                 try:
                     # Waits while aiokafka still holds this partition's previous batch;
                     # meanwhile the records of other calls fill the next one.

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import ApiVersionRequest
 
 from relay.errors import KafkaUnavailable, NotWritten
-from relay.kafka.batches import Outcome, PartitionBatches
+from relay.kafka.batches import Outcome, PartitionBatches, Queued
 from relay.kafka.partitioner import CachedPartitioner
 
 __all__ = ["KafkaProducer", "Producer", "Record"]
@@ -103,13 +103,13 @@ class KafkaProducer:
         probe_interval: float = 1.0,
         client_id: str = "relay-ingest",
         stop_timeout: float = 5.0,
-        queued_batches: int = 4,
+        queued_records: int = 8192,
     ) -> None:
         """``options`` come from ``relay.kafka.options.producer_options``: the
         bootstrap servers, security and compression. ``stop`` gives up flushing
-        after ``stop_timeout`` seconds. ``send_all`` holds at most ``queued_batches``
-        full record batches per partition waiting for Kafka (``PartitionBatches``)."""
-        self._queued_batches = queued_batches
+        after ``stop_timeout`` seconds. ``send_all`` holds at most ``queued_records``
+        records that aiokafka has not taken yet, over all partitions (``Queued``)."""
+        self._queued = Queued(queued_records)
         self._stop_timeout = stop_timeout
         self._producer = AIOKafkaProducer(
             **options,
@@ -209,7 +209,7 @@ class KafkaProducer:
         lane = self._batches.get((record.topic, partition))
         if lane is None:
             lane = self._batches[record.topic, partition] = PartitionBatches(
-                self._producer, record.topic, partition, self._queued_batches
+                self._producer, record.topic, partition, self._queued
             )
         return lane.append(record.key, record.value, list(record.headers))
 
