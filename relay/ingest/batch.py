@@ -411,11 +411,7 @@ class BatchHandler:
                 )
                 continue
             acknowledged[type_name] = acknowledged.get(type_name, 0) + 1
-            event_id_ = _envelope(item).id
-            if item.key is None and item.app_answer is None:  # most: nothing to remember
-                results[item.index] = {"id": event_id_}
-                continue
-            accepted = Accepted(event_id_, item.app_answer)
+            accepted = Accepted(_envelope(item).id, item.app_answer)
             self._remember(tenant, item, accepted)
             results[item.index] = _accepted(accepted)
         metrics = self._metrics
