@@ -4,7 +4,7 @@ each answer means for delivery.
 Every answer maps to exactly one ``Outcome``: ``Delivered``, ``Retry`` (after a
 delay, honouring Retry-After), ``Permanent`` (dead-letter, with the failureCode) or
 ``CredentialsRejected`` (our credentials, not the event: pause, never dead-letter).
-aiohttp's errors are translated here and go no further.
+The transport's errors (``relay/http1.py``) are translated here and go no further.
 
 Undocumented upstream details live here and in the sandbox only (UPSTREAM.md):
 ``POST /authenticate`` takes ``{"token", "secret"}`` and answers
@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
 from relay.clock import Clock
 from relay.failures import DISPOSITIONS, Disposition
+from relay.http1 import Http1Pool, TransportError
 
 __all__ = [
     "AUTH_PATH",
@@ -48,6 +48,8 @@ MUSIC_CHECK_PATH = "/music-check"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Refresh when this share of a token's lifetime has passed, well before it expires.
 REFRESH_AT_SHARE = 0.8
+_JSON = (("Content-Type", "application/json"),)
+_VISIBLE = frozenset(chr(code) for code in range(0x21, 0x7F))  # a token's characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +149,14 @@ class Tokens:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        base_url: str,
+        pool: Http1Pool,
         token: str,
         secret: str,
         clock: Clock,
         timeout: float,
         on_refresh: Callable[[], None] | None = None,
     ) -> None:
-        self._session = session
-        self._url = base_url.rstrip("/") + AUTH_PATH
+        self._pool = pool
         self._on_refresh = on_refresh  # counts refreshes in a metric; must not block
         self._credentials = orjson.dumps({"token": token, "secret": secret})
         self._clock = clock
@@ -179,19 +179,15 @@ class Tokens:
             if self._bearer is not None and self._bearer != stale:
                 return self._bearer
             try:
-                async with self._session.post(
-                    self._url,
-                    data=self._credentials,
-                    headers={"Content-Type": "application/json"},
-                    timeout=aiohttp.ClientTimeout(total=self._timeout),
-                ) as response:
-                    body = await response.read()
-                    status, headers = response.status, response.headers
+                answer = await self._pool.post(
+                    AUTH_PATH, _JSON, self._credentials, within_s=self._timeout
+                )
             except TimeoutError:
                 return Retry("auth_timeout", overload=True)
-            except aiohttp.ClientError as exc:
-                return Retry(f"auth_transport: {type(exc).__name__}")
-            outcome = classify(status, body, headers)
+            except TransportError as exc:
+                return Retry(f"auth_transport: {exc}")
+            outcome = classify(answer.status, answer.body, answer)
+            body, status = answer.body, answer.status
             if not isinstance(outcome, Delivered):
                 if isinstance(outcome, Permanent):  # refused credentials, in any form
                     return CredentialsRejected(outcome.code, outcome.message, outcome.status)
@@ -200,6 +196,8 @@ class Tokens:
                 data = orjson.loads(body)["data"]
                 bearer, lifetime = str(data["accessToken"]), float(data["expiresIn"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                return Retry("auth_unreadable_answer", status)
+            if not bearer or not _VISIBLE.issuperset(bearer):  # it goes into a header line
                 return Retry("auth_unreadable_answer", status)
             self._bearer = bearer
             self._refresh_at = self._clock.monotonic() + lifetime * REFRESH_AT_SHARE
@@ -224,16 +222,14 @@ class UpstreamClient:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        base_url: str,
+        pool: Http1Pool,
         tokens: Tokens,
         timeout: float,
         retry_after_max_s: float = RETRY_AFTER_MAX_S,
     ) -> None:
-        self._session = session
-        self._base_url = base_url.rstrip("/")
+        self._pool = pool
         self._tokens = tokens
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = timeout
         self._retry_after_max_s = retry_after_max_s
 
     @property
@@ -269,23 +265,19 @@ class UpstreamClient:
             return Retry("music_check_unreadable_answer", outcome.status)
 
     async def _post(self, path: str, body: bytes, idempotency_key: str, bearer: str) -> Outcome:
-        headers = {
-            "Authorization": f"Bearer {bearer}",
-            "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: idempotency_key,
-        }
+        headers = (
+            ("Authorization", "Bearer " + bearer),
+            ("Content-Type", "application/json"),
+            (IDEMPOTENCY_HEADER, idempotency_key),
+        )
         try:
-            async with self._session.post(
-                self._base_url + path, data=body, headers=headers, timeout=self._timeout
-            ) as response:
-                answer = await response.read()
-                return classify(
-                    response.status,
-                    answer,
-                    response.headers,
-                    retry_after_max_s=self._retry_after_max_s,
-                )
+            answer = await self._pool.post(path, headers, body, self._timeout)
         except TimeoutError:
             return Retry("timeout", overload=True)
-        except aiohttp.ClientError as exc:
-            return Retry(f"transport: {type(exc).__name__}")
+        except TransportError as exc:
+            return Retry(f"transport: {exc}")
+        except ValueError as exc:  # a key that would split the request: the event's fault
+            return Permanent("INVALID_IDEMPOTENCY_KEY", str(exc), 0)
+        return classify(
+            answer.status, answer.body, answer, retry_after_max_s=self._retry_after_max_s
+        )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from relay.clock import ManualClock
 from relay.failures import FAILURE_CODES
+from relay.http1 import Http1Pool
 from relay.upstream import (
     CredentialsRejected,
     Delivered,
@@ -77,21 +78,20 @@ def test_permanent_keeps_code_and_message() -> None:
     assert outcome == Permanent("VALIDATION_ERROR", "m", 400)
 
 
-async def client_for(
-    sandbox: TestClient[Any, Any], session: aiohttp.ClientSession, **kw: Any
-) -> UpstreamClient:
-    base = str(sandbox.make_url(""))
-    tokens = Tokens(
-        session, base, kw.get("token", "tok"), kw.get("secret", "sec"), kw["clock"], 5.0
-    )
-    return UpstreamClient(session, base, tokens, 5.0)
+def pool_for(sandbox: TestClient[Any, Any]) -> Http1Pool:
+    return Http1Pool(str(sandbox.make_url("")))
+
+
+async def client_for(sandbox: TestClient[Any, Any], pool: Http1Pool, **kw: Any) -> UpstreamClient:
+    tokens = Tokens(pool, kw.get("token", "tok"), kw.get("secret", "sec"), kw["clock"], 5.0)
+    return UpstreamClient(pool, tokens, 5.0)
 
 
 async def test_many_waiters_share_one_refresh(
     sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
 ) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = await client_for(sandbox, session, clock=sandbox_clock)
+    async with pool_for(sandbox) as pool:
+        client = await client_for(sandbox, pool, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
         outcomes = await asyncio.gather(
             *(client.deliver("/play", body, f"id-{n}") for n in range(50))
@@ -113,8 +113,8 @@ async def test_many_waiters_share_one_refresh(
 async def test_token_is_refreshed_before_it_expires(
     sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
 ) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = await client_for(sandbox, session, clock=sandbox_clock)
+    async with pool_for(sandbox) as pool:
+        client = await client_for(sandbox, pool, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
         assert isinstance(await client.deliver("/play", body, "a"), Delivered)
         sandbox_clock.advance(60 * 0.85)  # past 80% of the 60 s lifetime, before expiry
@@ -127,8 +127,8 @@ async def test_token_is_refreshed_before_it_expires(
 async def test_revoked_credentials_are_rejected_after_one_refresh(
     sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
 ) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = await client_for(sandbox, session, clock=sandbox_clock)
+    async with pool_for(sandbox) as pool:
+        client = await client_for(sandbox, pool, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
         assert isinstance(await client.deliver("/play", body, "a"), Delivered)
         await sandbox.post("/_sandbox/faults", json={"revoked": True})
@@ -140,8 +140,8 @@ async def test_revoked_credentials_are_rejected_after_one_refresh(
 async def test_idempotency_key_and_bearer_are_sent(
     sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
 ) -> None:
-    async with aiohttp.ClientSession() as session:
-        client = await client_for(sandbox, session, clock=sandbox_clock)
+    async with pool_for(sandbox) as pool:
+        client = await client_for(sandbox, pool, clock=sandbox_clock)
         await client.deliver("/add", orjson.dumps(VALID["add"]), "event-1")
         entry = (await (await sandbox.get("/_sandbox/ledger")).json())["entries"][0]
         assert entry["idempotencyKey"] == "event-1"
@@ -149,9 +149,9 @@ async def test_idempotency_key_and_bearer_are_sent(
 
 
 async def test_transport_errors_and_timeouts_are_retries(sandbox_clock: ManualClock) -> None:
-    async with aiohttp.ClientSession() as session:
-        tokens = Tokens(session, "http://127.0.0.1:1", "tok", "sec", sandbox_clock, 1.0)
-        client = UpstreamClient(session, "http://127.0.0.1:1", tokens, 1.0)
+    async with Http1Pool("http://127.0.0.1:1") as pool:
+        tokens = Tokens(pool, "tok", "sec", sandbox_clock, 1.0)
+        client = UpstreamClient(pool, tokens, 1.0)
         outcome = await client.deliver("/play", b"{}", "x")
         assert isinstance(outcome, Retry)
         assert outcome.reason.startswith("auth_transport")
@@ -167,9 +167,9 @@ async def test_music_check_keys_are_derived_from_the_body(sandbox_clock: ManualC
             keys.append(idempotency_key)
             return Delivered(200, b'{"data": {"notPlayable": []}}')
 
-    async with aiohttp.ClientSession() as session:
-        tokens = Tokens(session, "http://127.0.0.1:1", "tok", "sec", sandbox_clock, 1.0)
-        client = Recording(session, "http://127.0.0.1:1", tokens, 1.0)
+    async with Http1Pool("http://127.0.0.1:1") as pool:
+        tokens = Tokens(pool, "tok", "sec", sandbox_clock, 1.0)
+        client = Recording(pool, tokens, 1.0)
         for clips in ([1, 2], [3, 4], [1, 2]):
             assert await client.music_check(clips) == []
     assert keys[0] != keys[1]  # same length, different clips
@@ -191,3 +191,34 @@ def test_a_retry_after_within_the_cap_is_kept() -> None:
     outcome = classify(503, failure("SERVICE_UNAVAILABLE"), {"Retry-After": "300"})
     assert isinstance(outcome, Retry)
     assert (outcome.retry_after, outcome.retry_after_capped) == (300.0, False)
+
+
+async def test_a_token_that_would_split_a_header_line_is_not_used(
+    sandbox_clock: ManualClock,
+) -> None:
+    """The bearer goes into a header line: one holding a line break (or nothing) is an
+    unreadable answer, retried, never sent."""
+    tokens = iter(["bad\r\nX-Injected: 1", ""])
+
+    async def authenticate(request: web.Request) -> web.Response:
+        return web.json_response({"data": {"accessToken": next(tokens), "expiresIn": 60}})
+
+    app = web.Application()
+    app.router.add_post("/authenticate", authenticate)
+    async with TestServer(app) as server, Http1Pool(str(server.make_url(""))) as pool:
+        client = UpstreamClient(pool, Tokens(pool, "tok", "sec", sandbox_clock, 1.0), 1.0)
+        for _ in range(2):
+            outcome = await client.deliver("/play", b"{}", "x")
+            assert outcome == Retry("auth_unreadable_answer", 200)
+
+
+async def test_a_key_that_would_split_a_header_line_is_dead_lettered(
+    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+) -> None:
+    async with pool_for(sandbox) as pool:
+        client = await client_for(sandbox, pool, clock=sandbox_clock)
+        outcome = await client.deliver("/play", orjson.dumps(VALID["play"]), "a\r\nb")
+        assert isinstance(outcome, Permanent)
+        assert outcome.code == "INVALID_IDEMPOTENCY_KEY"
+        ledger = await (await sandbox.get("/_sandbox/ledger?entries=0")).json()
+        assert ledger["total"] == 0

@@ -20,7 +20,6 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -34,6 +33,7 @@ from relay.forward.dedupe import SettledIds
 from relay.forward.dispatch import Dispatcher, LaneLimits, Tenant
 from relay.forward.learning import Learner
 from relay.forward.worker import ForwardWorker
+from relay.http1 import Http1Pool
 from relay.kafka.admin import partition_counts
 from relay.kafka.consumer import KafkaConsumer
 from relay.kafka.options import client_options, producer_options
@@ -56,7 +56,7 @@ class Forwarder:
     def __init__(
         self,
         settings: Settings,
-        session: aiohttp.ClientSession,
+        pool: Http1Pool,
         clock: Clock,
         tenants: Tenants | None = None,
         stop: asyncio.Event | None = None,
@@ -76,8 +76,7 @@ class Forwarder:
         credentials: dict[str, Credential] = {}  # by upstream token: tenants may share one
         for name, configured in self.configured.by_name.items():
             tokens = Tokens(
-                session,
-                settings.upstream_url,
+                pool,
                 configured.upstream_token,
                 configured.upstream_secret,
                 clock,
@@ -85,8 +84,7 @@ class Forwarder:
                 on_refresh=self.metrics.token_refreshes.labels(name).inc,
             )
             client = UpstreamClient(
-                session,
-                settings.upstream_url,
+                pool,
                 tokens,
                 settings.upstream_timeout_s,
                 retry_after_max_s=settings.retry_after_max_s,
@@ -231,9 +229,9 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        forwarder = Forwarder(settings, session, clock, tenants, stop)
+    # As many connections as deliveries in flight (RELAY_CONCURRENCY_MAX bounds them).
+    async with Http1Pool(settings.upstream_url, idle_timeout_s=30) as pool:
+        forwarder = Forwarder(settings, pool, clock, tenants, stop)
         checked.record(forwarder.metrics.topic_under_replicated)
         await forwarder.dlq_producer.start()
         await forwarder.publisher.start()

@@ -11,7 +11,7 @@ Shutdown order at SIGTERM or SIGINT:
    got Kafka's acknowledgement and its 2xx, or its 503;
 5. the producer flushes and closes (the app's cleanup context, run last by aiohttp);
 6. the admin port (RELAY_ADMIN_PORT, when set) closes, the facts reader stops, the
-   fact publisher and the upstream session close;
+   fact publisher and the upstream connections close;
 7. the process exits 0.
 
 As a worker of a group (``relay ingest --workers N``, ``relay.ingest.workers``) the
@@ -33,7 +33,6 @@ import resource
 import signal
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -41,6 +40,7 @@ from relay.clock import SystemClock
 from relay.config import ConfigError, Settings
 from relay.errors import KafkaUnavailable
 from relay.facts import FactPublisher, Facts, create_facts_topic
+from relay.http1 import Http1Pool
 from relay.ingest.app import (
     INGEST_METRICS,
     SHUTTING_DOWN,
@@ -113,14 +113,12 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
     registry = CollectorRegistry()
     if seat is None:  # a group's supervisor reports these for its workers
         WorkerGroupMetrics.create(registry, 1).workers.set(1)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    upstream_pool = Http1Pool(settings.upstream_url, limit=64)
     upstream = {
         name: UpstreamClient(
-            session,
-            settings.upstream_url,
+            upstream_pool,
             Tokens(
-                session,
-                settings.upstream_url,
+                upstream_pool,
                 tenant.upstream_token,
                 tenant.upstream_secret,
                 clock,
@@ -161,7 +159,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
         await runner.setup()
     except KafkaUnavailable:
         await runner.cleanup()
-        await _close(follower, stop_facts, publisher, session)
+        await _close(follower, stop_facts, publisher, upstream_pool)
         raise
     # Meant for the tail latency under many connections, and the CPU per request.
     settle_collector(settings.gc_young_threshold)
@@ -226,7 +224,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
         await runner.cleanup()
         if admin_runner is not None:
             await admin_runner.cleanup()
-        await _close(follower, stop_facts, publisher, session)
+        await _close(follower, stop_facts, publisher, upstream_pool)
         if own_runner is not None:
             await own_runner.cleanup()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -322,11 +320,11 @@ async def _close(
     follower: asyncio.Task[None],
     stop_facts: asyncio.Event,
     publisher: FactPublisher,
-    session: aiohttp.ClientSession,
+    upstream_pool: Http1Pool,
 ) -> None:
     stop_facts.set()
     follower.cancel()
     with contextlib.suppress(asyncio.CancelledError, KafkaUnavailable):
         await follower
     await publisher.stop()
-    await session.close()
+    await upstream_pool.close()

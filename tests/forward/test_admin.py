@@ -4,33 +4,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from relay.clock import ManualClock
 from relay.config import Settings
 from relay.forward.server import Forwarder
+from relay.http1 import Http1Pool
 
 Client = TestClient[object, object]
 
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[object]:
-    made: list[tuple[Client, aiohttp.ClientSession, Forwarder]] = []
+    made: list[tuple[Client, Http1Pool, Forwarder]] = []
 
     async def make(**settings: object) -> tuple[Client, Forwarder]:
-        session = aiohttp.ClientSession()
-        forwarder = Forwarder(Settings(**settings), session, ManualClock())  # type: ignore[arg-type]
+        pool = Http1Pool("http://127.0.0.1:1")
+        forwarder = Forwarder(Settings(**settings), pool, ManualClock())  # type: ignore[arg-type]
         client: Client = TestClient(TestServer(forwarder.http_app()))
         await client.start_server()
-        made.append((client, session, forwarder))
+        made.append((client, pool, forwarder))
         return client, forwarder
 
     yield make
-    for client, session, forwarder in made:
+    for client, pool, forwarder in made:
         await client.close()
-        await session.close()
+        await pool.close()
         # Its Kafka clients were built, never started: close them all the same.
         await forwarder.dlq_producer.stop()
         await forwarder.publisher.stop()

@@ -3,7 +3,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
@@ -11,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from relay.clock import Clock, ManualClock, SystemClock
 from relay.config import Settings
 from relay.facts import Facts
+from relay.http1 import Http1Pool
 from relay.ingest.app import make_app
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Producer
@@ -72,7 +72,7 @@ async def front(
     and the appId: ``await front(facts, **settings)``; ``upstream_wrap`` wraps each
     tenant's client (to count calls), ``registry`` and ``clock`` are the app's."""
     made: list[TestClient[object, object]] = []
-    session = aiohttp.ClientSession()
+    pool = Http1Pool(str(sandbox.make_url("")))
 
     async def make(
         facts: Facts,
@@ -87,13 +87,10 @@ async def front(
             upstream_secret="sec",
             **{"upstream_answer_timeout_s": 2.0, **overrides},
         )
-        base = str(sandbox.make_url("")).rstrip("/")
         tenants = load_tenants(settings)
         system = SystemClock()
         upstream = {
-            name: upstream_wrap(
-                UpstreamClient(session, base, Tokens(session, base, "tok", "sec", system, 2.0), 2.0)
-            )
+            name: upstream_wrap(UpstreamClient(pool, Tokens(pool, "tok", "sec", system, 2.0), 2.0))
             for name in tenants.by_name
         }
         app = make_app(
@@ -113,4 +110,4 @@ async def front(
     yield make
     for client in made:
         await client.close()
-    await session.close()
+    await pool.close()

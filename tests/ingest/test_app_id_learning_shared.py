@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -21,6 +20,7 @@ from relay.clock import SystemClock
 from relay.config import Settings
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.facts import FactPublisher, Facts, create_facts_topic
+from relay.http1 import Http1Pool
 from relay.ingest.app import make_app
 from relay.kafka.options import producer_options
 from relay.kafka.producer import KafkaProducer
@@ -65,8 +65,7 @@ async def ingest(
     (followed from the shared facts topic) and its own publisher, ready to serve."""
     await create_facts_topic(shared)
     await create_missing_topics(shared, load_tenants(shared).topics(shared))
-    session = aiohttp.ClientSession()
-    base = str(sandbox.make_url("")).rstrip("/")
+    pool = Http1Pool(str(sandbox.make_url("")))
     stop = asyncio.Event()
     followers: list[asyncio.Task[None]] = []
     publishers: list[FactPublisher] = []
@@ -76,9 +75,7 @@ async def ingest(
         clock = SystemClock()
         tenants = load_tenants(shared)
         upstream = {
-            name: UpstreamClient(
-                session, base, Tokens(session, base, "tok", "sec", clock, 2.0), 2.0
-            )
+            name: UpstreamClient(pool, Tokens(pool, "tok", "sec", clock, 2.0), 2.0)
             for name in tenants.by_name
         }
         facts = Facts.for_settings(shared, clock)
@@ -111,7 +108,7 @@ async def ingest(
     await asyncio.gather(*followers)
     for publisher in publishers:
         await publisher.stop()
-    await session.close()
+    await pool.close()
 
 
 async def start(
