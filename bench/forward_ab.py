@@ -4,7 +4,8 @@ on one broker: the fair comparison on a machine whose load drifts.
     python bench/forward_ab.py BOOTSTRAP BEFORE_WORKTREE [--rounds 3] [--seconds 10]
         [--latency-ms 0] [--before-version 1]
 
-Each round runs the bare client, the ``BEFORE_WORKTREE``'s `relay forward` (its own
+Each round runs the bare client (on aiohttp, and on forward's own transport), the
+``BEFORE_WORKTREE``'s `relay forward` (its own
 venv and code) and this tree's `relay forward`, in a rotating order, each against a
 fresh sandbox as `make bench SCENARIO=forward` does (forward and the client on core 0,
 the sandbox on core 1, 64 connections, no budget). The before side drains a backlog of
@@ -18,17 +19,16 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from relay.bench.backlog import example_bodies, produce_backlog
-from relay.bench.procs import ROOT, SERVER_CORE, Proc, _wait_http, pinned, spawn
+from relay.bench.procs import ROOT, SERVER_CORE, Proc, _wait_http, pinned
 from relay.bench.scenarios import (
     CONNECTIONS,
     Context,
+    _bare_client_rate,
     _delivery_and_commit_rates,
-    _rate,
     _sandbox,
 )
 
@@ -70,7 +70,7 @@ async def main(
     bootstrap: str, before: Path, rounds: int, seconds: int, latency: float, before_version: int
 ) -> None:
     ctx = Context(bootstrap, rounds=rounds, seconds=seconds, progress=print)
-    count = int(8000 * (seconds + 5) * (0.15 if latency else 1))
+    count = int(20_000 * (seconds + 5) * (0.1 if latency else 1))
     prefixes = {"before": f"ab{uuid.uuid4().hex[:8]}", "after": f"ab{uuid.uuid4().hex[:8]}"}
     trees = {"before": before, "after": ROOT}
     versions = {"before": before_version, "after": 2}
@@ -78,37 +78,24 @@ async def main(
         await produce_backlog(
             bootstrap, prefix, example_bodies(count, ["play"]), 12, version=versions[side]
         )
-    rates: dict[str, list[float]] = {"bare_client": [], "before": [], "after": []}
-    order = ["bare_client", "before", "after"]
+    order = ["bare_client", "bare_lean", "before", "after"]
+    rates: dict[str, list[float]] = {side: [] for side in order}
     for number in range(rounds):
-        for side in order[number % 3 :] + order[: number % 3]:
-            sandbox = await _sandbox(ctx, latency)
-            try:
-                if side == "bare_client":
-                    client = spawn(
-                        "bare_client",
-                        [
-                            sys.executable,
-                            str(ROOT / "bench" / "bare_client.py"),
-                            sandbox.url,
-                            str(seconds + 3),
-                            str(CONNECTIONS),
-                        ],
-                        core=SERVER_CORE,
-                    )
-                    try:
-                        rate = await _rate(sandbox, 2, seconds)
-                    finally:
-                        client.wait(timeout=60)
-                else:
+        for side in order[number % 4 :] + order[: number % 4]:
+            if side.startswith("bare"):
+                transport = "lean" if side == "bare_lean" else "aiohttp"
+                rate = await _bare_client_rate(ctx, latency, transport)
+            else:
+                sandbox = await _sandbox(ctx, latency)
+                try:
                     group = f"{prefixes[side]}-{number}"  # the whole backlog again
                     forward = await _forward(ctx, trees[side], prefixes[side], sandbox, group)
                     try:
                         rate, _ = await _delivery_and_commit_rates(sandbox, forward, 2, seconds)
                     finally:
                         forward.stop()
-            finally:
-                sandbox.stop()
+                finally:
+                    sandbox.stop()
             rates[side].append(rate)
             print(f"round {number + 1} {side}: {rate:.0f}/s", flush=True)
     medians = {side: statistics.median(values) for side, values in rates.items()}
@@ -117,11 +104,12 @@ async def main(
         + ", ".join(f"{side} {value:.0f}/s" for side, value in medians.items())
     )
     for side in ("before", "after"):
-        per_round = [r / b for r, b in zip(rates[side], rates["bare_client"], strict=True)]
-        print(
-            f"{side}: forward_over_ceiling {medians[side] / medians['bare_client']:.3f} "
-            f"(per round: {', '.join(f'{x:.3f}' for x in per_round)})"
-        )
+        for ceiling in ("bare_client", "bare_lean"):
+            per_round = [r / b for r, b in zip(rates[side], rates[ceiling], strict=True)]
+            print(
+                f"{side} over {ceiling}: {medians[side] / medians[ceiling]:.3f} "
+                f"(per round: {', '.join(f'{x:.3f}' for x in per_round)})"
+            )
 
 
 if __name__ == "__main__":

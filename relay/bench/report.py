@@ -27,7 +27,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "hold_idle_failures": ("<=", 0.0),
     "hold_active_non_2xx": ("<=", 0.0),
     "forward_over_ceiling": (">=", 0.80),
-    "forward_over_ceiling_50ms": (">=", 0.80),
+    "forward_over_ceiling_50ms": (">=", 0.95),
     "achieved_error_pct": ("abs<=", 2.0),
     "max_1s_window_pct": ("<=", 105.0),
     "ingest_p99_ms_ingest_alone": ("<=", 15.0),
@@ -136,7 +136,10 @@ limits it (profiled) and what would close the gap.
   `/play`. RSS growth per 1,000 connections, the active requests' p99, failures.
 - **forward**: a backlog of plays drained by one `relay forward` (budget off, max
   concurrency 64) into the sandbox, against `bench/bare_client.py` posting the same
-  body with 64 concurrent requests to the same sandbox; rates from the sandbox's
+  body with 64 concurrent requests to the same sandbox: the issue's ceiling is that
+  client on aiohttp (`bare_client_rps`); at 0 ms the same client on forward's own
+  transport, `relay/http1.py` (`bare_lean_client_rps`), shows forward's cost beside
+  the same client work (`forward_over_lean_client`); rates from the sandbox's
   ledger over the same window; commits/s from the worker's
   `relay_forward_commits_total` over that window (each commit is one OffsetCommit
   request to the group coordinator).

@@ -308,31 +308,41 @@ async def _delivery_and_commit_rates(
     return delivered / elapsed, committed / elapsed
 
 
+async def _bare_client_rate(ctx: Context, latency_ms: float, transport: str) -> float:
+    sandbox = await _sandbox(ctx, latency_ms)
+    client = spawn(
+        "bare_client",
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bare_client.py"),
+            sandbox.url,
+            str(ctx.seconds + 3),
+            str(CONNECTIONS),
+            transport,
+        ],
+        core=SERVER_CORE,
+    )
+    try:
+        return await _rate(sandbox, 2, ctx.seconds)
+    finally:
+        client.wait(timeout=60)
+        sandbox.stop()
+
+
 async def _forward_rounds(ctx: Context, latency_ms: float) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {"bare_client": [], "relay": []}
-    backlog = int(8000 * (ctx.seconds + 5) * (0.15 if latency_ms else 1))
+    # Enough that forward never runs dry inside the window (it drains 15-20k/s alone).
+    backlog = int(20_000 * (ctx.seconds + 5) * (0.1 if latency_ms else 1))
     prefix = ctx.prefix()
     ctx.progress(f"writing a backlog of {backlog} plays")
     await produce_backlog(ctx.bootstrap, prefix, example_bodies(backlog, ["play"]), partitions=12)
     for number in range(ctx.rounds):
         ctx.progress(f"round {number + 1}/{ctx.rounds}: bare client, {latency_ms:g} ms")
-        sandbox = await _sandbox(ctx, latency_ms)
-        client = spawn(
-            "bare_client",
-            [
-                sys.executable,
-                str(ROOT / "bench" / "bare_client.py"),
-                sandbox.url,
-                str(ctx.seconds + 3),
-                str(CONNECTIONS),
-            ],
-            core=SERVER_CORE,
-        )
-        try:
-            rates["bare_client"].append(await _rate(sandbox, 2, ctx.seconds))
-        finally:
-            client.wait(timeout=60)
-            sandbox.stop()
+        rates["bare_client"].append(await _bare_client_rate(ctx, latency_ms, "aiohttp"))
+        if not latency_ms:  # context: the same client work through forward's transport
+            ctx.progress(f"round {number + 1}/{ctx.rounds}: bare lean client, 0 ms")
+            lean = await _bare_client_rate(ctx, latency_ms, "lean")
+            rates.setdefault("bare_lean_client", []).append(lean)
         ctx.progress(f"round {number + 1}/{ctx.rounds}: relay forward, {latency_ms:g} ms")
         sandbox = await _sandbox(ctx, latency_ms)
         forward = await _forward_worker(
@@ -371,6 +381,10 @@ async def forward(ctx: Context) -> dict[str, Any]:
         figures[f"forward_rps{tag}"] = relay
         figures[f"bare_client_rps{tag}"] = ceiling
         figures[f"forward_over_ceiling{tag}"] = round(relay / ceiling, 3)
+        if "bare_lean_client" in rates:
+            lean = _median(rates["bare_lean_client"])
+            figures[f"bare_lean_client_rps{tag}"] = lean
+            figures[f"forward_over_lean_client{tag}"] = round(relay / lean, 3)
         figures[f"forward_peak_rss_mb{tag}"] = _median(rates["relay_peak_rss_mb"])
         # One OffsetCommit request per commit (RELAY_COMMIT_INTERVAL_S): its load on Kafka.
         figures[f"forward_commits_per_s{tag}"] = _median(rates["commits_per_s"])
