@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from relay.clock import ManualClock
 from relay.http1 import Http1Pool, TransportError
 from tests.tls import Authority
 
@@ -237,12 +238,12 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(
 
 
 async def test_idle_connections_expire(echo: str) -> None:
-    now = [0.0]
-    async with Http1Pool(echo, idle_timeout_s=30, monotonic=lambda: now[0]) as pool:
+    clock = ManualClock()
+    async with Http1Pool(echo, idle_timeout_s=30, clock=clock) as pool:
         await pool.post("/p", JSON, b"x", 5)
-        now[0] = 29.0
+        clock.advance(29.0)
         assert web_json((await pool.post("/p", JSON, b"x", 5)).body)["connections"] == 1
-        now[0] = 59.0  # idle 30 s since the last answer
+        clock.advance(30.0)  # idle 30 s since the last answer
         assert web_json((await pool.post("/p", JSON, b"x", 5)).body)["connections"] == 2
 
 

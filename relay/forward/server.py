@@ -230,7 +230,7 @@ async def serve_forward(settings: Settings, clock: Clock | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # As many connections as deliveries in flight (RELAY_CONCURRENCY_MAX bounds them).
-    async with Http1Pool(settings.upstream_url, idle_timeout_s=30) as pool:
+    async with Http1Pool(settings.upstream_url, idle_timeout_s=30, clock=clock) as pool:
         forwarder = Forwarder(settings, pool, clock, tenants, stop)
         checked.record(forwarder.metrics.topic_under_replicated)
         await forwarder.dlq_producer.start()

@@ -3,7 +3,7 @@
 At most ``RELAY_INGEST_MAX_IN_FLIGHT`` events of a process wait for Kafka at once. A
 request that finds them all taken waits for a slot, first come first served, in a
 queue of at most ``RELAY_INGEST_MAX_WAITING`` requests, within the request's deadline
-(``RELAY_PRODUCE_TIMEOUT_S`` from its start, ``relay.ingest.deadlines``). A burst
+(``RELAY_PRODUCE_TIMEOUT_S`` from its start, ``relay.deadlines``). A burst
 (a push notification waking a fleet) is then served at the producer's pace instead
 of refused; only a full queue or a passed deadline answers 503, and nothing was
 handed to Kafka for either, so such a 503 never stands for an event that may be

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from relay import openapi as _document
 from relay.clock import Clock, SystemClock
 from relay.config import Settings
+from relay.deadlines import Deadlines
 from relay.events import BATCH_PATH, EVENT_TYPES
 from relay.facts import FactPublisher, Facts
 from relay.failures import failure_response
@@ -24,7 +25,6 @@ from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
 from relay.ingest.batch import BatchHandler
 from relay.ingest.cors import Cors
-from relay.ingest.deadlines import Deadlines
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, Responder
 from relay.ingest.idempotency import Idempotency

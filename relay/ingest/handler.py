@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from relay.clock import Clock
 from relay.config import Settings
+from relay.deadlines import Deadlines
 from relay.envelope import Envelope, new_event_id
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
@@ -24,7 +25,6 @@ from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
 from relay.ingest.body import BadBody, read_json
-from relay.ingest.deadlines import Deadlines
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
 from relay.ingest.idempotency import (

@@ -113,7 +113,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
     registry = CollectorRegistry()
     if seat is None:  # a group's supervisor reports these for its workers
         WorkerGroupMetrics.create(registry, 1).workers.set(1)
-    upstream_pool = Http1Pool(settings.upstream_url, limit=64)
+    upstream_pool = Http1Pool(settings.upstream_url, limit=64, clock=clock)
     upstream = {
         name: UpstreamClient(
             upstream_pool,

@@ -8,7 +8,7 @@ from typing import NoReturn
 import pytest
 
 from relay.clock import VirtualClock
-from relay.ingest.deadlines import Deadlines
+from relay.deadlines import Deadlines
 
 
 async def _wait_in_scope(deadlines: Deadlines, at: float, never: asyncio.Event) -> str:

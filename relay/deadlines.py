@@ -1,8 +1,9 @@
 """One timer for every request's deadline, instead of one ``asyncio.timeout`` each.
 
-A request gets ``RELAY_PRODUCE_TIMEOUT_S`` from its start to get an in-flight slot and
-to hand its record to the producer. Under load thousands of requests hold such a
-deadline at once; ``asyncio.timeout`` would arm and cancel one loop timer per request
+The front door gives a request ``RELAY_PRODUCE_TIMEOUT_S`` from its start to get an
+in-flight slot and to hand its record to the producer; the upstream transport
+(``relay/http1.py``) gives each POST its timeout. Under load thousands of requests
+hold such a deadline at once; ``asyncio.timeout`` would arm and cancel one loop timer per request
 (a heap push, a handle, a cancellation). Here the deadlines share at most one armed
 timer, set for the earliest or SWEEP_S ahead, whichever comes first; leaving a scope
 only marks its entry, and the timer drops the left entries when it fires. A scope
