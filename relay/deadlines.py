@@ -29,6 +29,7 @@ import heapq
 import itertools
 from collections import deque
 from types import TracebackType
+from typing import Any
 
 from relay.clock import Clock, Timer
 
@@ -90,7 +91,26 @@ class Deadline:
         self._task.cancel()
 
 
-_Entry = tuple[float, Deadline]
+class _FutureDeadline:
+    """A future failed with ``TimeoutError`` at ``at`` unless done by then (see
+    ``Deadlines.fail_at``)."""
+
+    __slots__ = ("_future", "at")
+
+    def __init__(self, future: asyncio.Future[Any], at: float) -> None:
+        self._future = future
+        self.at = at
+
+    @property
+    def _left(self) -> bool:
+        return self._future.done()
+
+    def _expire(self, now: float) -> None:
+        if now >= self.at and not self._future.done():
+            self._future.set_exception(TimeoutError("no answer within the deadline"))
+
+
+_Entry = tuple[float, Deadline | _FutureDeadline]
 
 
 class Deadlines:
@@ -99,7 +119,7 @@ class Deadlines:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lanes: list[deque[_Entry]] = []
-        self._heap: list[tuple[float, int, Deadline]] = []  # what fits no lane
+        self._heap: list[tuple[float, int, Deadline | _FutureDeadline]] = []  # what fits no lane
         self._order = itertools.count()  # equal times never compare their deadlines
         self._timer: Timer | None = None
         self._armed_for = float("inf")
@@ -108,11 +128,17 @@ class Deadlines:
         """A scope that times out at ``at`` (the clock's monotonic seconds)."""
         return Deadline(self, at)
 
+    def fail_at(self, at: float, future: asyncio.Future[Any]) -> None:
+        """Fail ``future`` with ``TimeoutError`` at ``at`` unless it is done by then.
+        For a wait on a future of one's own: a result set in the same loop turn as the
+        deadline is kept, where cancelling the waiting task would throw it away."""
+        self._watch(_FutureDeadline(future, at))
+
     def __len__(self) -> int:
         """Entries held (a moved scope has one per time it was given)."""
         return sum(map(len, self._lanes)) + len(self._heap)
 
-    def _watch(self, deadline: Deadline) -> None:
+    def _watch(self, deadline: Deadline | _FutureDeadline) -> None:
         at = deadline.at
         for lane in self._lanes:
             if not lane or lane[-1][0] <= at:

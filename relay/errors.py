@@ -13,8 +13,11 @@
     │                           next owner starts from the last commit
     ├── KafkaRefused            permanent: Kafka answered and said no (a topic config it
     │                           rejects, a policy); asking again gets the same answer
-    └── KafkaSecurityError      permanent: Kafka refused the credentials, the broker's
-                                certificate is not trusted, or the protocols differ
+    ├── KafkaSecurityError      permanent: Kafka refused the credentials, the broker's
+    │                           certificate is not trusted, or the protocols differ
+    └── TransportError          retriable: no complete answer from the upstream (could
+                                not connect, the connection broke, an answer the relay
+                                cannot read); the request may have reached it
 
 Callers read ``retriable`` on the class rather than keeping lists of types, as
 aiokafka does. Errors of dependencies are translated at the seam that talks to them
@@ -34,6 +37,7 @@ __all__ = [
     "KafkaUnavailable",
     "NotWritten",
     "RelayError",
+    "TransportError",
     "UndecodableBody",
 ]
 
@@ -98,3 +102,11 @@ class KafkaSecurityError(RelayError):
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class TransportError(RelayError):
+    """No complete answer from the upstream (``relay/http1``): the connection could
+    not be made or broke, or the answer was unreadable. The request may have reached
+    the upstream: a retry may deliver it twice."""
+
+    retriable = True

@@ -68,8 +68,9 @@ _REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 def status_class(status: int | None, reason: str = "transport") -> str:
-    """``"2xx"`` ... ``"5xx"`` for an answer; ``"timeout"`` or ``"transport"`` for none."""
-    if status is None:
+    """``"2xx"`` ... ``"5xx"`` for an answer; ``"timeout"`` or ``"transport"`` for none
+    (None, or 0 for a request that could not even be written)."""
+    if not status:
         return "timeout" if "timeout" in reason else "transport"
     return f"{status // 100}xx"
 

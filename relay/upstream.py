@@ -25,7 +25,7 @@ import orjson
 
 from relay.clock import Clock
 from relay.failures import DISPOSITIONS, Disposition
-from relay.http1 import Http1Pool, TransportError
+from relay.http1 import HeaderError, Http1Pool, TransportError
 
 __all__ = [
     "AUTH_PATH",
@@ -276,7 +276,7 @@ class UpstreamClient:
             return Retry("timeout", overload=True)
         except TransportError as exc:
             return Retry(f"transport: {exc}")
-        except ValueError as exc:  # a key that would split the request: the event's fault
+        except HeaderError as exc:  # a key that cannot go into a header: the event's fault
             return Permanent("INVALID_IDEMPOTENCY_KEY", str(exc), 0)
         return classify(
             answer.status, answer.body, answer, retry_after_max_s=self._retry_after_max_s

@@ -146,3 +146,20 @@ async def test_deadlines_in_any_order_time_out_each_at_its_own_time() -> None:
         assert due == [after < now for after in seconds], now
     assert [await wait for wait in waits] == ["timed out"] * len(seconds)
     assert len(deadlines) == 0
+
+
+async def test_a_future_is_failed_at_its_deadline_unless_done_by_then() -> None:
+    clock = VirtualClock()
+    deadlines = Deadlines(clock)
+    loop = asyncio.get_running_loop()
+    answered, unanswered = loop.create_future(), loop.create_future()
+    deadlines.fail_at(clock.monotonic() + 1, answered)
+    deadlines.fail_at(clock.monotonic() + 1, unanswered)
+    await clock.advance(0.5)
+    assert not unanswered.done()
+    answered.set_result("the answer")
+    await clock.advance(0.6)
+    assert answered.result() == "the answer"  # kept: never replaced by a timeout
+    with pytest.raises(TimeoutError):
+        unanswered.result()
+    assert len(deadlines) == 0
