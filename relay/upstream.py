@@ -118,10 +118,10 @@ def classify(
     status: int, body: bytes, headers: Any, *, retry_after_max_s: float = RETRY_AFTER_MAX_S
 ) -> Outcome:
     """Map one HTTP answer to its outcome. Never raises."""
-    retry_after, capped = _retry_after(headers, retry_after_max_s)
     code, message = _failure(body) if (status >= 400 or body) else (None, "")
     if 200 <= status < 300 and code is None:
         return Delivered(status, body)
+    retry_after, capped = _retry_after(headers, retry_after_max_s)
     if status == 429:
         return Retry(
             code or "http_429", status, retry_after, overload=True, retry_after_capped=capped
@@ -166,12 +166,17 @@ class Tokens:
         self._refresh_at = 0.0
         self.refreshes = 0
 
+    def current(self) -> str | None:
+        """The token while it is not due for a refresh, else None (no coroutine: a
+        delivery asks for it every time)."""
+        if self._bearer is not None and self._clock.monotonic() < self._refresh_at:
+            return self._bearer
+        return None
+
     async def bearer(self) -> str | Outcome:
         """The current token, refreshed first when due; an ``Outcome`` when the
         upstream would not give one (a retry, or our credentials rejected)."""
-        if self._bearer is not None and self._clock.monotonic() < self._refresh_at:
-            return self._bearer
-        return await self.refresh(self._bearer)
+        return self.current() or await self.refresh(self._bearer)
 
     async def refresh(self, stale: str | None) -> str | Outcome:
         """Replace ``stale``; when another caller already replaced it, use theirs."""
@@ -237,7 +242,7 @@ class UpstreamClient:
         return self._tokens
 
     async def deliver(self, path: str, body: bytes, idempotency_key: str) -> Outcome:
-        bearer = await self._tokens.bearer()
+        bearer = self._tokens.current() or await self._tokens.bearer()
         if not isinstance(bearer, str):
             return bearer
         outcome = await self._post(path, body, idempotency_key, bearer)

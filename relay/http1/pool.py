@@ -129,8 +129,10 @@ class Http1Pool:
             raise HeaderError(f"a header or the path is not Latin-1: {exc}") from exc
 
     async def _exchange(self, head: bytes, body: bytes, at: float) -> Answer:
-        with self._deadlines.scope(at):  # nothing is sent yet: cancelling is safe
-            connection = await self._connection()
+        connection = self._idle_connection()
+        if connection is None:
+            with self._deadlines.scope(at):  # nothing is sent yet: cancelling is safe
+                connection = await self._connect()
         self._busy.add(connection)
         try:
             waiter = connection.request(head, body)
@@ -148,7 +150,9 @@ class Http1Pool:
             connection.close()
         return answer
 
-    async def _connection(self) -> Connection:
+    def _idle_connection(self) -> Connection | None:
+        """A kept-alive connection, when one is fresh; closes the expired ones. Raises
+        ``TransportError`` once the pool is closed."""
         if self._closed:
             raise TransportError("the upstream connection pool is closed")
         now, idle = self._clock.monotonic(), self._idle
@@ -159,6 +163,9 @@ class Http1Pool:
             if self._fresh(connection, now):
                 return connection
             connection.close()
+        return None
+
+    async def _connect(self) -> Connection:
         bounds = (self._max_answer_bytes, self._max_header_bytes)
         try:
             _, connection = await asyncio.get_running_loop().create_connection(
