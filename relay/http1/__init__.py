@@ -20,13 +20,15 @@ from relay.http1.connection import (
     HeaderError,
     TransportError,
 )
-from relay.http1.pool import Http1Pool
+from relay.http1.pool import BaseUrl, Http1Pool, parse_base_url
 
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_HEADER_BYTES",
     "Answer",
+    "BaseUrl",
     "HeaderError",
     "Http1Pool",
     "TransportError",
+    "parse_base_url",
 ]

@@ -29,6 +29,7 @@ __all__ = [
 # The upstream's answers are a few hundred bytes.
 MAX_ANSWER_BYTES = 1 << 20  # a body beyond it is cut there
 MAX_HEADER_BYTES = 64 << 10  # headers beyond it are an unreadable answer
+_FRAMING = (b"content-length", b"transfer-encoding")  # an answer with either has an end
 
 
 class HeaderError(ValueError):
@@ -151,11 +152,14 @@ class Connection(asyncio.Protocol):
         if self._waiter is None:
             return
         self._headers_done = True
-        names = {name.lower(): value for name, value in self._headers}
-        self._delimited_by_close = b"content-length" not in names and (
-            b"transfer-encoding" not in names
-        )
-        encoding = names.get(b"content-encoding", b"identity").strip().lower()
+        framed, encoding = False, b"identity"
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered in _FRAMING:
+                framed = True
+            elif lowered == b"content-encoding":
+                encoding = value.strip().lower()
+        self._delimited_by_close = not framed
         if encoding != b"identity":  # asked for identity: an encoded body would be misread
             self._fail(TransportError(f"an answer encoded {encoding!r}, not identity"))
             self.close()

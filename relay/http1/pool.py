@@ -15,6 +15,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from relay.clock import Clock, SystemClock
@@ -28,10 +29,46 @@ from relay.http1.connection import (
     HeaderError,
 )
 
-__all__ = ["Http1Pool"]
+__all__ = ["BaseUrl", "Http1Pool", "parse_base_url"]
 
 USER_AGENT = "relay"
 _VISIBLE = frozenset(chr(code) for code in range(0x21, 0x7F))
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class BaseUrl:
+    """Where the pool connects, and what its requests carry: ``authority`` is the Host
+    header (IPv6 in brackets, the port only when not the scheme's default) and
+    ``prefix`` goes before every path."""
+
+    host: str
+    port: int
+    secure: bool
+    prefix: str
+    authority: str
+
+
+def parse_base_url(base_url: str) -> BaseUrl:
+    """``base_url`` taken apart. Raises ``ValueError`` saying what is wrong."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"the upstream URL must be http:// or https://, not {base_url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"the upstream URL takes no query, fragment or user: {base_url!r}")
+    prefix = parts.path.rstrip("/")
+    if not _VISIBLE.issuperset(prefix):
+        raise ValueError(f"the upstream URL's path must be ASCII, escaped: {base_url!r}")
+    try:  # a name in another script goes on the wire in its IDNA form
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"the upstream URL's host is not a valid name: {base_url!r}") from exc
+    default = _DEFAULT_PORTS[parts.scheme]
+    port = parts.port or default  # ValueError when out of range
+    authority = f"[{host}]" if ":" in host else host
+    if port != default:
+        authority = f"{authority}:{port}"
+    return BaseUrl(host, port, parts.scheme == "https", prefix, authority)
 
 
 class Http1Pool:
@@ -51,26 +88,13 @@ class Http1Pool:
         ssl_context: ssl.SSLContext | None = None,
         clock: Clock | None = None,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the upstream URL must be http:// or https://, not {base_url!r}")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"the upstream URL takes no query, fragment or user: {base_url!r}")
-        self._prefix = parts.path.rstrip("/")
-        if not _VISIBLE.issuperset(self._prefix):
-            raise ValueError(f"the upstream URL's path must be ASCII, escaped: {base_url!r}")
-        try:  # a name in another script goes on the wire in its IDNA form
-            self._host = parts.hostname.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError(f"the upstream URL's host is not a valid name: {base_url!r}") from exc
-        secure = parts.scheme == "https"
-        self._port = parts.port or (443 if secure else 80)
-        host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6 in brackets
-        if self._port != (443 if secure else 80):
-            host = f"{host}:{self._port}"
+        target = parse_base_url(base_url)
+        self._host, self._port, self._prefix = target.host, target.port, target.prefix
         # Identity: an encoded answer would hide its failureCode from classify().
-        self._fixed = f"Host: {host}\r\nUser-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n"
-        self._ssl = (ssl_context or ssl.create_default_context()) if secure else None
+        self._fixed = (
+            f"Host: {target.authority}\r\nUser-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n"
+        )
+        self._ssl = (ssl_context or ssl.create_default_context()) if target.secure else None
         self._limit = asyncio.Semaphore(limit) if limit is not None else None
         self._idle_timeout_s = idle_timeout_s
         self._max_answer_bytes = max_answer_bytes
