@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay.http1.pool import parse_base_url
+
 __all__ = ["ConfigError", "Settings"]
 
 
@@ -600,6 +602,10 @@ class Settings:
         }.items():
             if value < 0:
                 raise ConfigError(f"{env} must not be negative, got {value}")
+        try:  # at start, not at the first delivery: the transport takes it apart once
+            parse_base_url(self.upstream_url)
+        except ValueError as exc:
+            raise ConfigError(f"RELAY_UPSTREAM_URL: {exc}") from None
 
     @property
     def worker_count(self) -> int:

@@ -52,6 +52,9 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_FORWARD_WINDOW_S", "inf"),
         ("RELAY_FORWARD_WINDOW_S", "nan"),
         ("RELAY_KAFKA_QUEUED_RECORDS", "4095"),  # below the in-flight bound (4096)
+        ("RELAY_UPSTREAM_URL", "api.clips.feed.fm"),  # no scheme
+        ("RELAY_UPSTREAM_URL", "https://api.clips.feed.fm/?key=1"),
+        ("RELAY_UPSTREAM_URL", "https://api.clips.feed.fm:99999"),
     ],
 )
 def test_bad_values_name_the_variable(env: str, value: str) -> None:
