@@ -493,6 +493,12 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
+def as_compose_gives(value: object) -> str:
+    """A compose environment value as the process gets it with nothing set on the
+    host: ``${NAME:-default}`` becomes its default, as compose interpolates it."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
 def compose_services(prefix: str) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in compose()["services"].items() if name.startswith(prefix)}
 
@@ -528,7 +534,7 @@ def test_compose_runs_two_of_each_process_and_the_sandbox_in_a_profile() -> None
         assert TMP in service["tmpfs"], name
         assert service["cap_drop"] == ["ALL"], name
         assert set(service["environment"]) <= SETTINGS, name
-        Settings.from_env({k: str(v) for k, v in service["environment"].items()})
+        Settings.from_env({k: as_compose_gives(v) for k, v in service["environment"].items()})
     for service in ingests.values():
         env = service["environment"]
         shutdown = float(env["RELAY_SHUTDOWN_GRACE_S"]) + float(env["RELAY_SHUTDOWN_TIMEOUT_S"])
