@@ -146,18 +146,11 @@ class KafkaProducer:
         self._probe = asyncio.create_task(self._watch(), name="kafka-probe")
 
     async def send(self, record: Record, ack_timeout: float) -> None:
-        if not self._ready:
-            raise KafkaUnavailable("Kafka is unreachable")
         try:
             async with asyncio.timeout(ack_timeout):
-                delivered = await self._producer.send(
-                    record.topic, record.value, key=record.key, headers=list(record.headers)
-                )
-                await delivered
+                await (await self.hand_over(record))
         except TimeoutError:
             raise KafkaUnavailable(f"Kafka did not acknowledge within {ack_timeout}s") from None
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"Kafka refused the write: {exc}") from exc
 
     async def hand_over(self, record: Record) -> Awaitable[None]:
         # aiokafka's own send, not send_all's shared batches: those cut the CPU of 64
