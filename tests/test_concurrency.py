@@ -12,12 +12,39 @@ def limiter(initial: int = 4, minimum: int = 1, maximum: int = 64) -> AdaptiveCo
     return AdaptiveConcurrency(ManualClock(), initial=initial, minimum=minimum, maximum=maximum)
 
 
-async def test_grows_about_one_per_round_trip_while_latency_holds() -> None:
-    limit = limiter(initial=4)
-    for _ in range(4):  # one round trip's worth of answers at limit 4
+async def answers(limit: AdaptiveConcurrency, count: int, rtt: float = 0.05) -> None:
+    for _ in range(count):
         await limit.acquire()
-        limit.release(0.05, overload=False)
-    assert 4.9 <= limit.limit <= 5.1
+        limit.release(rtt, overload=False)
+
+
+async def test_starts_by_doubling_each_round_trip_until_the_maximum() -> None:
+    # Slow start: from 8 to 64 in three round trips' worth of answers (8 + 16 + 32),
+    # not the 56 round trips (about 3 s at 50 ms) of one more per round trip.
+    limit = limiter(initial=8, maximum=64)
+    await answers(limit, 8)
+    assert limit.limit == 16
+    await answers(limit, 16 + 32)
+    assert limit.limit == 64
+
+
+async def test_grows_about_one_per_round_trip_after_the_first_overload() -> None:
+    clock = ManualClock()
+    limit = AdaptiveConcurrency(clock, initial=10, minimum=1, maximum=64)
+    await limit.acquire()
+    limit.release(0.05, overload=True)  # 10 -> 7, and slow start is over
+    assert limit.limit == pytest.approx(7)
+    await answers(limit, 7)  # one round trip's worth of answers at limit 7
+    assert 7.9 <= limit.limit <= 8.1
+
+
+async def test_queueing_ends_the_doubling() -> None:
+    limit = limiter(initial=4)
+    await answers(limit, 1, rtt=0.01)
+    await answers(limit, 1, rtt=0.5)  # 50x the baseline: the upstream is queueing
+    stopped = limit.limit
+    await answers(limit, int(stopped), rtt=0.01)  # latency back: one more per round trip
+    assert stopped + 0.9 <= limit.limit <= stopped + 1.1
 
 
 async def test_never_grows_past_the_maximum() -> None:
