@@ -196,6 +196,40 @@ async def test_fetch_returns_records_in_log_order_with_key_value_and_headers(
     ]
 
 
+async def test_a_fetch_of_chosen_partitions_returns_theirs_only(backend: Backend) -> None:
+    await backend.append(0, b"first", b"k0", ())
+    await backend.append(1, b"second", b"k1", ())
+    consumer = await member(backend)
+    await eventually(lambda: bool(consumer.assignment()), [consumer])
+    taken: list[tuple[TopicPartition, Fetched]] = []
+    for _ in range(100):  # with Kafka, until partition 1's first fetch came back
+        batch = await consumer.fetch(10, backend.poll_s, [backend.tp(1)])
+        taken.extend((tp, record) for tp, records in batch.items() for record in records)
+        if taken:
+            break
+    assert taken == [(backend.tp(1), Fetched(0, b"k1", b"second", ()))]
+    assert await take(backend, consumer, 1) == [(backend.tp(0), Fetched(0, b"k0", b"first", ()))]
+
+
+async def test_waiting_tells_whether_records_are_stored_past_those_fetched(
+    backend: Backend,
+) -> None:
+    for number in range(3):
+        await backend.append(0, b"v%d" % number, b"k", ())
+    consumer = await member(backend)
+    await eventually(lambda: bool(consumer.assignment()), [consumer])
+    assert await take(backend, consumer, 3) == [
+        (backend.tp(0), Fetched(number, b"k", b"v%d" % number, ())) for number in range(3)
+    ]
+    assert consumer.waiting(backend.tp(0)) is False
+    assert consumer.waiting(backend.tp(1)) is False  # empty
+    await backend.append(0, b"v3", b"k", ())
+    await eventually(lambda: consumer.waiting(backend.tp(0)) is True, [consumer])
+    assert await take(backend, consumer, 1) == [(backend.tp(0), Fetched(3, b"k", b"v3", ()))]
+    assert consumer.waiting(backend.tp(0)) is False
+    assert consumer.waiting(TopicPartition(backend.topic, 99)) is None  # not ours
+
+
 async def test_a_fetch_with_nothing_returns_empty_after_its_timeout(backend: Backend) -> None:
     consumer = await member(backend)
     await eventually(lambda: bool(consumer.assignment()), [consumer])

@@ -105,6 +105,7 @@ class Dispatcher:
         self.held = 0
         self.in_flight = 0
         self.settled_total = 0  # events settled since start: the commit loop reads it
+        self.pause_changes = 0  # tenants paused or resumed: the worker re-chooses its fetch
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
         # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
         self.observer: Callable[[str, Sendable, Outcome], None] | None = None
@@ -559,6 +560,7 @@ class Dispatcher:
 
     def _pause(self, tenant: Tenant, reason: str) -> None:
         if tenant.pause.begin(reason):
+            self.pause_changes += 1
             self._metrics.paused.labels(tenant.name, reason).set(1)
             log.error(
                 "delivery paused",
@@ -571,6 +573,7 @@ class Dispatcher:
         or an operator's resume), which a refused probe does not."""
         reason = tenant.pause.reason
         if reason is not None:
+            self.pause_changes += 1
             self._metrics.paused.labels(tenant.name, reason).set(0)
             log.warning("delivery resumed", extra={"tenant": tenant.name})
         if forgive:

@@ -1,10 +1,14 @@
 """The forwarding worker: one member of the consumer group over the event topics.
 
-It fetches only what the dispatcher has room for, and never from a partition that
-must wait (pausing partitions rather than not polling, so the group never sees it
-as stuck): all of them while the window is full, a paused tenant's, and any whose
-uncommitted span reached RELAY_FORWARD_MAX_SPAN (a stuck event: the offsets after it
-cannot be committed, so they are not fetched without bound). It commits done
+It fetches only what the dispatcher has room for: it waits for an eighth of the
+window to settle (at most FETCH_WAIT_S), and gives the room to the partitions short
+of their share of the window first (a key's events go one at a time, so a window of
+few partitions' few keys keeps few requests in flight). It never fetches from a
+partition that must wait (pausing partitions rather than not polling, so the group
+never sees it as stuck): all of them while the window stays full, a paused
+tenant's, and any whose uncommitted span reached RELAY_FORWARD_MAX_SPAN (a stuck
+event: the offsets after it cannot be committed, so they are not fetched without
+bound). It commits done
 offsets every RELAY_COMMIT_INTERVAL_S, and follows rebalances: revoked partitions
 are wound down within a bound and committed before they go; every credential's
 budget share is unknown (nothing is sent) until it is recounted for the new assignment.
@@ -35,7 +39,7 @@ from relay.forward.backlog import BacklogProbe
 from relay.forward.credential import Credential
 from relay.forward.dispatch import Dispatcher, Partition, Tenant
 from relay.forward.refill import Refill
-from relay.kafka.consumer import Consumer, TopicPartition
+from relay.kafka.consumer import Batch, Consumer, TopicPartition
 from relay.metrics import ForwardMetrics
 from relay.tenants import Tenants
 
@@ -101,6 +105,11 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
+        # Fetched partitions holding less than their share of the window (see _fetch),
+        # chosen with the paused ones.
+        self._short: list[TopicPartition] = []
+        self._share = 0.0  # of the window, per fetched partition
+        self._pauses_seen = 0  # the dispatcher's pause_changes at the last choice
         self._assigning = False  # between a new assignment and its first resume
         self._fetch_full = False  # the window was full at the last choice
         self._next_choice = float("-inf")
@@ -132,8 +141,19 @@ class ForwardWorker:
             aside.append(asyncio.create_task(self._backlog_loop(), name="backlog"))
         try:
             while not stop.is_set():
-                self._choose_fetched(full=dispatcher.room == 0)
-                batch = await consumer.fetch(max(1, dispatcher.room), FETCH_WAIT_S)
+                waited = dispatcher.room < self._refill_at()
+                if waited:
+                    # Wait for room here, not in a fetch of paused partitions: pausing
+                    # drops what aiokafka prefetched for them, and a fetch waits its
+                    # whole FETCH_WAIT_S while settled events open room meanwhile.
+                    await dispatcher.wait_for(
+                        lambda: dispatcher.room >= self._refill_at(), FETCH_WAIT_S
+                    )
+                # Still full: stuck. After a wait the choice is made again, so that no
+                # partition is fetched past its span (or its tenant's pause) by more
+                # than one fetch.
+                self._choose_fetched(full=dispatcher.room == 0, now=waited)
+                batch = await self._fetch(max(1, dispatcher.room))
                 self._refill.cut_overdue()
                 for tp, records in batch.items():
                     partition = self._partitions.get(tp)
@@ -158,6 +178,38 @@ class ForwardWorker:
                 await consumer.stop()
             log.info("stopped")
 
+    def _refill_at(self) -> int:
+        """The room worth a fetch: an eighth of the window (a fetch per settled event
+        would cost the loop more than it gains), or less after FETCH_WAIT_S."""
+        return max(1, self._dispatcher.window // 8)
+
+    async def _fetch(self, room: int) -> Batch:
+        """Records for ``room``: first, up to its share of the window, from every
+        partition short of it with records waiting; the rest (only when none of
+        those gave any) from whichever partitions have records.
+
+        A key's events go one at a time, so the window's events are worth as many
+        requests in flight as they have distinct keys. The consumer drains partitions
+        in turn (aiokafka returns one partition's prefetched records before the
+        next's), which filled the window from a few partitions and their few keys: on
+        Kafka, 3 to 9 of 12 partitions held it, and 24 to 64 of 64 requests were in
+        flight. A fetch from one partition never waits: that would stall the others."""
+        consumer, share = self._consumer, self._share
+        batch: Batch = {}
+        for tp in self._short:
+            want = int(share) - self._held(tp)
+            if want < 1:
+                continue
+            got = await consumer.fetch(min(room, want), 0.0, (tp,))
+            for fetched_tp, records in got.items():
+                batch[fetched_tp] = records
+                room -= len(records)
+            if room <= 0:
+                break
+        if batch:
+            return batch
+        return await consumer.fetch(room, FETCH_WAIT_S)
+
     def _choose_fetched(self, *, full: bool, now: bool = False) -> None:
         """Pause the partitions that must not be fetched now, resume the others.
 
@@ -167,13 +219,22 @@ class ForwardWorker:
         if self._assigning:  # ``assign`` holds every partition until it is done
             return
         moment = self._clock.monotonic()
-        if not (now or full or self._fetch_full or moment >= self._next_choice):
+        pauses = self._dispatcher.pause_changes
+        if not (
+            now
+            or full
+            or self._fetch_full
+            or moment >= self._next_choice
+            or pauses != self._pauses_seen
+        ):
             return
         self._next_choice = moment + CHOOSE_EVERY_S
+        self._pauses_seen = pauses
         self._fetch_full = full
         assignment = self._consumer.assignment()
         if full:
             wanted_paused = assignment
+            self._short = []
         else:
             paused = self._dispatcher.paused_tenants
             max_span = self._settings.forward_max_span
@@ -184,10 +245,26 @@ class ForwardWorker:
                 for tp in assignment
                 if tp in full_span or self._tenant_of.get(tp.topic) in paused
             )
+            self._choose_short([tp for tp in assignment if tp not in wanted_paused])
         if wanted_paused != self._not_fetching:
             self._consumer.pause(wanted_paused - self._not_fetching)
             self._consumer.resume((assignment - wanted_paused) & self._not_fetching)
             self._not_fetching = wanted_paused
+
+    def _choose_short(self, fetched: list[TopicPartition]) -> None:
+        """The window's share of each partition with records (held, or waiting to be
+        fetched), and the partitions short of it with records waiting (see _fetch)."""
+        held = {tp: self._held(tp) for tp in fetched}
+        waiting = {tp for tp in fetched if self._consumer.waiting(tp) is not False}
+        with_records = sum(1 for tp in fetched if held[tp] or tp in waiting)
+        self._share = share = self._dispatcher.window / max(1, with_records)
+        short = [tp for tp in fetched if tp in waiting and held[tp] + 1 <= share]
+        # Every partition with records short: a plain fetch does the same in one call.
+        self._short = short if len(short) < with_records else []
+
+    def _held(self, tp: TopicPartition) -> int:
+        partition = self._partitions.get(tp)
+        return partition.held if partition is not None else 0
 
     async def assign(self, partitions: set[TopicPartition]) -> None:
         new = [tp for tp in partitions if tp not in self._partitions]

@@ -11,7 +11,7 @@ checks on both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -73,12 +73,24 @@ class Consumer(Protocol):
         """Join the group for ``topics``; assignments arrive through ``listener``."""
         ...
 
-    async def fetch(self, max_records: int, timeout_s: float) -> Batch:
-        """Records of assigned, unpaused partitions, at most ``max_records`` in all,
-        in log order per partition; empty after ``timeout_s`` when there are none."""
+    async def fetch(
+        self,
+        max_records: int,
+        timeout_s: float,
+        partitions: Collection[TopicPartition] | None = None,
+    ) -> Batch:
+        """Records of assigned, unpaused partitions (of ``partitions`` only, when
+        given), at most ``max_records`` in all, in log order per partition; empty
+        after ``timeout_s`` when there are none."""
         ...
 
     def assignment(self) -> frozenset[TopicPartition]: ...
+
+    def waiting(self, partition: TopicPartition) -> bool | None:
+        """Whether records of ``partition`` are stored past the next one this member
+        fetches, as of its last fetch; None when not known (not assigned, or not
+        fetched yet)."""
+        ...
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         """Fetch nothing more from ``partitions`` until resumed (records already
@@ -161,12 +173,22 @@ class KafkaConsumer:
             await self._consumer.stop()
             raise self._translate(exc, "joining the group") from exc
 
-    async def fetch(self, max_records: int, timeout_s: float) -> Batch:
+    async def fetch(
+        self,
+        max_records: int,
+        timeout_s: float,
+        partitions: Collection[TopicPartition] | None = None,
+    ) -> Batch:
         if self._stopped:
             return {}
+        chosen: list[KafkaPartition] = []
+        if partitions is not None:
+            chosen = self._owned(partitions)
+            if not chosen:  # none of them is ours: aiokafka would read an empty choice as all
+                return {}
         try:
             batch = await self._consumer.getmany(
-                timeout_ms=int(timeout_s * 1000), max_records=max_records
+                *chosen, timeout_ms=int(timeout_s * 1000), max_records=max_records
             )
         except KafkaError as exc:
             raise self._translate(exc, "fetching") from exc
@@ -180,6 +202,19 @@ class KafkaConsumer:
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self._consumer.assignment())
+
+    def waiting(self, partition: TopicPartition) -> bool | None:
+        owned = self._owned((partition,))
+        if not owned:
+            return None
+        # The state aiokafka's highwater() and position() read; position() is a
+        # coroutine that would wait for a position, and this is asked of every
+        # partition at each choice of what to fetch. aiokafka is pinned, and the
+        # contract test runs this on Kafka.
+        state = self._consumer._subscription.subscription.assignment.state_value(owned[0])
+        if state.highwater is None or not state.has_valid_position:
+            return None
+        return bool(state.highwater > state.position)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         # Only partitions still assigned: one revoked a moment ago has nothing to pause.

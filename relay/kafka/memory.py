@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import defaultdict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 
 from relay.clock import Clock
 from relay.errors import CommitFailed, KafkaUnavailable, NotWritten
@@ -161,8 +161,13 @@ class MemoryConsumer:
         self._log.members.append(self)
         await self._log.rebalance()
 
-    async def fetch(self, max_records: int, timeout_s: float) -> Batch:
-        batch = self._take(max_records)
+    async def fetch(
+        self,
+        max_records: int,
+        timeout_s: float,
+        partitions: Collection[TopicPartition] | None = None,
+    ) -> Batch:
+        batch = self._take(max_records, partitions)
         if batch or timeout_s <= 0:
             return batch
         waiter = self._log.wait()
@@ -176,14 +181,19 @@ class MemoryConsumer:
             await waiter
         finally:
             timer.cancel()
-        return self._take(max_records)
+        return self._take(max_records, partitions)
 
-    def _take(self, max_records: int) -> Batch:
+    def _take(self, max_records: int, partitions: Collection[TopicPartition] | None) -> Batch:
         batch: Batch = {}
         if self._rebalancing or self.stopped:
             return batch
         room = max_records
-        for tp in sorted(self.owned - self._paused):
+        fetchable = self.owned - self._paused
+        if partitions is not None:
+            fetchable &= set(partitions)
+        # In turn, each partition's records before the next one's, as aiokafka drains
+        # what it has fetched.
+        for tp in sorted(fetchable):
             if room <= 0:
                 break
             start = self._position[tp]
@@ -196,6 +206,11 @@ class MemoryConsumer:
 
     def assignment(self) -> frozenset[TopicPartition]:
         return frozenset(self.owned)
+
+    def waiting(self, partition: TopicPartition) -> bool | None:
+        if partition not in self.owned:
+            return None
+        return len(self._log.records[partition]) > self._position[partition]
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self._paused.update(partitions)
