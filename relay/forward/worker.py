@@ -105,10 +105,7 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
-        # Fetched partitions holding less than their share of the window (see _fetch),
-        # chosen with the paused ones.
-        self._short: list[TopicPartition] = []
-        self._share = 0.0  # of the window, per fetched partition
+        self._fetched: list[TopicPartition] = []  # the assigned ones not paused
         self._pauses_seen = 0  # the dispatcher's pause_changes at the last choice
         self._assigning = False  # between a new assignment and its first resume
         self._fetch_full = False  # the window was full at the last choice
@@ -184,22 +181,26 @@ class ForwardWorker:
         return max(1, self._dispatcher.window // 8)
 
     async def _fetch(self, room: int) -> Batch:
-        """Records for ``room``: first, up to its share of the window, from every
-        partition short of it with records waiting; the rest (only when none of
-        those gave any) from whichever partitions have records.
+        """Records for ``room``, so that no partition holds more than its share of
+        the window while another with records waiting holds less.
 
         A key's events go one at a time, so the window's events are worth as many
         requests in flight as they have distinct keys. The consumer drains partitions
         in turn (aiokafka returns one partition's prefetched records before the
         next's), which filled the window from a few partitions and their few keys: on
         Kafka, 3 to 9 of 12 partitions held it, and 24 to 64 of 64 requests were in
-        flight. A fetch from one partition never waits: that would stall the others."""
-        consumer, share = self._consumer, self._share
+        flight. So each partition short of its share is fetched on its own, up to it,
+        without waiting; when none of them had records at hand, the fetch waits for
+        theirs (at most the smallest want, which keeps every one within its share).
+        Only when no partition with records is short does the room go to any."""
+        consumer = self._consumer
+        if not self._fetched:  # nothing assigned yet, or all paused: a poll, which waits
+            return await consumer.fetch(1, FETCH_WAIT_S)
+        wants = self._wants()
+        if not wants:
+            return await consumer.fetch(room, FETCH_WAIT_S)
         batch: Batch = {}
-        for tp in self._short:
-            want = int(share) - self._held(tp)
-            if want < 1:
-                continue
+        for tp, want in wants.items():
             got = await consumer.fetch(min(room, want), 0.0, (tp,))
             for fetched_tp, records in got.items():
                 batch[fetched_tp] = records
@@ -208,7 +209,25 @@ class ForwardWorker:
                 break
         if batch:
             return batch
-        return await consumer.fetch(room, FETCH_WAIT_S)
+        return await consumer.fetch(min(room, *wants.values()), FETCH_WAIT_S, list(wants))
+
+    def _wants(self) -> dict[TopicPartition, int]:
+        """How many records each partition short of its share of the window may take,
+        among those with records waiting to be fetched (not known yet counts as
+        waiting). The share is the window over the partitions with records, held or
+        waiting."""
+        consumer = self._consumer
+        waiting: list[tuple[TopicPartition, int]] = []
+        with_records = 0
+        for tp in self._fetched:
+            held = self._held(tp)
+            if consumer.waiting(tp) is not False:
+                waiting.append((tp, held))
+            elif not held:
+                continue
+            with_records += 1
+        share = self._dispatcher.window // max(1, with_records)
+        return {tp: share - held for tp, held in waiting if held < share}
 
     def _choose_fetched(self, *, full: bool, now: bool = False) -> None:
         """Pause the partitions that must not be fetched now, resume the others.
@@ -234,7 +253,6 @@ class ForwardWorker:
         assignment = self._consumer.assignment()
         if full:
             wanted_paused = assignment
-            self._short = []
         else:
             paused = self._dispatcher.paused_tenants
             max_span = self._settings.forward_max_span
@@ -245,22 +263,11 @@ class ForwardWorker:
                 for tp in assignment
                 if tp in full_span or self._tenant_of.get(tp.topic) in paused
             )
-            self._choose_short([tp for tp in assignment if tp not in wanted_paused])
+        self._fetched = [tp for tp in assignment if tp not in wanted_paused]
         if wanted_paused != self._not_fetching:
             self._consumer.pause(wanted_paused - self._not_fetching)
             self._consumer.resume((assignment - wanted_paused) & self._not_fetching)
             self._not_fetching = wanted_paused
-
-    def _choose_short(self, fetched: list[TopicPartition]) -> None:
-        """The window's share of each partition with records (held, or waiting to be
-        fetched), and the partitions short of it with records waiting (see _fetch)."""
-        held = {tp: self._held(tp) for tp in fetched}
-        waiting = {tp for tp in fetched if self._consumer.waiting(tp) is not False}
-        with_records = sum(1 for tp in fetched if held[tp] or tp in waiting)
-        self._share = share = self._dispatcher.window / max(1, with_records)
-        short = [tp for tp in fetched if tp in waiting and held[tp] + 1 <= share]
-        # Every partition with records short: a plain fetch does the same in one call.
-        self._short = short if len(short) < with_records else []
 
     def _held(self, tp: TopicPartition) -> int:
         partition = self._partitions.get(tp)
@@ -321,6 +328,7 @@ class ForwardWorker:
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(tenant, event_type, str(tp.partition))
         self._not_fetching = self._not_fetching - partitions
+        self._fetched = [tp for tp in self._fetched if tp not in partitions]
 
     def _new_partition(self, tp: TopicPartition) -> Partition:
         tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))

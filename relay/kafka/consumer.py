@@ -204,15 +204,14 @@ class KafkaConsumer:
         return frozenset(self._consumer.assignment())
 
     def waiting(self, partition: TopicPartition) -> bool | None:
-        owned = self._owned((partition,))
-        if not owned:
-            return None
         # The state aiokafka's highwater() and position() read; position() is a
         # coroutine that would wait for a position, and this is asked of every
-        # partition at each choice of what to fetch. aiokafka is pinned, and the
-        # contract test runs this on Kafka.
-        state = self._consumer._subscription.subscription.assignment.state_value(owned[0])
-        if state.highwater is None or not state.has_valid_position:
+        # partition before each fetch. aiokafka is pinned, and the contract test runs
+        # this on Kafka. Our partitions hash as aiokafka's: no conversion.
+        subscription = self._consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        state = assignment.state_value(partition) if assignment is not None else None
+        if state is None or state.highwater is None or not state.has_valid_position:
             return None
         return bool(state.highwater > state.position)
 
