@@ -106,6 +106,8 @@ class Dispatcher:
         self.in_flight = 0
         self.settled_total = 0  # events settled since start: the commit loop reads it
         self.pause_changes = 0  # tenants paused or resumed: the worker re-chooses its fetch
+        self._room_waiter: asyncio.Future[None] | None = None  # see wait_for_room
+        self._wake_at_held = -1  # the waiter's wake-up: held down to this
         self.quiescing = False  # shutting down: finish what is in flight, start nothing
         # Told every upstream outcome, to learn facts from (rights, appIds). Must not block.
         self.observer: Callable[[str, Sendable, Outcome], None] | None = None
@@ -171,6 +173,28 @@ class Dispatcher:
             finally:
                 timer.cancel()
         return True
+
+    async def wait_for_room(self, room: int, bound: float) -> None:
+        """Return once ``room`` events could be fetched, a tenant was paused or
+        resumed, or ``bound`` passed (one waiter: the fetch loop). Woken by the settle
+        that makes the room, not by every settle, as ``wait_for`` is: the fetch loop
+        waits here while thousands of events settle a second."""
+        missing = room - self.room
+        if missing <= 0:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._room_waiter, self._wake_at_held = waiter, self.held - missing
+        timer = self._clock.call_later(bound, self._wake_room_waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._room_waiter, self._wake_at_held = None, -1
+
+    def _wake_room_waiter(self) -> None:
+        waiter = self._room_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def start(self) -> None:
         for tenant in self._tenants.values():
@@ -277,6 +301,8 @@ class Dispatcher:
         tenant = self._tenants.get(partition.tenant)
         if tenant is not None:
             tenant.held += count
+        if self.held <= self._wake_at_held:
+            self._wake_room_waiter()
 
     def _withdrawn(self, event: Event, counter: Counter) -> bool:
         """Whether ``event`` must not be sent: its partition is going to another worker,
@@ -561,6 +587,7 @@ class Dispatcher:
     def _pause(self, tenant: Tenant, reason: str) -> None:
         if tenant.pause.begin(reason):
             self.pause_changes += 1
+            self._wake_room_waiter()
             self._metrics.paused.labels(tenant.name, reason).set(1)
             log.error(
                 "delivery paused",
@@ -574,6 +601,7 @@ class Dispatcher:
         reason = tenant.pause.reason
         if reason is not None:
             self.pause_changes += 1
+            self._wake_room_waiter()
             self._metrics.paused.labels(tenant.name, reason).set(0)
             log.warning("delivery resumed", extra={"tenant": tenant.name})
         if forgive:

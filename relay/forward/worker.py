@@ -143,9 +143,7 @@ class ForwardWorker:
                     # Wait for room here, not in a fetch of paused partitions: pausing
                     # drops what aiokafka prefetched for them, and a fetch waits its
                     # whole FETCH_WAIT_S while settled events open room meanwhile.
-                    await dispatcher.wait_for(
-                        lambda: dispatcher.room >= self._refill_at(), FETCH_WAIT_S
-                    )
+                    await dispatcher.wait_for_room(self._refill_at(), FETCH_WAIT_S)
                 # Still full: stuck. After a wait the choice is made again, so that no
                 # partition is fetched past its span (or its tenant's pause) by more
                 # than one fetch.

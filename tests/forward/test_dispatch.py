@@ -486,3 +486,21 @@ async def test_under_a_budget_the_window_holds_seconds_of_it(
     dispatcher.pace(float("inf"))  # a credential without a budget
     assert dispatcher.window == 1000
     await harness.settled()
+
+
+async def test_waiting_for_room_returns_once_that_many_settled_or_at_its_bound(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(window=10)
+    for number in range(10):  # one user's: they settle one at a time
+        harness.submit("user-1", number + 1)
+    assert harness.dispatcher.room == 0
+    began = harness.clock.monotonic()
+    await harness.dispatcher.wait_for_room(4, 60.0)
+    assert len(harness.upstream.delivered) == 4  # woken by the fourth settle, no sooner
+    assert harness.dispatcher.room == 4
+    assert harness.clock.monotonic() - began < 1.0
+    await harness.settled()
+    began = harness.clock.monotonic()
+    await harness.dispatcher.wait_for_room(11, 5.0)  # more than the window: never
+    assert harness.clock.monotonic() - began == pytest.approx(5.0)
