@@ -7,8 +7,11 @@ per round trip so that one burst of failures is one cut.
 It starts as TCP does, in slow start: one more per answer, so the limit doubles each
 round trip, until the first sign of overload or queueing. One more per round trip
 from the start took 56 round trips to go from 8 to 64 (about 3 s against an upstream
-answering in 50 ms, with a backlog waiting); doubling takes three. An overshoot is at
-most one round trip's doubling, and the first cut or the latency rise ends it.
+answering in 50 ms, with a backlog waiting); doubling takes three. It doubles only
+up to twice the most requests ever in flight, so an overshoot is at most one round
+trip's doubling past what was in use, and the first cut or latency rise ends it.
+(Against a fast upstream, the first answers on new connections, handshake included,
+may end it early; growth is one per round trip then, and round trips are short.)
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ class AdaptiveConcurrency:
         self._baseline: float | None = None
         self._last_cut = -1e18
         self._slow_start = True  # until the first overload or queueing
+        self._busiest = 0  # the most requests in flight at once
 
     async def acquire(self) -> None:
         if self.in_flight < int(self.limit) and not self._waiters:
-            self.in_flight += 1
+            self._enter()
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -72,9 +76,14 @@ class AdaptiveConcurrency:
                 self._baseline += (rtt - self._baseline) * BASELINE_DRIFT
             if rtt > self._baseline * LATENCY_TOLERANCE:
                 self._slow_start = False
-            else:
-                step = 1.0 if self._slow_start else 1.0 / self.limit
-                self.limit = min(float(self._maximum), self.limit + step)
+            elif not self._slow_start:
+                self.limit = min(float(self._maximum), self.limit + 1.0 / self.limit)
+            elif 2 * self._busiest >= self.limit:
+                # Doubling only up to twice the most ever in flight (as TCP's
+                # congestion window validation): a lane sending one at a time would
+                # otherwise double to the maximum untested, and the next backlog
+                # would reach the upstream at the maximum at once.
+                self.limit = min(float(self._maximum), self.limit + 1.0)
         self._wake()
 
     def give_back(self) -> None:
@@ -87,5 +96,10 @@ class AdaptiveConcurrency:
         while self._waiters and self.in_flight < int(self.limit):
             waiter = self._waiters.popleft()
             if not waiter.done():
-                self.in_flight += 1
+                self._enter()
                 waiter.set_result(None)
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        if self.in_flight > self._busiest:
+            self._busiest = self.in_flight

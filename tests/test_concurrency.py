@@ -13,9 +13,15 @@ def limiter(initial: int = 4, minimum: int = 1, maximum: int = 64) -> AdaptiveCo
 
 
 async def answers(limit: AdaptiveConcurrency, count: int, rtt: float = 0.05) -> None:
-    for _ in range(count):
-        await limit.acquire()
-        limit.release(rtt, overload=False)
+    """``count`` answers of a lane that keeps its limit full: each round trip sends
+    as many requests as the limit allows, then they are answered."""
+    while count > 0:
+        batch = min(count, int(limit.limit))
+        for _ in range(batch):
+            await limit.acquire()
+        for _ in range(batch):
+            limit.release(rtt, overload=False)
+        count -= batch
 
 
 async def test_starts_by_doubling_each_round_trip_until_the_maximum() -> None:
@@ -26,6 +32,16 @@ async def test_starts_by_doubling_each_round_trip_until_the_maximum() -> None:
     assert limit.limit == 16
     await answers(limit, 16 + 32)
     assert limit.limit == 64
+
+
+async def test_a_lane_using_little_of_its_limit_does_not_double_it() -> None:
+    limit = limiter(initial=8, maximum=64)
+    for _ in range(100):  # one request at a time: never more than 1 of 8 in use
+        await limit.acquire()
+        limit.release(0.05, overload=False)
+    assert limit.limit == 8
+    await answers(limit, 8)  # then a round trip with all 8 in flight: doubling resumes
+    assert limit.limit == 16
 
 
 async def test_grows_about_one_per_round_trip_after_the_first_overload() -> None:
@@ -49,9 +65,7 @@ async def test_queueing_ends_the_doubling() -> None:
 
 async def test_never_grows_past_the_maximum() -> None:
     limit = limiter(initial=4, maximum=6)
-    for _ in range(1000):
-        await limit.acquire()
-        limit.release(0.05, overload=False)
+    await answers(limit, 1000)
     assert limit.limit == 6
 
 

@@ -33,7 +33,8 @@ class Backend:
     join: Callable[[], Consumer]  # a new member of the test's group, not started
     # (partition, value, key, headers, timestamp_ms or None: now) -> offset
     append: Callable[..., Awaitable[int]]
-    quiet_fetch: Callable[[Consumer], Awaitable[Batch]]  # nothing to fetch: waits QUIET_S
+    # (consumer, partitions or None) -> batch: nothing to fetch, so it waits QUIET_S
+    quiet_fetch: Callable[..., Awaitable[Batch]]
     poll_s: float  # a fetch's timeout when records are there to be fetched
     members: list[Consumer] = field(default_factory=list)
 
@@ -51,8 +52,10 @@ def memory_backend(prefix: str) -> Backend:
     ) -> int:
         return log.append(topic, partition, value, key, headers, timestamp_ms)
 
-    async def quiet_fetch(consumer: Consumer) -> Batch:
-        fetching = asyncio.create_task(consumer.fetch(10, QUIET_S))
+    async def quiet_fetch(
+        consumer: Consumer, partitions: list[TopicPartition] | None = None
+    ) -> Batch:
+        fetching = asyncio.create_task(consumer.fetch(10, QUIET_S, partitions))
         await clock.settle()
         assert not fetching.done(), "a fetch with nothing to return waits for its timeout"
         await clock.advance(QUIET_S)
@@ -87,9 +90,11 @@ async def kafka_backend(kafka: Broker, prefix: str) -> AsyncIterator[Backend]:
         )
         return int(written.offset)
 
-    async def quiet_fetch(consumer: Consumer) -> Batch:
+    async def quiet_fetch(
+        consumer: Consumer, partitions: list[TopicPartition] | None = None
+    ) -> Batch:
         began = time.monotonic()
-        batch = await consumer.fetch(10, QUIET_S)
+        batch = await consumer.fetch(10, QUIET_S, partitions)
         assert time.monotonic() - began >= QUIET_S * 0.9
         return batch
 
@@ -209,6 +214,15 @@ async def test_a_fetch_of_chosen_partitions_returns_theirs_only(backend: Backend
             break
     assert taken == [(backend.tp(1), Fetched(0, b"k1", b"second", ()))]
     assert await take(backend, consumer, 1) == [(backend.tp(0), Fetched(0, b"k0", b"first", ()))]
+
+
+async def test_a_fetch_of_partitions_not_assigned_waits_its_timeout(backend: Backend) -> None:
+    await backend.append(0, b"there", b"k", ())
+    consumer = await member(backend)
+    await eventually(lambda: bool(consumer.assignment()), [consumer])
+    # Records wait on partition 0, but none of the chosen partitions is this member's:
+    # nothing, after the timeout (a fetch loop asking for them must not spin).
+    assert await backend.quiet_fetch(consumer, [TopicPartition(backend.topic, 99)]) == {}
 
 
 async def test_waiting_tells_whether_records_are_stored_past_those_fetched(

@@ -1,7 +1,7 @@
 """The forwarding worker: one member of the consumer group over the event topics.
 
-It fetches only what the dispatcher has room for: it waits for an eighth of the
-window to settle (at most FETCH_WAIT_S), and gives the room to the partitions short
+It fetches only what the dispatcher has room for: it waits until an eighth of the
+window is free (at most FETCH_WAIT_S), and gives the room to the partitions short
 of their share of the window first (a key's events go one at a time, so a window of
 few partitions' few keys keeps few requests in flight). It never fetches from a
 partition that must wait (pausing partitions rather than not polling, so the group
@@ -105,7 +105,7 @@ class ForwardWorker:
         self._partitions: dict[TopicPartition, Partition] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._not_fetching: frozenset[TopicPartition] = frozenset()
-        self._fetched: list[TopicPartition] = []  # the assigned ones not paused
+        self._fetchable: list[TopicPartition] = []  # the assigned ones not paused
         self._pauses_seen = 0  # the dispatcher's pause_changes at the last choice
         self._assigning = False  # between a new assignment and its first resume
         self._fetch_full = False  # the window was full at the last choice
@@ -138,15 +138,15 @@ class ForwardWorker:
             aside.append(asyncio.create_task(self._backlog_loop(), name="backlog"))
         try:
             while not stop.is_set():
-                waited = dispatcher.room < self._refill_at()
+                waited = dispatcher.room < self._room_worth_a_fetch()
                 if waited:
                     # Wait for room here, not in a fetch of paused partitions: pausing
                     # drops what aiokafka prefetched for them, and a fetch waits its
                     # whole FETCH_WAIT_S while settled events open room meanwhile.
-                    await dispatcher.wait_for_room(self._refill_at(), FETCH_WAIT_S)
-                # Still full: stuck. After a wait the choice is made again, so that no
-                # partition is fetched past its span (or its tenant's pause) by more
-                # than one fetch.
+                    await dispatcher.wait_for_room(self._room_worth_a_fetch(), FETCH_WAIT_S)
+                # Still full after the wait: nothing settles, so every partition is
+                # paused (a poll keeps the group's member alive). After a wait the
+                # choice is made again, spans and pauses included.
                 self._choose_fetched(full=dispatcher.room == 0, now=waited)
                 batch = await self._fetch(max(1, dispatcher.room))
                 self._refill.cut_overdue()
@@ -173,14 +173,14 @@ class ForwardWorker:
                 await consumer.stop()
             log.info("stopped")
 
-    def _refill_at(self) -> int:
+    def _room_worth_a_fetch(self) -> int:
         """The room worth a fetch: an eighth of the window (a fetch per settled event
         would cost the loop more than it gains), or less after FETCH_WAIT_S."""
         return max(1, self._dispatcher.window // 8)
 
     async def _fetch(self, room: int) -> Batch:
-        """Records for ``room``, so that no partition holds more than its share of
-        the window while another with records waiting holds less.
+        """Records for ``room``, which goes first to the partitions holding less than
+        their share of the window.
 
         A key's events go one at a time, so the window's events are worth as many
         requests in flight as they have distinct keys. The consumer drains partitions
@@ -192,7 +192,7 @@ class ForwardWorker:
         theirs (at most the smallest want, which keeps every one within its share).
         Only when no partition with records is short does the room go to any."""
         consumer = self._consumer
-        if not self._fetched:  # nothing assigned yet, or all paused: a poll, which waits
+        if not self._fetchable:  # nothing assigned yet, or all paused: a poll, which waits
             return await consumer.fetch(1, FETCH_WAIT_S)
         wants = self._wants()
         if not wants:
@@ -217,7 +217,7 @@ class ForwardWorker:
         consumer = self._consumer
         waiting: list[tuple[TopicPartition, int]] = []
         with_records = 0
-        for tp in self._fetched:
+        for tp in self._fetchable:
             held = self._held(tp)
             if consumer.waiting(tp) is not False:
                 waiting.append((tp, held))
@@ -230,9 +230,10 @@ class ForwardWorker:
     def _choose_fetched(self, *, full: bool, now: bool = False) -> None:
         """Pause the partitions that must not be fetched now, resume the others.
 
-        A full window is acted on at once; spans and paused tenants are looked at
-        every CHOOSE_EVERY_S (each look walks every partition, and the fetch loop runs
-        per batch: a span may pass its cap by a fetch meanwhile, which it may anyway)."""
+        A full window, a wait for room and a tenant paused or resumed are acted on at
+        once; otherwise spans are looked at every CHOOSE_EVERY_S (each look walks every
+        partition, and the fetch loop runs per batch: a span may pass its cap by the
+        fetches of that interval meanwhile, as it always could)."""
         if self._assigning:  # ``assign`` holds every partition until it is done
             return
         moment = self._clock.monotonic()
@@ -261,7 +262,7 @@ class ForwardWorker:
                 for tp in assignment
                 if tp in full_span or self._tenant_of.get(tp.topic) in paused
             )
-        self._fetched = [tp for tp in assignment if tp not in wanted_paused]
+        self._fetchable = [tp for tp in assignment if tp not in wanted_paused]
         if wanted_paused != self._not_fetching:
             self._consumer.pause(wanted_paused - self._not_fetching)
             self._consumer.resume((assignment - wanted_paused) & self._not_fetching)
@@ -326,7 +327,7 @@ class ForwardWorker:
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(tenant, event_type, str(tp.partition))
         self._not_fetching = self._not_fetching - partitions
-        self._fetched = [tp for tp in self._fetched if tp not in partitions]
+        self._fetchable = [tp for tp in self._fetchable if tp not in partitions]
 
     def _new_partition(self, tp: TopicPartition) -> Partition:
         tenant, event_type = self._owner_of.get(tp.topic, ("unknown", "unknown"))

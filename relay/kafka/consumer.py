@@ -184,7 +184,8 @@ class KafkaConsumer:
         chosen: list[KafkaPartition] = []
         if partitions is not None:
             chosen = self._owned(partitions)
-            if not chosen:  # none of them is ours: aiokafka would read an empty choice as all
+            if not chosen:  # none of them is ours (aiokafka would read none as all): wait
+                await asyncio.sleep(timeout_s)  # as a fetch that finds nothing does
                 return {}
         try:
             batch = await self._consumer.getmany(
@@ -213,7 +214,10 @@ class KafkaConsumer:
         state = assignment.state_value(partition) if assignment is not None else None
         if state is None or state.highwater is None or not state.has_valid_position:
             return None
-        return bool(state.highwater > state.position)
+        # Under read_committed, records past the last stable offset (an open
+        # transaction's) cannot be fetched yet: they are not waiting.
+        end = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
+        return bool(end > state.position)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         # Only partitions still assigned: one revoked a moment ago has nothing to pause.
