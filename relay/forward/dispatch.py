@@ -26,7 +26,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
@@ -209,8 +209,23 @@ class Dispatcher:
             self._tasks.append(asyncio.create_task(self._probe_loop(tenant)))
 
     def quiesce(self) -> None:
-        """Start no new request; those in flight finish and settle."""
+        """Start no new request, except those filling a gap below an event already
+        sent of their partition; those in flight finish and settle."""
         self.quiescing = True
+
+    def gaps_left(self, partitions: Iterable[Partition]) -> bool:
+        """Whether any of ``partitions`` (of unpaused tenants) has an event not
+        settled below one sent: its commit would stop short of a delivered event."""
+        for partition in partitions:
+            if partition.revoked or partition.sent_to < 0:
+                continue
+            tenant = self._tenants.get(partition.tenant)
+            if tenant is not None and tenant.pause.active:
+                continue  # its parked events do not go: nothing to wait for
+            done_to = partition.offsets.next_commit
+            if done_to is None or done_to <= partition.sent_to:
+                return True
+        return False
 
     async def stop(self) -> None:
         """Cancel senders, timers and letter writes; events still held are simply not
@@ -308,6 +323,11 @@ class Dispatcher:
         """Whether ``event`` must not be sent: its partition is going to another worker,
         or this one is stopping. It stays unsettled, so its next owner sends it."""
         partition = event.partition
+        if self.quiescing and not partition.revoked and event.incoming.offset < partition.sent_to:
+            # Stopping, with a later event of its partition sent already: this one still
+            # goes (a gap would hold the commit below that delivered event, and the next
+            # owner would send it again). The drain waits for these (gaps_left).
+            return False
         if partition.revoked or partition.closing or self.quiescing:
             counter.inc()
             if event.probe:  # a probe that will not be answered: the next may go
@@ -353,7 +373,10 @@ class Dispatcher:
                 lane.limit.give_back()
                 self._park(tenant, event, deliveries["parked"])
                 continue
-            event.partition.in_flight += 1
+            partition = event.partition
+            partition.in_flight += 1
+            if event.incoming.offset > partition.sent_to:
+                partition.sent_to = event.incoming.offset
             self.in_flight += 1
             started = clock.monotonic()
             outcome: Outcome = Retry(UNEXPECTED)

@@ -45,6 +45,9 @@ class Partition:
     in_flight: int = 0
     writing: int = 0  # dead letters being written
     held: int = 0
+    # The highest offset sent: at a stop, the events below it still go (see
+    # Dispatcher.gaps_left), or the commit would stop short of what was delivered.
+    sent_to: int = -1
 
 
 @dataclass(eq=False, slots=True)

@@ -15,8 +15,10 @@ budget share is unknown (nothing is sent) until it is recounted for the new assi
 
 Shutdown order (``run`` returns after it):
 1. stop fetching;
-2. wait for requests in flight, bounded by RELAY_FORWARD_DRAIN_S (nothing new is
-   sent meanwhile: every send checks first);
+2. wait for requests in flight, bounded by RELAY_FORWARD_DRAIN_S; nothing new is
+   sent meanwhile (every send checks first) except the events left below one
+   already sent in their partition, which the drain waits for too (else the commit
+   stops below a delivered event, and the next owner sends it again);
 3. commit every done offset;
 4. stop the dispatcher (retry timers and parked events are abandoned: not
    committed, so the next owner delivers them);
@@ -368,7 +370,12 @@ class ForwardWorker:
         self._dispatcher.pace(0.0 if budgeted else math.inf)
 
     async def _drain(self, bound: float) -> None:
-        await self._dispatcher.wait_for(lambda: self._dispatcher.in_flight == 0, bound)
+        """Until nothing is in flight and no partition has an event left below one
+        delivered (the dispatcher sends those while quiescing), within ``bound``."""
+        dispatcher, partitions = self._dispatcher, self._partitions.values()
+        await dispatcher.wait_for(
+            lambda: dispatcher.in_flight == 0 and not dispatcher.gaps_left(partitions), bound
+        )
 
     async def _commit_loop(self) -> None:
         """Commit at most RELAY_COMMIT_INTERVAL_S after offsets settle, and sooner once
