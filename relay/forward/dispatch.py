@@ -323,12 +323,13 @@ class Dispatcher:
         """Whether ``event`` must not be sent: its partition is going to another worker,
         or this one is stopping. It stays unsettled, so its next owner sends it."""
         partition = event.partition
-        if self.quiescing and not partition.revoked and event.incoming.offset < partition.sent_to:
-            # Stopping, with a later event of its partition sent already: this one still
-            # goes (a gap would hold the commit below that delivered event, and the next
-            # owner would send it again). The drain waits for these (gaps_left).
-            return False
         if partition.revoked or partition.closing or self.quiescing:
+            gap = event.incoming.offset < partition.sent_to
+            if gap and self.quiescing and not partition.revoked:
+                # Stopping, with a later event of its partition sent already: this one
+                # still goes (a gap would hold the commit below that delivered event,
+                # and the next owner would send it again). The drain waits for these.
+                return False
             counter.inc()
             if event.probe:  # a probe that will not be answered: the next may go
                 event.probe = False
