@@ -24,6 +24,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
+from relay.ingest.fast_routes import request_handler
+
 __all__ = ["GuardedAppRunner"]
 
 SWEEPS = 4  # per head timeout
@@ -99,7 +101,7 @@ class GuardedAppRunner(web.AppRunner):
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         return _GuardedServer(
-            server.request_handler,
+            request_handler(self.app),  # frozen by now: its routes are final
             request_factory=server.request_factory,
             handler_cancellation=server.handler_cancellation,
             loop=server._loop,

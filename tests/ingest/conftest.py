@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from prometheus_client import CollectorRegistry
 
 from relay.clock import Clock, ManualClock, SystemClock
@@ -12,12 +13,21 @@ from relay.config import Settings
 from relay.facts import Facts
 from relay.http1 import Http1Pool
 from relay.ingest.app import make_app
+from relay.ingest.slow_clients import GuardedAppRunner
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Producer
 from relay.tenants import load_tenants
 from relay.upstream import Tokens, UpstreamClient
 
 MakeClient = Callable[..., Awaitable[TestClient[object, object]]]
+
+
+class FrontDoorServer(TestServer):
+    """A test server on the runner `relay ingest` serves with (``runner_for``): its
+    fixed-path POSTs skip the router (relay.ingest.fast_routes), as in production."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GuardedAppRunner(self.app, head_timeout=10.0, **kwargs)
 
 
 @pytest.fixture
@@ -46,7 +56,7 @@ async def make_client(
     ) -> TestClient[object, object]:
         app = make_app(settings, producer, registry=registry, clock=clock)
         # Bodies reach the app as sent, as on relay ingest's runner (runner_for).
-        server = TestServer(app, auto_decompress=False)
+        server = FrontDoorServer(app, auto_decompress=False)
         client: TestClient[object, object] = TestClient(server)
         await client.start_server()
         clients.append(client)
