@@ -112,7 +112,7 @@ async def front(
             facts=facts,
             upstream=upstream,
         )
-        client: TestClient[object, object] = TestClient(TestServer(app))
+        client: TestClient[object, object] = TestClient(FrontDoorServer(app))
         await client.start_server()
         made.append(client)
         return client

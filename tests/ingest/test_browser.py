@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from relay.clock import ManualClock
@@ -17,6 +17,7 @@ from relay.config import Settings
 from relay.ingest.app import make_app
 from relay.kafka.memory import MemoryProducer
 from relay.tenants import hash_key, load_tenants, new_key
+from tests.ingest.conftest import FrontDoorServer
 from tests.test_events import VALID
 
 Client = TestClient[object, object]
@@ -71,7 +72,8 @@ browser = true
     app = make_app(
         settings, producer, registry=registry, clock=clock, tenants=load_tenants(settings)
     )
-    client: Client = TestClient(TestServer(app, auto_decompress=False))
+    # The front door's runner: its fixed-path POSTs skip the router, CORS hook included.
+    client: Client = TestClient(FrontDoorServer(app, auto_decompress=False))
     await client.start_server()
     yield client, producer, registry
     await client.close()

@@ -13,8 +13,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from relay.config import Settings
+from relay.events import BATCH_PATH, EVENT_TYPES
 from relay.ingest.app import make_app
-from relay.ingest.fast_routes import request_handler
+from relay.ingest.fast_routes import fixed_posts, request_handler
 from relay.ingest.handler import EVENT_ID_HEADER
 from relay.ingest.slow_clients import GuardedAppRunner
 from relay.kafka.memory import MemoryProducer
@@ -86,16 +87,17 @@ REQUESTS: list[tuple[str, str, bytes, dict[str, str]]] = [
 ]
 
 
-def _comparable(answer: Answer) -> tuple[int, Any]:
+def _comparable(answer: Answer) -> tuple[Any, ...]:
     status, headers, body = answer
+    shown = (status, headers.get("Allow"), headers.get("Content-Type"), headers.get("Connection"))
     if status == 204:
-        return status, EVENT_ID_HEADER in headers
+        return *shown, EVENT_ID_HEADER in headers
     if headers.get("Content-Type", "").startswith("application/json"):
         parsed = orjson.loads(body)
         if isinstance(parsed, dict) and "results" in parsed:  # /batch: ids differ
-            return status, [sorted(result) for result in parsed["results"]]
-        return status, parsed
-    return status, body
+            return *shown, [sorted(result) for result in parsed["results"]]
+        return *shown, parsed
+    return *shown, body
 
 
 async def test_the_front_doors_answers_are_the_routers(
@@ -142,10 +144,19 @@ async def test_a_fixed_post_shares_one_frozen_match_info_with_the_app_and_its_si
     # Resolved once at start: the router would build a new one for each request.
     assert first.match_info is second.match_info
     assert first.app is app
-    with pytest.raises(RuntimeError, match="freeze"):  # frozen: no request can change it
+    with pytest.raises(RuntimeError, match="freeze"):
         first.match_info.add_app(web.Application())
-    # An any-method route is what the router gives a POST there too.
+    # Shared, so it takes no writes: one request's would be the next one's.
+    with pytest.raises(TypeError, match="shared"):
+        first.match_info["user"] = "a"
+    with pytest.raises(TypeError, match="shared"):
+        first.match_info.current_app = web.Application()
+    assert dict(first.match_info) == {}
+    # An any-method route is what the router gives a POST there too, also shared.
+    seen.clear()
     assert (await send("POST", "/any"))[2] == b"/any"
+    assert (await send("POST", "/any"))[2] == b"/any"
+    assert seen[0].match_info is seen[1].match_info
     # No POST route on the path: the router's choice (the pattern), not a shortcut.
     seen.clear()
     assert (await send("POST", "/only-get"))[2] == b"/{tail}"
@@ -181,3 +192,24 @@ async def test_a_post_with_expect_gets_100_continue_from_the_router(
     for _ in range(2):
         assert (await send("POST", "/echo", b"x", {"Expect": "100-continue"}))[2] == b"/echo"
     assert seen[0].match_info is not seen[1].match_info  # each resolved by the router
+
+
+async def test_every_event_path_and_the_batch_path_are_fixed(settings: Settings) -> None:
+    app, _producer = _front_door(settings)
+    with pytest.raises(RuntimeError, match="frozen"):  # middleware may still be added
+        request_handler(app)
+    app.freeze()
+    expected = {event_type.path for event_type in EVENT_TYPES} | {BATCH_PATH}
+    assert set(fixed_posts(app)) == expected
+
+
+async def test_a_domain_matched_sub_application_leaves_every_path_to_the_router(
+    serve: Callable[[web.Application, bool], Awaitable[Send]],
+) -> None:
+    seen: list[web.Request] = []
+    app = _echo_app([])
+    app.add_domain("example.com", _echo_app(seen))
+    send = await serve(app, True)
+    assert fixed_posts(app) == {}
+    assert (await send("POST", "/echo", b"", {"Host": "example.com"}))[0] == 200
+    assert len(seen) == 1  # the sub-application's handler, as the router decides
