@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from relay.clock import ManualClock
@@ -13,6 +14,9 @@ from relay.config import Settings
 from relay.sandbox import Credential, SandboxState, make_sandbox_app
 from tests.brokers import ROOT, Broker
 from tests.stack import Stack
+
+# A test client of an aiohttp app (the sandbox, ingest, forward's HTTP surface).
+Client = TestClient[web.Request, web.Application]
 
 TEST_KAFKA_PORT = int(os.environ.get("RELAY_TEST_KAFKA_PORT", "19092"))
 
@@ -88,12 +92,8 @@ def sandbox_state() -> SandboxState:
 
 
 @pytest.fixture
-async def sandbox(
-    sandbox_state: SandboxState, sandbox_clock: ManualClock
-) -> AsyncIterator[TestClient[object, object]]:
-    client: TestClient[object, object] = TestClient(
-        TestServer(make_sandbox_app(sandbox_state, sandbox_clock))
-    )
+async def sandbox(sandbox_state: SandboxState, sandbox_clock: ManualClock) -> AsyncIterator[Client]:
+    client: Client = TestClient(TestServer(make_sandbox_app(sandbox_state, sandbox_clock)))
     await client.start_server()
     yield client
     await client.close()

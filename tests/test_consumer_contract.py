@@ -149,7 +149,9 @@ async def member(
     return consumer
 
 
-async def eventually(check: Callable[[], bool], consumers: list[Consumer], bound_s: float = 30):
+async def eventually(
+    check: Callable[[], bool], consumers: list[Consumer], bound_s: float = 30
+) -> None:
     """Fetch (and drop) nothing until ``check`` holds: with Kafka, a group settles
     while its members poll. With the fake it holds at once."""
     began = time.monotonic()

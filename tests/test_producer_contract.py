@@ -211,7 +211,7 @@ async def test_concurrent_send_alls_share_record_batches(kafka: Broker, prefix: 
         handed += 1
         return await send_batch(*args, **kwargs)
 
-    producer._producer.send_batch = counted  # type: ignore[method-assign]
+    producer._producer.send_batch = counted
     try:
         calls = [[Record(f"{prefix}.s", b"k", f"{call}".encode())] * 10 for call in range(30)]
         outcomes = await asyncio.gather(*(producer.send_all(c, ack_timeout=10) for c in calls))

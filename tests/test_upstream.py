@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from relay.clock import ManualClock
 from relay.failures import FAILURE_CODES
@@ -23,6 +23,7 @@ from relay.upstream import (
     UpstreamClient,
     classify,
 )
+from tests.conftest import Client
 from tests.test_events import VALID
 
 
@@ -78,18 +79,16 @@ def test_permanent_keeps_code_and_message() -> None:
     assert outcome == Permanent("VALIDATION_ERROR", "m", 400)
 
 
-def pool_for(sandbox: TestClient[Any, Any]) -> Http1Pool:
+def pool_for(sandbox: Client) -> Http1Pool:
     return Http1Pool(str(sandbox.make_url("")))
 
 
-async def client_for(sandbox: TestClient[Any, Any], pool: Http1Pool, **kw: Any) -> UpstreamClient:
+async def client_for(sandbox: Client, pool: Http1Pool, **kw: Any) -> UpstreamClient:
     tokens = Tokens(pool, kw.get("token", "tok"), kw.get("secret", "sec"), kw["clock"], 5.0)
     return UpstreamClient(pool, tokens, 5.0)
 
 
-async def test_many_waiters_share_one_refresh(
-    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
-) -> None:
+async def test_many_waiters_share_one_refresh(sandbox: Client, sandbox_clock: ManualClock) -> None:
     async with pool_for(sandbox) as pool:
         client = await client_for(sandbox, pool, clock=sandbox_clock)
         body = orjson.dumps(VALID["play"])
@@ -111,7 +110,7 @@ async def test_many_waiters_share_one_refresh(
 
 
 async def test_token_is_refreshed_before_it_expires(
-    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+    sandbox: Client, sandbox_clock: ManualClock
 ) -> None:
     async with pool_for(sandbox) as pool:
         client = await client_for(sandbox, pool, clock=sandbox_clock)
@@ -125,7 +124,7 @@ async def test_token_is_refreshed_before_it_expires(
 
 
 async def test_revoked_credentials_are_rejected_after_one_refresh(
-    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+    sandbox: Client, sandbox_clock: ManualClock
 ) -> None:
     async with pool_for(sandbox) as pool:
         client = await client_for(sandbox, pool, clock=sandbox_clock)
@@ -138,7 +137,7 @@ async def test_revoked_credentials_are_rejected_after_one_refresh(
 
 
 async def test_idempotency_key_and_bearer_are_sent(
-    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+    sandbox: Client, sandbox_clock: ManualClock
 ) -> None:
     async with pool_for(sandbox) as pool:
         client = await client_for(sandbox, pool, clock=sandbox_clock)
@@ -213,7 +212,7 @@ async def test_a_token_that_would_split_a_header_line_is_not_used(
 
 
 async def test_a_key_that_would_split_a_header_line_is_dead_lettered(
-    sandbox: TestClient[Any, Any], sandbox_clock: ManualClock
+    sandbox: Client, sandbox_clock: ManualClock
 ) -> None:
     async with pool_for(sandbox) as pool:
         client = await client_for(sandbox, pool, clock=sandbox_clock)

@@ -77,7 +77,10 @@ def deployment(manifests: tuple[Manifest, ...], component: str) -> Manifest:
 
 
 def container(manifests: tuple[Manifest, ...], component: str) -> Manifest:
-    (found,) = deployment(manifests, component)["spec"]["template"]["spec"]["containers"]
+    containers: list[Manifest] = deployment(manifests, component)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    (found,) = containers
     return found
 
 
@@ -86,7 +89,8 @@ def plain_env(container_spec: Manifest) -> dict[str, str]:
 
 
 def port_number(container_spec: Manifest, name: str) -> int:
-    (number,) = [p["containerPort"] for p in container_spec["ports"] if p["name"] == name]
+    numbers: list[int] = [p["containerPort"] for p in container_spec["ports"] if p["name"] == name]
+    (number,) = numbers
     return number
 
 
@@ -98,7 +102,8 @@ def relay_command(container_spec: Manifest) -> list[str]:
         match = re.search(r"^\s*exec relay (.+)$", script, re.MULTILINE)
         assert match, f"a command override must end in `exec relay ...`: {script}"
         return match.group(1).split()
-    return container_spec["args"]
+    args: list[str] = container_spec["args"]
+    return args
 
 
 def value_set_id(values: Path | None) -> str:

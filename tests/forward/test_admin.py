@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -11,12 +11,13 @@ from relay.clock import ManualClock
 from relay.config import Settings
 from relay.forward.server import Forwarder
 from relay.http1 import Http1Pool
+from tests.conftest import Client
 
-Client = TestClient[object, object]
+MakeClient = Callable[..., Awaitable[tuple[Client, Forwarder]]]
 
 
 @pytest.fixture
-async def make_client() -> AsyncIterator[object]:
+async def make_client() -> AsyncIterator[MakeClient]:
     made: list[tuple[Client, Http1Pool, Forwarder]] = []
 
     async def make(**settings: object) -> tuple[Client, Forwarder]:
@@ -35,13 +36,14 @@ async def make_client() -> AsyncIterator[object]:
         await forwarder.dlq_producer.stop()
         await forwarder.publisher.stop()
         await forwarder.worker._consumer.stop()
+        assert forwarder.worker._backlog is not None
         await forwarder.worker._backlog.stop()
 
 
 async def test_ready_once_assigned_even_while_a_tenant_is_paused_and_not_while_stopping(
-    make_client: object,
+    make_client: MakeClient,
 ) -> None:
-    client, forwarder = await make_client()  # type: ignore[operator]
+    client, forwarder = await make_client()
     assert (await client.get("/readyz")).status == 503  # nothing assigned yet
     forwarder.worker.assigned = True
     assert (await client.get("/readyz")).status == 200
@@ -53,15 +55,15 @@ async def test_ready_once_assigned_even_while_a_tenant_is_paused_and_not_while_s
     assert (await client.get("/readyz")).status == 503
 
 
-async def test_resume_is_disabled_without_an_admin_token(make_client: object) -> None:
-    client, _ = await make_client()  # type: ignore[operator]
+async def test_resume_is_disabled_without_an_admin_token(make_client: MakeClient) -> None:
+    client, _ = await make_client()
     answer = await client.post("/resume?tenant=default")
     assert answer.status == 403
     assert "RELAY_ADMIN_TOKEN" in (await answer.json())["error"]
 
 
-async def test_resume_needs_the_admin_token(make_client: object) -> None:
-    client, forwarder = await make_client(admin_token="s3cret")  # type: ignore[operator]
+async def test_resume_needs_the_admin_token(make_client: MakeClient) -> None:
+    client, forwarder = await make_client(admin_token="s3cret")
     forwarder.dispatcher._tenants["default"].pause.begin("dlq_limit")
     for headers in (
         {},

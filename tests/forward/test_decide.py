@@ -42,7 +42,7 @@ def situation(**changes: object) -> Situation:
     return Situation(**{**base, **changes})  # type: ignore[arg-type]
 
 
-ROWS: list[tuple[str, Outcome, Situation, Action]] = [
+ROWS: list[tuple[str, Outcome, Situation, Action | None]] = [
     ("delivered", OK, situation(attempts=0), Done()),
     ("a probe delivered ends the pause", OK, situation(probe=True, paused=DLQ_LIMIT), Done(True)),
     ("credentials refused pause", REVOKED, situation(), Park(CREDENTIALS_REJECTED)),

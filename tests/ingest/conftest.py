@@ -18,8 +18,9 @@ from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Producer
 from relay.tenants import load_tenants
 from relay.upstream import Tokens, UpstreamClient
+from tests.conftest import Client
 
-MakeClient = Callable[..., Awaitable[TestClient[object, object]]]
+MakeClient = Callable[..., Awaitable[Client]]
 
 
 class FrontDoorServer(TestServer):
@@ -49,15 +50,13 @@ def registry() -> CollectorRegistry:
 async def make_client(
     registry: CollectorRegistry,
 ) -> AsyncIterator[MakeClient]:
-    clients: list[TestClient[object, object]] = []
+    clients: list[Client] = []
 
-    async def make(
-        settings: Settings, producer: Producer, clock: Clock | None = None
-    ) -> TestClient[object, object]:
+    async def make(settings: Settings, producer: Producer, clock: Clock | None = None) -> Client:
         app = make_app(settings, producer, registry=registry, clock=clock)
         # Bodies reach the app as sent, as on relay ingest's runner (runner_for).
         server = FrontDoorServer(app, auto_decompress=False)
-        client: TestClient[object, object] = TestClient(server)
+        client: Client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
@@ -70,18 +69,18 @@ async def make_client(
 @pytest.fixture
 async def client(
     make_client: MakeClient, settings: Settings, memory_producer: MemoryProducer, clock: ManualClock
-) -> TestClient[object, object]:
+) -> Client:
     return await make_client(settings, memory_producer, clock)
 
 
 @pytest.fixture
 async def front(
-    sandbox: TestClient[object, object], memory_producer: MemoryProducer
-) -> AsyncIterator[Callable[..., Awaitable[TestClient[object, object]]]]:
+    sandbox: Client, memory_producer: MemoryProducer
+) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
     """An ingest app whose open tenant asks the sandbox (credential "tok") for rights
     and the appId: ``await front(facts, **settings)``; ``upstream_wrap`` wraps each
     tenant's client (to count calls), ``registry`` and ``clock`` are the app's."""
-    made: list[TestClient[object, object]] = []
+    made: list[Client] = []
     pool = Http1Pool(str(sandbox.make_url("")))
 
     async def make(
@@ -91,7 +90,7 @@ async def front(
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
         **overrides: Any,
-    ) -> TestClient[object, object]:
+    ) -> Client:
         settings = Settings(
             upstream_token="tok",
             upstream_secret="sec",
@@ -112,7 +111,7 @@ async def front(
             facts=facts,
             upstream=upstream,
         )
-        client: TestClient[object, object] = TestClient(FrontDoorServer(app))
+        client: Client = TestClient(FrontDoorServer(app))
         await client.start_server()
         made.append(client)
         return client

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 from relay.config import Settings
 from relay.ingest.app import SHUTTING_DOWN, make_admin_app, make_app
 from relay.kafka.memory import MemoryProducer
+from tests.conftest import Client
 from tests.ingest.conftest import MakeClient
 from tests.ingest.test_front_door import JSON, post
 from tests.test_events import VALID
@@ -19,8 +20,8 @@ async def test_with_an_admin_port_the_public_port_serves_only_events(
     front_door = make_app(
         settings, MemoryProducer(), registry=CollectorRegistry(), admin_routes=False
     )
-    public: TestClient[object, object] = TestClient(TestServer(front_door))
-    admin: TestClient[object, object] = TestClient(TestServer(make_admin_app(front_door)))
+    public: Client = TestClient(TestServer(front_door))
+    admin: Client = TestClient(TestServer(make_admin_app(front_door)))
     await public.start_server()
     await admin.start_server()
     try:
@@ -46,7 +47,7 @@ async def test_while_shutting_down_answers_close_their_connection(
     response = await client.post("/play", json=VALID["play"], headers=JSON)
     assert response.status == 204
     assert response.headers.get("Connection", "").lower() != "close"
-    client.app[SHUTTING_DOWN][0] = True  # type: ignore[index]
+    client.app[SHUTTING_DOWN][0] = True
     readyz = await client.get("/readyz")
     assert readyz.status == 503
     response = await client.post("/play", json=VALID["play"], headers=JSON)

@@ -8,15 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient
 
 from relay.envelope import DELIVERED_HEADER
 from relay.facts import Facts
 from relay.kafka.memory import MemoryProducer
+from tests.conftest import Client
 from tests.test_events import VALID
 
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 Front = Callable[..., Any]
 
 

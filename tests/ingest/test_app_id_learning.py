@@ -10,17 +10,16 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from relay.clock import SystemClock
 from relay.envelope import DELIVERED_HEADER, Envelope
 from relay.facts import Facts
 from relay.ingest.learning import fingerprint
 from relay.kafka.memory import MemoryProducer
+from tests.conftest import Client
 from tests.test_events import VALID
 
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 Front = Callable[..., Awaitable[Client]]
 
 

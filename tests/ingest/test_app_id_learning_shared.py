@@ -28,13 +28,13 @@ from relay.tenants import load_tenants
 from relay.topics import create_missing_topics
 from relay.upstream import Tokens, UpstreamClient
 from tests.brokers import Broker
+from tests.conftest import Client
 from tests.ingest.test_app_id_learning import delivered_once, ledger
 from tests.kafka_helpers import read_for
 from tests.test_events import CLIENT
 
 pytestmark = pytest.mark.kafka
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 Ingest = tuple[Client, Facts]
 
 

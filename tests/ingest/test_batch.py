@@ -5,6 +5,7 @@ limits at their edges, the inbound limit in events, and Kafka's failures per ite
 from __future__ import annotations
 
 import gzip
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,12 @@ from relay.ingest.server import runner_for
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Record
 from relay.tenants import hash_key, load_tenants, new_key
+from tests.conftest import Client
 from tests.ingest.conftest import MakeClient
 from tests.ingest.test_answers import denied
 from tests.ingest.test_front_door import JSON, _fields, post, written
 from tests.stack import free_port
 from tests.test_events import VALID
-
-Client = TestClient[object, object]
 
 
 def play(number: int, client: str = "client-0001") -> dict[str, Any]:
@@ -52,7 +52,7 @@ def ids_on(producer: MemoryProducer) -> list[str]:
 async def test_each_item_is_answered_in_order_and_only_the_accepted_are_written(
     client: Client, memory_producer: MemoryProducer, settings: Settings
 ) -> None:
-    events = [
+    events: list[object] = [
         {"type": event_type.name, "body": VALID[event_type.name]} for event_type in EVENT_TYPES
     ]
     events.insert(2, {"type": "play", "body": {**VALID["play"], "clipId": "x"}})
@@ -115,7 +115,7 @@ async def test_500_events_pass_and_501_are_refused_whole(
 def body_of_size(size: int) -> bytes:
     """A batch body of exactly ``size`` bytes (padding in a dropped unknown field)."""
     bare = orjson.dumps({"events": [play(1)]})
-    padded = {"events": [{"type": "play", "body": {**play(1)["body"], "pad": ""}}]}
+    padded: dict[str, Any] = {"events": [{"type": "play", "body": {**play(1)["body"], "pad": ""}}]}
     overhead = len(orjson.dumps(padded)) - len(bare)
     padded["events"][0]["body"]["pad"] = "x" * (size - len(bare) - overhead)
     data = orjson.dumps(padded)
@@ -321,7 +321,9 @@ async def test_over_the_in_flight_bound_the_tail_is_service_unavailable(
 
 
 @pytest.fixture
-async def limited(tmp_path: Path, clock: ManualClock) -> tuple[Client, str, MemoryProducer]:
+async def limited(
+    tmp_path: Path, clock: ManualClock
+) -> AsyncIterator[tuple[Client, str, MemoryProducer]]:
     """A key limited to 10 events/s, burst 20, on a manual clock."""
     key = new_key()
     path = tmp_path / "tenants.toml"
@@ -349,7 +351,7 @@ sha256 = "{hash_key(key)}"
     )
     client: Client = TestClient(TestServer(app))
     await client.start_server()
-    yield client, key, producer  # type: ignore[misc]
+    yield client, key, producer
     await client.close()
 
 

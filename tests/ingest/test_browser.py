@@ -4,6 +4,7 @@ which may come in the query (``?relay_key=``) from the tenant's allowed origins.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from relay.config import Settings
 from relay.ingest.app import make_app
 from relay.kafka.memory import MemoryProducer
 from relay.tenants import hash_key, load_tenants, new_key
+from tests.conftest import Client
 from tests.ingest.conftest import FrontDoorServer
 from tests.test_events import VALID
 
-Client = TestClient[object, object]
 APP = "https://app.example"
 OTHER_APP = "https://other.example:8443"  # beta's
 STRANGER = "https://evil.example"
@@ -35,7 +36,7 @@ def keys() -> dict[str, str]:
 @pytest.fixture
 async def browser(
     tmp_path: Path, keys: dict[str, str], clock: ManualClock
-) -> tuple[Client, MemoryProducer, CollectorRegistry]:
+) -> AsyncIterator[tuple[Client, MemoryProducer, CollectorRegistry]]:
     path = tmp_path / "tenants.toml"
     path.write_text(
         f"""

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -33,11 +32,11 @@ from relay.events import (
     format_timestamp,
 )
 from relay.kafka.memory import MemoryProducer
+from tests.conftest import Client
 from tests.ingest.conftest import MakeClient
 from tests.sandbox.test_sandbox import bearer
 from tests.test_events import VALID
 
-Client = TestClient[object, object]
 JSON = {"Content-Type": "application/json"}
 LARGEST_SAFE_ID = 2**53 - 1  # doubles hold every integer up to here, and no further
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -133,7 +133,12 @@ def _zstd(data: bytes) -> bytes:
     return bytes(cramjam.zstd.compress(data))
 
 
-BOMBS = {"gzip": gzip.compress, "deflate": zlib.compress, "br": _brotli, "zstd": _zstd}
+BOMBS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": _brotli,
+    "zstd": _zstd,
+}
 
 
 @pytest.mark.parametrize("encoding", list(BOMBS))

@@ -21,10 +21,10 @@ from relay.ingest.app import make_app
 from relay.ingest.facts_reader import FactsReader
 from relay.kafka.memory import MemoryProducer
 from relay.metrics import IngestMetrics
+from tests.conftest import Client
 from tests.test_events import VALID
 
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 Front = Callable[..., Awaitable[Client]]
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from relay.config import Settings
@@ -18,10 +17,10 @@ from relay.events import EVENT_TYPES
 from relay.ingest.handler import EVENT_ID_HEADER
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Record
+from tests.conftest import Client
 from tests.ingest.conftest import MakeClient
 from tests.test_events import VALID
 
-Client = TestClient[object, object]
 JSON = {"Content-Type": "application/json"}
 
 

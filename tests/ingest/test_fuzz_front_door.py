@@ -7,17 +7,17 @@ import asyncio
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.events import EventType
 from relay.kafka.memory import MemoryProducer
+from tests.conftest import Client
 from tests.test_fuzz import event_and_body
 
 
 async def test_the_front_door_never_answers_5xx(
-    client: TestClient[object, object], memory_producer: MemoryProducer
+    client: Client, memory_producer: MemoryProducer
 ) -> None:
     loop = asyncio.get_running_loop()
     answered: list[tuple[int, int]] = []  # (status, events written by then)

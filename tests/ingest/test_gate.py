@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -16,10 +17,10 @@ from relay.envelope import Envelope
 from relay.ingest.app import make_app
 from relay.kafka.memory import MemoryProducer
 from relay.tenants import hash_key, load_tenants, new_key
+from tests.conftest import Client
 from tests.test_events import VALID
 
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def keys() -> dict[str, str]:
 @pytest.fixture
 async def gated(
     tmp_path: Path, keys: dict[str, str], clock: ManualClock
-) -> tuple[Client, MemoryProducer]:
+) -> AsyncIterator[tuple[Client, MemoryProducer]]:
     path = tmp_path / "tenants.toml"
     path.write_text(
         f"""

@@ -67,7 +67,7 @@ sha256 = "{hash_key(key)}"
 def _failures(phase: dict[str, Any]) -> int:
     """Held connections without a 2xx answer: errors (reset, closed, no answer) and
     any other status."""
-    refused = sum(count for status, count in phase["statuses"].items() if status[0] != "2")
+    refused: int = sum(count for status, count in phase["statuses"].items() if status[0] != "2")
     return int(phase["errors"]) + refused
 
 

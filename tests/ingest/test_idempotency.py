@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from relay.clock import ManualClock
@@ -18,10 +17,9 @@ from relay.ingest.handler import EVENT_ID_HEADER
 from relay.ingest.idempotency import Idempotency, InvalidKey, digest, event_id, parse_key
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Record
+from tests.conftest import Client
 from tests.ingest.conftest import MakeClient
 from tests.test_events import VALID
-
-Client = TestClient[object, object]
 
 
 def headers(key: str | None = None) -> dict[str, str]:

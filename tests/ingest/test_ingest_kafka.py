@@ -124,7 +124,7 @@ async def test_broker_down_means_503_within_the_bound_and_recovery_without_resta
     async with asyncio.timeout(60):
         while (await client.get("/readyz")).status != 200:
             await asyncio.sleep(0.2)
-    accepted = []
+    accepted: list[str] = []
     async with asyncio.timeout(60):
         while len(accepted) < 5:
             response = await client.post("/play", data=orjson.dumps(VALID["play"]), headers=JSON)

@@ -8,7 +8,6 @@ import math
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from relay.clock import VirtualClock
@@ -18,10 +17,10 @@ from relay.ingest.rights import RightsChecks
 from relay.ingest.upstream_budget import UpstreamRate
 from relay.metrics import IngestMetrics
 from relay.upstream import Outcome, UpstreamClient
+from tests.conftest import Client
 from tests.test_events import VALID
 
 JSON = {"Content-Type": "application/json"}
-Client = TestClient[object, object]
 Front = Callable[..., Awaitable[Client]]
 
 

@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from relay.clock import ManualClock
 from relay.sandbox import SandboxState
 from relay.sandbox.ledger import Ledger
+from tests.conftest import Client
 from tests.test_events import VALID
-
-Client = TestClient[object, object]
 
 
 async def bearer(sandbox: Client, token: str = "tok", secret: str = "sec") -> str:
