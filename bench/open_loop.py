@@ -1,7 +1,7 @@
 """One front door under open-loop load (vegeta), for the spike's questions:
 
     python bench/open_loop.py rates KIND RATES [--seconds 5] [VAR=VALUE ...]
-    python bench/open_loop.py spike KIND [--rounds 1] [--seconds 10] [VAR=VALUE ...]
+    python bench/open_loop.py spike KIND[,KIND...] [--rounds 1] [--seconds 10] [VAR=VALUE ...]
 
 KIND: relay (this checkout), relay:CHECKOUT (another checkout's code, this venv),
 naive (bench/naive_relay.py; its broker needs the topic naive.play) or ceiling
@@ -140,24 +140,28 @@ def spike(kind: str, seconds: int, settings: dict[str, str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("rates", "spike"))
-    parser.add_argument("kinds", help="relay, relay:CHECKOUT, naive or ceiling; spike: a,b")
-    parser.add_argument("rates", nargs="?", default="500,2000,4000", help="rates: a,b,c")
-    parser.add_argument("settings", nargs="*", help="VAR=VALUE for relay ingest")
-    parser.add_argument("--seconds", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=1)
-    args = parser.parse_args()
-    settings = dict(item.split("=", 1) for item in args.settings)
+    modes = parser.add_subparsers(dest="mode", required=True)
+    by_rate = modes.add_parser("rates", help="CPU per request at fixed rates")
+    by_rate.add_argument("kind", help="relay, relay:CHECKOUT, naive or ceiling")
+    by_rate.add_argument("rates", help="requests/s, comma-separated (500,2000,4000)")
+    by_rate.add_argument("--seconds", type=int, default=5, help="seconds per rate")
+    shape = modes.add_parser("spike", help="the spike's two p99s and their ratio")
+    shape.add_argument("kinds", help="comma-separated KINDs, alternated each round")
+    shape.add_argument("--seconds", type=int, default=10, help="seconds per phase")
+    shape.add_argument("--rounds", type=int, default=1)
+    # VAR=VALUE settings for relay ingest may come anywhere after the mode.
+    args, extra = parser.parse_known_args()
+    if any("=" not in item or item.startswith("-") for item in extra):
+        parser.error(f"unrecognized arguments (settings are VAR=VALUE): {' '.join(extra)}")
+    settings = dict(item.split("=", 1) for item in extra)
     scenario.WORK.mkdir(parents=True, exist_ok=True)
     if args.mode == "rates":
         numbers = [int(rate) for rate in args.rates.split(",")]
-        rates(args.kinds, numbers, args.seconds or 5, settings)
+        rates(args.kind, numbers, args.seconds, settings)
         return
-    if "=" in args.rates:  # spike takes no rates: that was a setting
-        settings.update([args.rates.split("=", 1)])
     for _ in range(args.rounds):
         for kind in args.kinds.split(","):
-            spike(kind, args.seconds or 10, settings)
+            spike(kind, args.seconds, settings)
 
 
 if __name__ == "__main__":
