@@ -202,12 +202,8 @@ class Settings:
         "SERVICE_UNAVAILABLE at once, nothing written. Bounds memory while Kafka drains "
         "slowly; at least RELAY_INGEST_MAX_IN_FLIGHT, or healthy bursts are refused.",
     )
-    # 0: each answer waits for its acknowledgement, so a linger is added to every
-    # request's latency, and under load batches grow anyway while the producer's one
-    # request per broker is in flight (docs/PERFORMANCE.md: at 500/s p50 1.0 against
-    # 2.2 ms with 1 ms; requests/s the same at 64 and 512 connections).
     kafka_linger_ms: int = _setting(
-        0, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
+        1, "RELAY_KAFKA_LINGER_MS", "Producer linger: how long a batch waits for more events."
     )
     kafka_probe_interval_s: float = _setting(
         1.0, "RELAY_KAFKA_PROBE_INTERVAL_S", "How often readiness asks Kafka for metadata."

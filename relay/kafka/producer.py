@@ -99,7 +99,7 @@ class KafkaProducer:
         self,
         options: Mapping[str, Any],
         *,
-        linger_ms: int = 0,  # RELAY_KAFKA_LINGER_MS's default, and why, in relay/config.py
+        linger_ms: int = 1,
         probe_interval: float = 1.0,
         client_id: str = "relay-ingest",
         stop_timeout: float = 5.0,
