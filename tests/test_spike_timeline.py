@@ -15,6 +15,7 @@ from relay.bench.timeline import (
     per_second,
     percentile_ms,
     percentile_ms_per_second,
+    quantile_bound_ms,
 )
 
 
@@ -117,3 +118,29 @@ def test_percentiles_per_second_of_sending() -> None:
     assert [round(ms) for ms in per_second[::2]] == [30, 200]
     assert math.isnan(per_second[1])
     assert percentile_ms_per_second([], 0.99) == []
+
+
+INF = math.inf
+
+
+def test_the_quantile_bound_is_the_first_bucket_holding_that_share_of_the_phase() -> None:
+    before = {0.005: 0.0, 0.01: 0.0, 0.025: 0.0, INF: 0.0}
+    after = {0.005: 90.0, 0.01: 99.0, 0.025: 100.0, INF: 100.0}
+    assert quantile_bound_ms(before, after, 0.99) == 10.0
+    assert quantile_bound_ms(before, after, 0.90) == 5.0
+    one_more_late = {0.005: 90.0, 0.01: 98.0, 0.025: 100.0, INF: 100.0}
+    assert quantile_bound_ms(before, one_more_late, 0.99) == 25.0
+
+
+def test_the_quantile_bound_counts_only_what_was_observed_between_the_scrapes() -> None:
+    # 10,000 fast requests before the phase, then 100 slower ones in it: counted from
+    # the start, the p99 would be in the first bucket.
+    before = {0.005: 10000.0, 0.05: 10000.0, INF: 10000.0}
+    after = {0.005: 10000.0, 0.05: 10100.0, INF: 10100.0}
+    assert quantile_bound_ms(before, after, 0.99) == 50.0
+
+
+def test_the_quantile_bound_beyond_the_buckets_is_inf_and_of_nothing_nan() -> None:
+    before = {0.005: 0.0, INF: 0.0}
+    assert quantile_bound_ms(before, {0.005: 90.0, INF: 100.0}, 0.99) == INF
+    assert math.isnan(quantile_bound_ms(before, {0.005: 0.0, INF: 0.0}, 0.99))

@@ -167,7 +167,11 @@ limits it (profiled) and what would close the gap.
   as % of one core; the machine's busy share of both cores, and the same for the
   3 s before the scenario starts anything: other work on a shared machine);
   ingest capacity from a second ingest on an unforwarded prefix, wrk with 64
-  connections for 5 s, after the drain, the stack still up. One run.
+  connections for 5 s, after the drain, the stack still up. Ingest's own view of the
+  budget phase and of the spike, from its /metrics before and after each: the
+  bucket bound its handler's p99 (`handler`, from the request read to the answer)
+  and Kafka's acknowledgement's p99 (`produce`) were at most (`..._p99_at_most_ms`);
+  far below vegeta's p99, the time went before the handler ran. One run.
 
 ![accepted/s, delivered/s and lag through a spike of 8x the upstream budget](spike.png)
 - **batch**: events/s through `POST /batch` (`bench/batch.lua`: 100 plays per

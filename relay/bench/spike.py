@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.bench.backlog import example_bodies
 from relay.bench.procs import LOAD_CORE, ROOT, Proc, pinned, rss_mb, wrk
@@ -39,6 +40,7 @@ from relay.bench.timeline import (
     per_second,
     percentile_ms,
     percentile_ms_per_second,
+    quantile_bound_ms,
 )
 
 if TYPE_CHECKING:
@@ -78,18 +80,25 @@ async def spike(ctx: Context) -> dict[str, Any]:
         stack.append(forward)
         front = await _ingest(ctx, prefix)
         stack.append(front)
-        for name, rate, seconds in (
-            ("warmup", BUDGET_RPS, WARMUP_SECONDS),  # connections, metadata, partitions
-            ("budget", BUDGET_RPS, BASELINE_SECONDS),
-        ):
-            ctx.progress(f"{name}: {rate:g}/s for {seconds} s")
-            phases[name] = await asyncio.to_thread(_attack, front.url, name, rate, seconds)
+        ctx.progress(f"warmup: {BUDGET_RPS:g}/s for {WARMUP_SECONDS} s")
+        # connections, metadata, partitions
+        phases["warmup"] = await asyncio.to_thread(
+            _attack, front.url, "warmup", BUDGET_RPS, WARMUP_SECONDS
+        )
+        scrapes = [await _ingest_histograms(front.url)]
+        ctx.progress(f"budget: {BUDGET_RPS:g}/s for {BASELINE_SECONDS} s")
+        phases["budget"] = await asyncio.to_thread(
+            _attack, front.url, "budget", BUDGET_RPS, BASELINE_SECONDS
+        )
+        scrapes.append(await _ingest_histograms(front.url))
         ctx.progress(f"spike: {SPIKE_RPS:g}/s for {SPIKE_SECONDS} s")
         cpu = _CpuSample.take([front.popen.pid, forward.popen.pid])
         phases["spike"] = await asyncio.to_thread(
             _attack, front.url, "spike", SPIKE_RPS, SPIKE_SECONDS
         )
         figures.update(cpu.since(("ingest", "forward")))
+        scrapes.append(await _ingest_histograms(front.url))
+        figures.update(_inside_ingest(scrapes))
         figures["spike_ingest_peak_rss_mb"] = round(rss_mb(front.popen.pid, peak=True), 1)
         accepted = sum(a.accepted for answers in phases.values() for a in answers)
         await _drained(ctx, sandbox, accepted)
@@ -163,6 +172,44 @@ def _figures(
             "spike_p99_ms_per_second_sent": percentile_ms_per_second(burst, 0.99),
         },
     }
+
+
+# Ingest's own view of each phase (relay/metrics.py): its handler's time (from the
+# request read to the answer) and Kafka's acknowledgement, both for POST /play. Set
+# against vegeta's p99, they tell time spent waiting for the handler (connections,
+# the loop) from time in it, and the broker's share of that.
+_HISTOGRAMS = {
+    "handler": ("relay_ingest_request_seconds", "path", "/play"),
+    "produce": ("relay_ingest_produce_seconds", "type", "play"),
+}
+
+
+async def _ingest_histograms(url: str) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of each of _HISTOGRAMS, by upper bound, from /metrics."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as answer:
+        text = await answer.text()
+    found: dict[str, dict[float, float]] = {name: {} for name in _HISTOGRAMS}
+    for family in text_string_to_metric_families(text):
+        for name, (metric, label, value) in _HISTOGRAMS.items():
+            if family.name != metric:
+                continue
+            for sample in family.samples:
+                if sample.name == metric + "_bucket" and sample.labels.get(label) == value:
+                    found[name][float(sample.labels["le"])] = sample.value
+    return found
+
+
+def _inside_ingest(scrapes: list[dict[str, dict[float, float]]]) -> dict[str, float]:
+    """p99 bounds of the budget phase (first to second scrape) and of the spike
+    (second to third), from ingest's buckets: at most this many ms."""
+    before_budget, before_spike, after_spike = scrapes
+    figures = {}
+    for name in _HISTOGRAMS:
+        budget = quantile_bound_ms(before_budget[name], before_spike[name], 0.99)
+        spike = quantile_bound_ms(before_spike[name], after_spike[name], 0.99)
+        figures[f"spike_budget_rate_{name}_p99_at_most_ms"] = budget
+        figures[f"spike_{name}_p99_at_most_ms"] = spike
+    return figures
 
 
 def _caption(figures: dict[str, Any]) -> str:

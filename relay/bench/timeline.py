@@ -11,7 +11,7 @@ import base64
 import csv
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "per_second",
     "percentile_ms",
     "percentile_ms_per_second",
+    "quantile_bound_ms",
 ]
 
 _EVENT_ID_HEADER = b"x-relay-event-id:"
@@ -172,3 +173,23 @@ def exactly_once(
         "duplicates": sum(count - 1 for count in received.values() if count > 1),
         "unexpected": sum(count for key, count in received.items() if key not in accepted),
     }
+
+
+def quantile_bound_ms(
+    before: Mapping[float, float], after: Mapping[float, float], share: float
+) -> float:
+    """What ingest's own histogram says of a phase: the upper bound (ms) of the first
+    bucket that holds the ``share`` quantile of the observations made between two
+    scrapes, ``before`` and ``after`` (cumulative counts by bucket bound, +Inf
+    included, as Prometheus exposes them). The quantile is at most that; inf when it
+    lies beyond the last finite bound, nan when nothing was observed. Set against the
+    load generator's percentile it says whether the time went inside the handler."""
+    bounds = sorted(after)
+    counts = [after[bound] - before.get(bound, 0.0) for bound in bounds]
+    if not counts or counts[-1] <= 0:
+        return math.nan
+    needed = share * counts[-1]
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= needed:
+            return bound * 1000
+    return math.inf
