@@ -24,11 +24,10 @@ several KINDs alternate (``spike relay,naive --rounds 3``).
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from relay.bench import spike as scenario  # noqa: E402
-from relay.bench.procs import SERVER_CORE, Proc, pinned  # noqa: E402
+from relay.bench.procs import SERVER_CORE, Proc, cpu_seconds, start  # noqa: E402
 from relay.bench.timeline import Answer, percentile_ms  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -46,52 +45,32 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 def serve(kind: str, settings: dict[str, str]) -> Proc:
     port = 18000 + random.randrange(900)
     bootstrap = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '21392')}"
-    env, cwd = dict(os.environ), ROOT
+    env: dict[str, str] = {}
+    cwd = ROOT
     if kind == "naive":
         command = [PYTHON, "bench/naive_relay.py", str(port), bootstrap]
-    elif kind == "ceiling":
+    elif kind == "ceiling":  # it has no /healthz: its 404 says it is up
         command = [PYTHON, "bench/ceiling_server.py", str(port)]
     elif kind == "relay" or kind.startswith("relay:"):
         cwd = Path(kind.partition(":")[2] or ROOT)
         command = [PYTHON, "-m", "relay", "ingest"]
-        env.update(
-            RELAY_KAFKA_BOOTSTRAP=bootstrap,
-            RELAY_TOPIC_PREFIX=f"open{random.randrange(10**6)}",
-            RELAY_LOG_LEVEL="WARNING",
-            RELAY_SHUTDOWN_GRACE_S="0",
-            RELAY_INGEST_PORT=str(port),
-            RELAY_INGEST_UPSTREAM_RPS="0",
+        env = {
+            "RELAY_KAFKA_BOOTSTRAP": bootstrap,
+            "RELAY_TOPIC_PREFIX": f"open{random.randrange(10**6)}",
+            "RELAY_LOG_LEVEL": "WARNING",
+            "RELAY_SHUTDOWN_GRACE_S": "0",
+            "RELAY_INGEST_PORT": str(port),
+            "RELAY_INGEST_UPSTREAM_RPS": "0",
             **settings,
-        )
+        }
     else:
         sys.exit(f"KIND: relay, relay:CHECKOUT, naive or ceiling (not {kind})")
-    popen = subprocess.Popen(
-        pinned(command, SERVER_CORE),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Proc(kind, popen, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and popen.poll() is None:
-        probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        try:
-            probe.request("GET", "/healthz")
-            if probe.getresponse().status < 500:  # the ceiling has no /healthz: a 404
-                return server
-        except OSError:
-            pass
-        finally:
-            probe.close()
-        time.sleep(0.2)
-    server.stop()
-    sys.exit(f"{kind} did not start (is Kafka up on {bootstrap}?)")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        name = kind.partition(":")[0]  # its log: .cache/bench/<name>.log
+        return asyncio.run(start(name, command, url=url, env=env, core=SERVER_CORE, cwd=cwd))
+    except (RuntimeError, TimeoutError) as exc:
+        sys.exit(f"{kind} did not start ({exc}; is Kafka up on {bootstrap}?)")
 
 
 def summary(answers: list[Answer]) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "SERVER_CORE",
     "Proc",
     "WrkResult",
+    "cpu_seconds",
     "rss_mb",
     "spawn",
     "start",
@@ -89,9 +90,11 @@ async def start(
     health: str = "/healthz",
     env: dict[str, str] | None = None,
     core: int | None = None,
+    cwd: Path = ROOT,
 ) -> Proc:
-    """Start ``command`` (``python -m relay ...`` when it begins with "relay")."""
-    popen = spawn(name, command, env, core)
+    """Start ``command`` (``python -m relay ...`` when it begins with "relay") in
+    ``cwd`` (another checkout runs its own code)."""
+    popen = spawn(name, command, env, core, cwd)
     proc = Proc(name, popen, url)
     try:
         await _wait_http(url + health, popen)
@@ -102,7 +105,11 @@ async def start(
 
 
 def spawn(
-    name: str, command: Sequence[str], env: dict[str, str] | None = None, core: int | None = None
+    name: str,
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    core: int | None = None,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     """Start ``command`` with its output in .cache/bench/<name>.log; no waiting."""
     if command[0] == "relay":
@@ -115,8 +122,14 @@ def spawn(
             env={**os.environ, **(env or {})},
             stdout=output,
             stderr=output,
-            cwd=ROOT,
+            cwd=cwd,
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time ``pid`` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int, peak: bool = False) -> float:

@@ -29,7 +29,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.bench.backlog import example_bodies
-from relay.bench.procs import LOAD_CORE, ROOT, Proc, pinned, rss_mb, wrk
+from relay.bench.procs import LOAD_CORE, ROOT, Proc, cpu_seconds, pinned, rss_mb, wrk
 from relay.bench.timeline import (
     Answer,
     Delivery,
@@ -336,10 +336,7 @@ class _CpuSample:
     @classmethod
     def take(cls, pids: list[int]) -> _CpuSample:
         tick = os.sysconf("SC_CLK_TCK")
-        process = []
-        for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            process.append((int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+        process = [cpu_seconds(pid) for pid in pids]
         jiffies = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = jiffies[3] + jiffies[4]  # idle + iowait
         return cls(pids, process, (sum(jiffies) - idle) / tick, sum(jiffies) / tick)
