@@ -18,6 +18,9 @@ from relay.http1.pool import parse_base_url
 
 __all__ = ["ConfigError", "Settings"]
 
+# aiokafka gives a request 40 s; a fetch held longer than that would time out.
+_FETCH_MAX_WAIT_LIMIT_S = 30.0
+
 
 class ConfigError(ValueError):
     """A setting has a value the relay cannot use; the message names the variable."""
@@ -365,6 +368,19 @@ class Settings:
         "Offsets a partition may have fetched past its oldest unsettled event; fetching "
         "that partition pauses beyond (a stuck event cannot grow memory).",
     )
+    forward_fetch_min_bytes: int = _setting(
+        65536,
+        "RELAY_FORWARD_FETCH_MIN_BYTES",
+        "Bytes the broker gathers before answering a worker's fetch (or the wait below "
+        "passes). At 1, a caught-up worker fetches again after every few records, and "
+        "each fetch names every assigned partition: the broker's CPU went to that.",
+    )
+    forward_fetch_max_wait_s: float = _setting(
+        0.05,
+        "RELAY_FORWARD_FETCH_MAX_WAIT_S",
+        "Longest the broker holds a fetch waiting for RELAY_FORWARD_FETCH_MIN_BYTES: what "
+        "it adds at most to an event's delivery when traffic is light (at most 30).",
+    )
     concurrency_initial: int = _setting(
         8, "RELAY_CONCURRENCY_INITIAL", "Starting concurrency per tenant and event type."
     )
@@ -498,6 +514,8 @@ class Settings:
             "RELAY_FORWARD_WINDOW": self.forward_window,
             "RELAY_FORWARD_WINDOW_S": self.forward_window_s,
             "RELAY_FORWARD_MAX_SPAN": self.forward_max_span,
+            "RELAY_FORWARD_FETCH_MIN_BYTES": self.forward_fetch_min_bytes,
+            "RELAY_FORWARD_FETCH_MAX_WAIT_S": self.forward_fetch_max_wait_s,
             "RELAY_CONCURRENCY_INITIAL": self.concurrency_initial,
             "RELAY_CONCURRENCY_MAX": self.concurrency_max,
             "RELAY_RETRY_BASE_S": self.retry_base_s,
@@ -534,6 +552,12 @@ class Settings:
                 f"RELAY_KAFKA_QUEUED_RECORDS ({self.kafka_queued_records}) must be at least "
                 f"RELAY_INGEST_MAX_IN_FLIGHT ({self.max_in_flight}), or batches refuse events "
                 "while Kafka is healthy"
+            )
+        if not self.forward_fetch_max_wait_s <= _FETCH_MAX_WAIT_LIMIT_S:
+            raise ConfigError(
+                f"RELAY_FORWARD_FETCH_MAX_WAIT_S must be at most {_FETCH_MAX_WAIT_LIMIT_S:g} "
+                f"(a fetch must come back well within Kafka's request timeout), "
+                f"got {self.forward_fetch_max_wait_s}"
             )
         if not math.isfinite(self.forward_window_s):
             raise ConfigError(f"RELAY_FORWARD_WINDOW_S must be finite, got {self.forward_window_s}")

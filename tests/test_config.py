@@ -52,6 +52,10 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_FORWARD_WINDOW_S", "inf"),
         ("RELAY_FORWARD_WINDOW_S", "nan"),
         ("RELAY_KAFKA_QUEUED_RECORDS", "4095"),  # below the in-flight bound (4096)
+        ("RELAY_FORWARD_FETCH_MIN_BYTES", "0"),
+        ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "0"),
+        ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "30.001"),  # Kafka's request timeout is 40 s
+        ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "nan"),
         ("RELAY_UPSTREAM_URL", "api.clips.feed.fm"),  # no scheme
         ("RELAY_UPSTREAM_URL", "https://api.clips.feed.fm/?key=1"),
         ("RELAY_UPSTREAM_URL", "https://api.clips.feed.fm:99999"),
@@ -60,6 +64,16 @@ def test_overrides_win_over_the_environment() -> None:
 def test_bad_values_name_the_variable(env: str, value: str) -> None:
     with pytest.raises(ConfigError, match=env):
         Settings.from_env({env: value})
+
+
+def test_the_fetch_bounds_hold_at_their_edges() -> None:
+    settings = Settings.from_env(
+        {"RELAY_FORWARD_FETCH_MIN_BYTES": "1", "RELAY_FORWARD_FETCH_MAX_WAIT_S": "30"}
+    )
+    assert (settings.forward_fetch_min_bytes, settings.forward_fetch_max_wait_s) == (1, 30.0)
+    defaults = Settings.from_env({})
+    assert defaults.forward_fetch_min_bytes == 65536
+    assert defaults.forward_fetch_max_wait_s == 0.05
 
 
 def test_every_setting_is_described() -> None:

@@ -336,3 +336,58 @@ async def test_records_carry_their_time_and_an_offset_is_found_by_time(backend: 
     assert await consumer.offset_for_time(backend.tp(1), now_ms - 40_000) is None
     taken = await take(backend, consumer, 3)
     assert [record.timestamp_ms for _, record in taken] == stamps
+
+
+# Kafka only: what the broker does with a fetch has no counterpart in the fake.
+
+
+async def _fetches_for(kafka: Broker, prefix: str, min_bytes: int, max_wait_s: float) -> int:
+    """How many fetches brought 40 records written one by one, 25 ms apart, to a
+    caught-up member fetching with ``min_bytes`` and ``max_wait_s``."""
+    settings = Settings(
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=prefix,
+        topic_partitions=2,
+        consumer_group=f"{prefix}-group",
+        forward_fetch_min_bytes=min_bytes,
+        forward_fetch_max_wait_s=max_wait_s,
+    )
+    topic = settings.topic("play")
+    await create_missing_topics(settings, [topic])
+    consumer = KafkaConsumer(settings, session_timeout_s=6.0, heartbeat_interval_s=0.1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await consumer.start([topic], Recorder("only", []))
+        await eventually(lambda: bool(consumer.assignment()), [consumer])
+
+        async def write() -> None:
+            for number in range(40):
+                await producer.send_and_wait(topic, b"v%d" % number, partition=number % 2)
+                await asyncio.sleep(0.025)
+
+        writing = asyncio.create_task(write())
+        fetches = records = 0
+        began = time.monotonic()
+        while records < 40:
+            assert time.monotonic() - began < 30, f"{records} of 40 records in 30 s"
+            batch = await consumer.fetch(1000, 1.0)
+            if batch:
+                fetches += 1
+                records += sum(len(fetched) for fetched in batch.values())
+        await writing
+        return fetches
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+@pytest.mark.kafka
+async def test_a_caught_up_member_gets_records_in_few_fetches(kafka: Broker, prefix: str) -> None:
+    """RELAY_FORWARD_FETCH_MIN_BYTES and _MAX_WAIT_S reach the broker: it holds a
+    caught-up member's fetch until data gathers or the wait passes, so a second of
+    records trickling in comes back in a few fetches (a 0.5 s wait: 2 or 3, with
+    slack), not one fetch for every record or two. With aiokafka's default of 1 byte,
+    this test saw one fetch for every record: each such fetch names all the assigned
+    partitions, and forward and the broker spent most of a core on them at 500/s."""
+    assert await _fetches_for(kafka, prefix, min_bytes=1024 * 1024, max_wait_s=0.5) <= 6
