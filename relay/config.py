@@ -16,10 +16,15 @@ from typing import Any
 
 from relay.http1.pool import parse_base_url
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["PARTITION_FETCH_BYTES", "ConfigError", "Settings"]
 
-# aiokafka gives a request 40 s; a fetch held longer than that would time out.
-_FETCH_MAX_WAIT_LIMIT_S = 30.0
+# Forward fetches at most this much of one partition at a time (relay.kafka.consumer).
+# A fetch's minimum above it could leave a backlog of one partition waiting out every
+# fetch's wait: the broker would never have the minimum to give.
+PARTITION_FETCH_BYTES = 256 * 1024
+# A fetch's wait: the protocol counts it in whole ms (less would be 0: no wait at all),
+# and aiokafka gives a request 40 s (a fetch held longer would time out).
+_FETCH_MAX_WAIT_BOUNDS_S = (0.001, 30.0)
 
 
 class ConfigError(ValueError):
@@ -372,14 +377,15 @@ class Settings:
         65536,
         "RELAY_FORWARD_FETCH_MIN_BYTES",
         "Bytes the broker gathers before answering a worker's fetch (or the wait below "
-        "passes). At 1, a caught-up worker fetches again after every few records, and "
-        "each fetch names every assigned partition: the broker's CPU went to that.",
+        "passes); at most 262144. At 1, a caught-up worker fetches again after every few "
+        "records, and each fetch names every assigned partition.",
     )
     forward_fetch_max_wait_s: float = _setting(
         0.05,
         "RELAY_FORWARD_FETCH_MAX_WAIT_S",
-        "Longest the broker holds a fetch waiting for RELAY_FORWARD_FETCH_MIN_BYTES: what "
-        "it adds at most to an event's delivery when traffic is light (at most 30).",
+        "Longest the broker holds a fetch waiting for RELAY_FORWARD_FETCH_MIN_BYTES "
+        "(0.001 to 30). Under light traffic an event's delivery takes about this much "
+        "longer (up to twice it); an idle worker fetches once per wait.",
     )
     concurrency_initial: int = _setting(
         8, "RELAY_CONCURRENCY_INITIAL", "Starting concurrency per tenant and event type."
@@ -553,11 +559,18 @@ class Settings:
                 f"RELAY_INGEST_MAX_IN_FLIGHT ({self.max_in_flight}), or batches refuse events "
                 "while Kafka is healthy"
             )
-        if not self.forward_fetch_max_wait_s <= _FETCH_MAX_WAIT_LIMIT_S:
+        least, most = _FETCH_MAX_WAIT_BOUNDS_S
+        if not least <= self.forward_fetch_max_wait_s <= most:
             raise ConfigError(
-                f"RELAY_FORWARD_FETCH_MAX_WAIT_S must be at most {_FETCH_MAX_WAIT_LIMIT_S:g} "
-                f"(a fetch must come back well within Kafka's request timeout), "
+                f"RELAY_FORWARD_FETCH_MAX_WAIT_S must be from {least:g} to {most:g} s (whole "
+                f"ms, and well within Kafka's 40 s request timeout), "
                 f"got {self.forward_fetch_max_wait_s}"
+            )
+        if self.forward_fetch_min_bytes > PARTITION_FETCH_BYTES:
+            raise ConfigError(
+                f"RELAY_FORWARD_FETCH_MIN_BYTES must be at most {PARTITION_FETCH_BYTES} (what "
+                "one partition gives a fetch), or a backlog on few partitions waits out "
+                f"every fetch; got {self.forward_fetch_min_bytes}"
             )
         if not math.isfinite(self.forward_window_s):
             raise ConfigError(f"RELAY_FORWARD_WINDOW_S must be finite, got {self.forward_window_s}")

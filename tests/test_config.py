@@ -53,7 +53,9 @@ def test_overrides_win_over_the_environment() -> None:
         ("RELAY_FORWARD_WINDOW_S", "nan"),
         ("RELAY_KAFKA_QUEUED_RECORDS", "4095"),  # below the in-flight bound (4096)
         ("RELAY_FORWARD_FETCH_MIN_BYTES", "0"),
+        ("RELAY_FORWARD_FETCH_MIN_BYTES", "262145"),  # over one partition's share
         ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "0"),
+        ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "0.0009"),  # 0 ms on the wire: no wait
         ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "30.001"),  # Kafka's request timeout is 40 s
         ("RELAY_FORWARD_FETCH_MAX_WAIT_S", "nan"),
         ("RELAY_UPSTREAM_URL", "api.clips.feed.fm"),  # no scheme
@@ -67,10 +69,14 @@ def test_bad_values_name_the_variable(env: str, value: str) -> None:
 
 
 def test_the_fetch_bounds_hold_at_their_edges() -> None:
-    settings = Settings.from_env(
-        {"RELAY_FORWARD_FETCH_MIN_BYTES": "1", "RELAY_FORWARD_FETCH_MAX_WAIT_S": "30"}
+    low = Settings.from_env(
+        {"RELAY_FORWARD_FETCH_MIN_BYTES": "1", "RELAY_FORWARD_FETCH_MAX_WAIT_S": "0.001"}
     )
-    assert (settings.forward_fetch_min_bytes, settings.forward_fetch_max_wait_s) == (1, 30.0)
+    assert (low.forward_fetch_min_bytes, low.forward_fetch_max_wait_s) == (1, 0.001)
+    high = Settings.from_env(
+        {"RELAY_FORWARD_FETCH_MIN_BYTES": "262144", "RELAY_FORWARD_FETCH_MAX_WAIT_S": "30"}
+    )
+    assert (high.forward_fetch_min_bytes, high.forward_fetch_max_wait_s) == (262144, 30.0)
     defaults = Settings.from_env({})
     assert defaults.forward_fetch_min_bytes == 65536
     assert defaults.forward_fetch_max_wait_s == 0.05
