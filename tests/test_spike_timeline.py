@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import base64
 import math
+import os
+import subprocess
+import sys
+import time
 
+from relay.bench.spike import _CpuSample
 from relay.bench.timeline import (
     Answer,
     Delivery,
@@ -144,3 +149,23 @@ def test_the_quantile_bound_beyond_the_buckets_is_inf_and_of_nothing_nan() -> No
     before = {0.005: 0.0, INF: 0.0}
     assert quantile_bound_ms(before, {0.005: 90.0, INF: 100.0}, 0.99) == INF
     assert math.isnan(quantile_bound_ms(before, {0.005: 0.0, INF: 0.0}, 0.99))
+
+
+def test_a_cpu_sample_tells_processes_and_cores_apart() -> None:
+    """The spike's CPU figures: a process that spins for a while is seen using its
+    core, an idle one is not, and every core of /proc/stat gets its busy share."""
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        sample = _CpuSample.take([os.getpid(), idle.pid])
+        spun_until = time.monotonic() + 0.5
+        while time.monotonic() < spun_until:  # bounded: half a second
+            pass
+        figures = sample.since(("spinner", "sleeper"), phase="test")
+    finally:
+        idle.kill()
+        idle.wait()
+    assert figures["test_spinner_cpu_pct"] > 20  # generous: a shared machine
+    assert figures["test_sleeper_cpu_pct"] < 10
+    cores = [name for name in figures if name.startswith("test_core")]
+    assert cores == [f"test_core{n}_busy_pct" for n in range(os.cpu_count() or 1)]
+    assert all(0 <= figures[name] <= 100 for name in [*cores, "test_machine_busy_pct"])

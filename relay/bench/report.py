@@ -163,9 +163,11 @@ limits it (profiled) and what would close the gap.
   delivered/s over the seconds that began with at least 500 events waiting (also
   from the last answer on: `spike_drain_rps_after_intake`). Every `X-Relay-Event-Id`
   answered 2xx is matched with the sandbox's ledger (its file, `Idempotency-Key`):
-  lost, duplicated, unexpected. CPU over the spike from `/proc` (ingest and forward
-  as % of one core; the machine's busy share of both cores, and the same for the
-  3 s before the scenario starts anything: other work on a shared machine);
+  lost, duplicated, unexpected. CPU over the budget phase (`spike_budget_rate_...`)
+  and over the spike from `/proc`: ingest, forward, the sandbox and the broker as % of
+  one core, each core's busy share (core 1 also runs vegeta) and the machine's, and
+  the machine's for the 3 s before the scenario starts anything (other work on a
+  shared machine);
   ingest capacity from a second ingest on an unforwarded prefix, wrk with 64
   connections for 5 s, after the drain, the stack still up. Ingest's own view of the
   budget phase and of the spike, from its /metrics before and after each: the

@@ -19,11 +19,14 @@ __all__ = ["run_bench"]
 BENCH_KAFKA_PORT = 29092
 
 
+STATE_DIR = ROOT / ".cache" / "kafka" / f"bench-{BENCH_KAFKA_PORT}"
+
+
 def _kafkactl(command: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "KAFKA_PORT": str(BENCH_KAFKA_PORT),
-        "KAFKA_STATE_DIR": str(ROOT / ".cache" / "kafka" / f"bench-{BENCH_KAFKA_PORT}"),
+        "KAFKA_STATE_DIR": str(STATE_DIR),
         "KAFKA_HEAP": "768m",
     }
     return subprocess.run(
@@ -54,6 +57,7 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
                 rounds=rounds,
                 seconds=seconds,
                 progress=lambda message: bar.set_postfix_str(message, refresh=True),
+                broker_pid=_broker_pid(),
             )
             for name in names:
                 bar.set_description(name)
@@ -67,3 +71,11 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
         if started_broker:
             _kafkactl("down")
     return results
+
+
+def _broker_pid() -> int | None:
+    """The bench broker's pid, as kafkactl wrote it (None when it cannot be read)."""
+    try:
+        return int((STATE_DIR / "kafka.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -60,6 +60,7 @@ class Context:
     seconds: int = 10
     ports: list[int] = field(default_factory=lambda: list(range(18180, 18280)))
     ingest_capacity: float | None = None  # requests/s, learned by the ingest scenario
+    broker_pid: int | None = None  # the bench broker's, for its CPU share (spike)
     progress: Callable[[str], None] = lambda _message: None
 
     def port(self) -> int:

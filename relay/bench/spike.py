@@ -86,17 +86,25 @@ async def spike(ctx: Context) -> dict[str, Any]:
             _attack, front.url, "warmup", BUDGET_RPS, WARMUP_SECONDS
         )
         scrapes = [await _ingest_histograms(front.url)]
+        # Who used the CPU in each phase: the stack, the broker when this run knows
+        # it, and per core (vegeta and the sandbox are on the load core).
+        names: tuple[str, ...] = ("ingest", "forward", "sandbox")
+        pids = [front.pid, forward.pid, sandbox.pid]
+        if ctx.broker_pid is not None:
+            names, pids = (*names, "broker"), [*pids, ctx.broker_pid]
         ctx.progress(f"budget: {BUDGET_RPS:g}/s for {BASELINE_SECONDS} s")
+        cpu = _CpuSample.take(pids)
         phases["budget"] = await asyncio.to_thread(
             _attack, front.url, "budget", BUDGET_RPS, BASELINE_SECONDS
         )
+        figures.update(cpu.since(names, phase="spike_budget_rate"))
         scrapes.append(await _ingest_histograms(front.url))
         ctx.progress(f"spike: {SPIKE_RPS:g}/s for {SPIKE_SECONDS} s")
-        cpu = _CpuSample.take([front.popen.pid, forward.popen.pid])
+        cpu = _CpuSample.take(pids)
         phases["spike"] = await asyncio.to_thread(
             _attack, front.url, "spike", SPIKE_RPS, SPIKE_SECONDS
         )
-        figures.update(cpu.since(("ingest", "forward")))
+        figures.update(cpu.since(names))
         scrapes.append(await _ingest_histograms(front.url))
         figures.update(_inside_ingest(scrapes))
         figures["spike_ingest_peak_rss_mb"] = round(rss_mb(front.popen.pid, peak=True), 1)
@@ -326,33 +334,46 @@ def _deliveries(ledger_file: Path) -> list[Delivery]:
 
 
 class _CpuSample:
-    """CPU time of some processes and of the whole machine at one moment: the
-    difference to a later moment says which core was the limit."""
+    """CPU time of some processes, of each core and of the whole machine at one
+    moment: the difference to a later moment says which core was the limit, and
+    which process took it."""
 
-    def __init__(self, pids: list[int], process: list[float], busy: float, total: float) -> None:
-        self.pids, self.process, self.busy, self.total = pids, process, busy, total
+    def __init__(
+        self, pids: list[int], process: list[float], cores: list[tuple[float, float]]
+    ) -> None:
+        """``cores``: (busy, total) seconds of the whole machine first, then of each core."""
+        self.pids, self.process, self.cores = pids, process, cores
         self.at = time.monotonic()
 
     @classmethod
     def take(cls, pids: list[int]) -> _CpuSample:
         tick = os.sysconf("SC_CLK_TCK")
         process = [cpu_seconds(pid) for pid in pids]
-        jiffies = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = jiffies[3] + jiffies[4]  # idle + iowait
-        return cls(pids, process, (sum(jiffies) - idle) / tick, sum(jiffies) / tick)
+        cores = []
+        for line in Path("/proc/stat").read_text().splitlines():
+            if not line.startswith("cpu"):
+                break  # the machine's line, then one per core, come first
+            jiffies = [int(n) for n in line.split()[1:]]
+            idle = jiffies[3] + jiffies[4]  # idle + iowait
+            cores.append(((sum(jiffies) - idle) / tick, sum(jiffies) / tick))
+        return cls(pids, process, cores)
 
-    def since(self, names: tuple[str, ...]) -> dict[str, float]:
-        """Each process's share of one core, and the machine's busy share of all its
-        cores, from this sample until now."""
+    def since(self, names: tuple[str, ...], phase: str = "spike") -> dict[str, float]:
+        """Each process's share of one core, each core's busy share and the machine's
+        busy share of all its cores, from this sample until now."""
         now = _CpuSample.take(self.pids)
         elapsed = now.at - self.at
         figures = {
-            f"spike_{name}_cpu_pct": round(100 * (after - before) / elapsed, 1)
+            f"{phase}_{name}_cpu_pct": round(100 * (after - before) / elapsed, 1)
             for name, before, after in zip(names, self.process, now.process, strict=True)
         }
-        figures["spike_machine_busy_pct"] = round(
-            100 * (now.busy - self.busy) / (now.total - self.total), 1
-        )
+        shares = [
+            round(100 * (busy - busy_then) / (total - total_then), 1)
+            for (busy_then, total_then), (busy, total) in zip(self.cores, now.cores, strict=True)
+        ]
+        figures[f"{phase}_machine_busy_pct"] = shares[0]
+        for core, share in enumerate(shares[1:]):
+            figures[f"{phase}_core{core}_busy_pct"] = share
         return figures
 
 
