@@ -4,7 +4,7 @@ import asyncio
 import math
 
 from relay.clock import ManualClock
-from relay.ratelimit import CATCH_UP_S, Budget
+from relay.ratelimit import CATCH_UP_S, PACE_GRID_S, Budget
 
 
 async def starts(budget: Budget, clock: ManualClock, count: int) -> list[float]:
@@ -26,6 +26,25 @@ async def test_requests_are_paced_at_the_rate() -> None:
         sum(1 for m in moments if start <= m - moments[0] < start + 1) for start in range(3)
     ]
     assert all(count <= 100 + 100 * CATCH_UP_S + 1 for count in per_second)
+
+
+async def test_waiting_requests_wake_together_on_the_grid_and_never_early() -> None:
+    """At 300/s (a slot every 3.3 ms) the requests that wait wake on the 10 ms grid,
+    several on each step, and none starts before its slot: over the second, no more
+    than the rate and its catch-up allowance."""
+    clock = ManualClock()
+    budget = Budget(300.0, clock)
+    moments = await starts(budget, clock, 301)
+    steps = [moment / PACE_GRID_S for moment in moments]
+    assert all(abs(step - round(step)) < 1e-6 for step in steps)  # on the grid
+    assert len(set(moments)) <= 301 // 2  # several requests a timer
+    interval = 1 / 300
+    first = moments[0]
+    for number, moment in enumerate(moments):  # never before its slot
+        assert moment >= first + number * interval - CATCH_UP_S - 1e-9
+        assert moment <= first + number * interval + PACE_GRID_S + 1e-9
+    in_first_second = sum(1 for moment in moments if moment - first < 1)
+    assert in_first_second <= 300 + 300 * CATCH_UP_S + 1
 
 
 async def test_unlimited_rate_never_waits() -> None:
