@@ -59,16 +59,23 @@ async def describe(bootstrap: str, topic: str, *, within_s: float = 10.0) -> Top
 async def create_raw(
     bootstrap: str, topic: str, replication: int, configs: Mapping[str, str], partitions: int = 3
 ) -> None:
-    """A topic made by someone else than the relay, as it is given."""
+    """A topic made by someone else than the relay, as it is given; returns once the
+    broker lists it. (Creation is answered before the broker's metadata has the new
+    topic: the relay asking at once could find it missing and create it again, with
+    the warnings of a creation, as a fresh-clone run of the suite once saw.)"""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         answer = await admin.create_topics(
             [NewTopic(topic, partitions, replication, topic_configs=dict(configs))]
         )
+        assert [error[1] for error in answer.topic_errors] == [0], answer
+        listed_by = time.monotonic() + 10
+        while topic not in await admin.list_topics():
+            assert time.monotonic() < listed_by, f"{topic} not listed 10 s after its creation"
+            await asyncio.sleep(0.05)
     finally:
         await admin.close()
-    assert [error[1] for error in answer.topic_errors] == [0], answer
 
 
 async def out_of_sync(bootstrap: str, topics: Iterable[str]) -> list[str]:
