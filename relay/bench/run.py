@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -14,7 +17,7 @@ from relay.bench.report import write
 from relay.bench.scenarios import SCENARIOS, Context
 from relay.limits import raise_open_files_limit
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "start_broker"]
 
 BENCH_KAFKA_PORT = 29092
 
@@ -44,11 +47,7 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
     if unknown:
         raise ValueError(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
     raise_open_files_limit()  # load generators open many sockets
-    started_broker = _kafkactl("status").returncode != 0
-    if started_broker:
-        broker = _kafkactl("up")
-        if broker.returncode != 0:
-            raise RuntimeError(f"could not start the bench broker:\n{broker.stderr}")
+    started_broker = start_broker(_kafkactl, STATE_DIR)
     results: dict[str, dict[str, Any]] = {}
     try:
         with tqdm(total=len(names), unit="scenario") as bar:
@@ -71,6 +70,25 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
         if started_broker:
             _kafkactl("down")
     return results
+
+
+def start_broker(
+    kafkactl: Callable[[str], subprocess.CompletedProcess[str]], state_dir: Path
+) -> bool:
+    """Start the bench broker on an empty state folder, unless one already runs there
+    (then it is used as it is, and left running). True when this call started it.
+
+    Every scenario writes topics of its own prefix, and a broker that kept them from
+    earlier runs (thousands of partitions after a few sessions) does background work
+    for all of them while it is measured: each run starts on an empty broker, as a
+    fresh clone's does."""
+    if kafkactl("status").returncode == 0:
+        return False
+    shutil.rmtree(state_dir, ignore_errors=True)
+    broker = kafkactl("up")
+    if broker.returncode != 0:
+        raise RuntimeError(f"could not start the bench broker:\n{broker.stderr}")
+    return True
 
 
 def _broker_pid() -> int | None:
