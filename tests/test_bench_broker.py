@@ -19,9 +19,7 @@ class _Kafkactl:
 
     def __call__(self, command: str) -> subprocess.CompletedProcess[str]:
         self.commands.append(command)
-        failed = (command == "status" and not self.running) or (
-            command == "up" and self.up_fails
-        )
+        failed = (command == "status" and not self.running) or (command == "up" and self.up_fails)
         return subprocess.CompletedProcess([command], 1 if failed else 0, "", "no luck")
 
 
