@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
-from relay.bench.spike import _CpuSample
+from relay.bench.spike import _CpuSample, median_run
 from relay.bench.timeline import (
     Answer,
     Delivery,
@@ -169,3 +170,39 @@ def test_a_cpu_sample_tells_processes_and_cores_apart() -> None:
     cores = [name for name in figures if name.startswith("test_core")]
     assert cores == [f"test_core{n}_busy_pct" for n in range(os.cpu_count() or 1)]
     assert all(0 <= figures[name] <= 100 for name in [*cores, "test_machine_busy_pct"])
+
+
+def _run(ratio: float, *, lost: int = 0, duplicates: int = 0, refused: int = 0) -> dict[str, Any]:
+    figures = {
+        "spike_p99_over_budget_rate_p99": ratio,
+        "spike_p99_ms": 10.0 * ratio,
+        "spike_budget_rate_p99_ms": 10.0,
+        "spike_refused": refused,
+        "spike_lost": lost,
+        "spike_duplicates": duplicates,
+        "spike_unexpected_deliveries": 0,
+        "spike_drain_rps": 500.0 + ratio,  # tells the runs apart
+    }
+    return {"figures": figures, "rounds": {"lag": [ratio]}, "chart": {"caption": str(ratio)}}
+
+
+def test_the_spike_reports_the_median_run_whole_and_sums_what_must_be_zero() -> None:
+    runs = [_run(9.0, lost=1), _run(2.5), _run(17.0, duplicates=2, refused=3)]
+    result = median_run(runs)
+    figures = result["figures"]
+    assert figures["spike_p99_over_budget_rate_p99"] == 9.0
+    assert figures["spike_drain_rps"] == 509.0  # the median run's own, not a mix
+    assert result["rounds"]["lag"] == [9.0]
+    assert result["chart"] == {"caption": "9.0"}
+    assert result["rounds"]["ratio_per_run"] == [9.0, 2.5, 17.0]
+    assert (figures["spike_lost"], figures["spike_duplicates"], figures["spike_refused"]) == (
+        1,
+        2,
+        3,
+    )
+    assert figures["spike_runs"] == 3
+
+
+def test_of_an_even_count_of_spike_runs_the_lower_middle_one_is_reported() -> None:
+    result = median_run([_run(4.0), _run(1.5), _run(30.0), _run(3.0)])
+    assert result["figures"]["spike_p99_over_budget_rate_p99"] == 3.0

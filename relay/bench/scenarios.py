@@ -431,7 +431,11 @@ async def budget(ctx: Context) -> dict[str, Any]:
     prefix = ctx.prefix()
     await produce_backlog(ctx.bootstrap, prefix, example_bodies(int(rate * (seconds + 10))))
     sandbox = await _sandbox(ctx)
-    worker = await _forward_worker(ctx, prefix, sandbox, RELAY_UPSTREAM_BUDGET_RPS=str(rate))
+    # No ingest runs here: forward keeps none of the budget for ingest's own calls
+    # (RELAY_INGEST_UPSTREAM_RPS), so the rate measured is the whole budget's.
+    worker = await _forward_worker(
+        ctx, prefix, sandbox, RELAY_UPSTREAM_BUDGET_RPS=str(rate), RELAY_INGEST_UPSTREAM_RPS="0"
+    )
     try:
         ctx.progress(f"budget {rate:g}/s for {seconds} s")
         await asyncio.sleep(3 + seconds + 1)

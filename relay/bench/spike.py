@@ -9,7 +9,8 @@ ledger in a file; the relay's X-Relay-Event-Id of every accepted request is matc
 against the Idempotency-Key of every delivery: exactly once, or the figures say how
 not. Afterwards a second ingest on a topic prefix nobody forwards is driven
 closed-loop (wrk, 64 connections) on the same cores: ingest's capacity in this run,
-against which 4,000/s is to be read. The chart goes to docs/spike.png.
+against which 4,000/s is to be read. All that ``rounds`` times; the run with the
+median ratio is reported and charted (docs/spike.png).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from relay.bench.timeline import (
 if TYPE_CHECKING:
     from relay.bench.scenarios import Context
 
-__all__ = ["CHART", "spike"]
+__all__ = ["CHART", "median_run", "spike"]
 
 BUDGET_RPS = 500.0
 SPIKE_RPS = 8 * BUDGET_RPS
@@ -62,7 +63,51 @@ WORK = ROOT / ".cache" / "bench"
 MAX_CONNECTIONS = 1000
 
 
+# Over rounds, what no round may have: every one counts, summed.
+_SUMMED = ("spike_refused", "spike_lost", "spike_duplicates", "spike_unexpected_deliveries")
+_RATIO = "spike_p99_over_budget_rate_p99"
+
+
 async def spike(ctx: Context) -> dict[str, Any]:
+    """``ctx.rounds`` runs, each on a stack of its own (its own topics and ledger);
+    one run's ratio moved from 2.6x to 17x on this machine from one run to the next."""
+    runs = []
+    for number in range(ctx.rounds):
+        ctx.progress(f"round {number + 1}/{ctx.rounds}")
+        runs.append(await _run(ctx))
+    result = median_run(runs)
+    from relay.bench.chart import draw
+
+    draw(**result.pop("chart"))
+    return result
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose spike/budget p99 ratio is the median (the lower middle one of an
+    even count), whole: its figures, rounds and chart belong together. Refusals,
+    losses and duplicates are summed over every run instead (a target of 0 holds only
+    if it held in each), and every run's ratio is listed."""
+    ordered = sorted(runs, key=lambda run: run["figures"][_RATIO])
+    chosen = ordered[(len(ordered) - 1) // 2]
+    figures = dict(chosen["figures"])
+    for name in _SUMMED:
+        figures[name] = sum(run["figures"][name] for run in runs)
+    figures["spike_runs"] = len(runs)
+    return {
+        "figures": figures,
+        "rounds": {
+            **chosen["rounds"],
+            "ratio_per_run": [run["figures"][_RATIO] for run in runs],
+            "spike_p99_ms_per_run": [run["figures"]["spike_p99_ms"] for run in runs],
+            "budget_rate_p99_ms_per_run": [
+                run["figures"]["spike_budget_rate_p99_ms"] for run in runs
+            ],
+        },
+        "chart": chosen["chart"],
+    }
+
+
+async def _run(ctx: Context) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     ledger_file = WORK / "spike-ledger.jsonl"
     ledger_file.unlink(missing_ok=True)
@@ -159,16 +204,6 @@ def _figures(
         "spike_unexpected_deliveries": matched["unexpected"],
         **measured,
     }
-    from relay.bench.chart import draw
-
-    draw(
-        timeline,
-        CHART,
-        spike_start=first_sent,
-        spike_end=last_sent,
-        budget=BUDGET_RPS,
-        caption=_caption(figures),
-    )
     return {
         "figures": figures,
         "rounds": {
@@ -178,6 +213,14 @@ def _figures(
             "delivered_per_s": timeline.delivered,
             "lag": timeline.lag,
             "spike_p99_ms_per_second_sent": percentile_ms_per_second(burst, 0.99),
+        },
+        "chart": {  # drawn for the run kept (median_run)
+            "timeline": timeline,
+            "path": CHART,
+            "spike_start": first_sent,
+            "spike_end": last_sent,
+            "budget": BUDGET_RPS,
+            "caption": _caption(figures),
         },
     }
 
