@@ -61,6 +61,7 @@ WORK = ROOT / ".cache" / "bench"
 # At most this many connections (4,000/s x 250 ms); a request that finds them all busy
 # waits for one, and the wait counts in its latency, as it would for the device.
 MAX_CONNECTIONS = 1000
+VEGETA_MEMORY_LIMIT = "2GiB"  # where vegeta's collector, off otherwise, starts after all
 
 
 # Over rounds, what no round may have: every one counts, summed.
@@ -305,6 +306,12 @@ def _attack(url: str, name: str, rate: float, seconds: int) -> list[Answer]:
     device would, rather than dropped."""
     targets = _targets(url, name, int(rate * seconds))
     results = WORK / f"spike-{name}.bin"
+    # vegeta's latencies include its own pauses. With Go's collector on, its heap grows
+    # from a few MB as the spike opens connections, and it timed 78-220 requests over
+    # 100 ms in runs where ingest's handler answered every one within 100 ms
+    # (docs/PERFORMANCE.md, tenth session). With it off, an attack's heap stays under
+    # the limit (620 MB for 80,000 requests), so it never collects.
+    collector_off = {"GOGC": "off", "GOMEMLIMIT": VEGETA_MEMORY_LIMIT}
     subprocess.run(
         [
             *pinned([VEGETA, "attack"], LOAD_CORE),
@@ -318,6 +325,7 @@ def _attack(url: str, name: str, rate: float, seconds: int) -> list[Answer]:
         ],
         timeout=seconds + 600,
         check=True,
+        env={**os.environ, **collector_off},
     )
     encoded = subprocess.run(
         [VEGETA, "encode", "--to", "csv", str(results)],
