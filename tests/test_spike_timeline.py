@@ -183,7 +183,8 @@ def _run(ratio: float, *, lost: int = 0, duplicates: int = 0, refused: int = 0) 
         "spike_unexpected_deliveries": 0,
         "spike_drain_rps": 500.0 + ratio,  # tells the runs apart
     }
-    return {"figures": figures, "rounds": {"lag": [ratio]}, "chart": {"caption": str(ratio)}}
+    rounds = {"lag": [ratio], "spike_p99_ms_per_second_sent": [ratio, 1.0]}
+    return {"figures": figures, "rounds": rounds, "chart": {"caption": str(ratio)}}
 
 
 def test_the_spike_reports_the_median_run_whole_and_sums_what_must_be_zero() -> None:
@@ -193,6 +194,11 @@ def test_the_spike_reports_the_median_run_whole_and_sums_what_must_be_zero() -> 
     assert figures["spike_p99_over_budget_rate_p99"] == 9.0
     assert figures["spike_drain_rps"] == 509.0  # the median run's own, not a mix
     assert result["rounds"]["lag"] == [9.0]
+    assert result["rounds"]["spike_p99_ms_per_second_per_run"] == [
+        [9.0, 1.0],
+        [2.5, 1.0],
+        [17.0, 1.0],
+    ]
     assert result["chart"] == {"caption": "9.0"}
     assert result["rounds"]["ratio_per_run"] == [9.0, 2.5, 17.0]
     assert (figures["spike_lost"], figures["spike_duplicates"], figures["spike_refused"]) == (

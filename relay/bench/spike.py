@@ -103,6 +103,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "budget_rate_p99_ms_per_run": [
                 run["figures"]["spike_budget_rate_p99_ms"] for run in runs
             ],
+            "spike_p99_ms_per_second_per_run": [
+                run["rounds"]["spike_p99_ms_per_second_sent"] for run in runs
+            ],
         },
         "chart": chosen["chart"],
     }
