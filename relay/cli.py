@@ -221,6 +221,13 @@ _TENANT_HELP = (
 )
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)  # argparse turns a ValueError into "invalid ... value"
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relay",
@@ -342,7 +349,13 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker,workers,spike,"
         "burst,hold",
     )
-    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds per scenario (3)")
+    bench.add_argument(
+        "--rounds",
+        type=_at_least_one,
+        default=3,
+        help="rounds per scenario, alternating where a scenario compares servers; the "
+        "spike runs whole this many times, about 3-5 minutes each (3)",
+    )
     bench.add_argument("--seconds", type=int, default=10, help="seconds per measured run (10)")
     bench.set_defaults(handler=_bench)
 

@@ -4,6 +4,7 @@ already runs (someone else's state, someone else's process)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,50 @@ class _Kafkactl:
 def _state(tmp_path: Path) -> Path:
     state = tmp_path / "bench-29092"
     (state / "data" / "bench123.play-0").mkdir(parents=True)
+    (state / "server.log").write_text("the last run's log\n")
+    (state / "cluster.id").write_text("abc\n")
     return state
 
 
 def test_a_stopped_broker_starts_again_without_the_topics_of_earlier_runs(tmp_path: Path) -> None:
     state = _state(tmp_path)
+    (state / "kafka.pid").write_text("999999999\n")  # a broker that ran, and is gone
     kafkactl = _Kafkactl(running=False)
     assert start_broker(kafkactl, state) is True
     assert kafkactl.commands == ["status", "up"]
-    assert not state.exists()
+    assert not (state / "data").exists()
+    assert (state / "server.log").read_text() == "the last run's log\n"
+    assert (state / "cluster.id").exists()
+
+
+def test_a_broker_that_runs_but_does_not_answer_keeps_its_folder(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    # Stands in for a broker still starting: alive, its command line naming the folder.
+    broker = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(state / "server.properties")]
+    )
+    try:
+        (state / "kafka.pid").write_text(f"{broker.pid}\n")
+        kafkactl = _Kafkactl(running=False)
+        with pytest.raises(RuntimeError, match=f"pid {broker.pid}.*does not answer"):
+            start_broker(kafkactl, state)
+        assert kafkactl.commands == ["status"]
+        assert (state / "data" / "bench123.play-0").is_dir()
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def test_bench_rounds_start_at_one() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-m", "relay", "bench", "--rounds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 2
+    assert "must be 1 or more, not 0" in ran.stderr
 
 
 def test_a_running_broker_is_used_as_it_is(tmp_path: Path) -> None:

@@ -172,7 +172,9 @@ def test_a_cpu_sample_tells_processes_and_cores_apart() -> None:
     assert all(0 <= figures[name] <= 100 for name in [*cores, "test_machine_busy_pct"])
 
 
-def _run(ratio: float, *, lost: int = 0, duplicates: int = 0, refused: int = 0) -> dict[str, Any]:
+def _run(
+    ratio: float, *, lost: int = 0, duplicates: int = 0, refused: int = 0, unexpected: int = 0
+) -> dict[str, Any]:
     figures = {
         "spike_p99_over_budget_rate_p99": ratio,
         "spike_p99_ms": 10.0 * ratio,
@@ -180,15 +182,20 @@ def _run(ratio: float, *, lost: int = 0, duplicates: int = 0, refused: int = 0) 
         "spike_refused": refused,
         "spike_lost": lost,
         "spike_duplicates": duplicates,
-        "spike_unexpected_deliveries": 0,
-        "spike_drain_rps": 500.0 + ratio,  # tells the runs apart
+        "spike_unexpected_deliveries": unexpected,
+        "spike_drain_rps": 500.0 + ratio,
+        "spike_requests": 80000,
+        "spike_sent_rps": 4000.0,
+        "spike_drain_rps_after_intake": 500.0,
+        "spike_background_busy_pct": 1.0,
+        "spike_ingest_capacity_rps": 5000.0 + ratio,  # tells the runs apart
     }
     rounds = {"lag": [ratio], "spike_p99_ms_per_second_sent": [ratio, 1.0]}
-    return {"figures": figures, "rounds": rounds, "chart": {"caption": str(ratio)}}
+    return {"figures": figures, "rounds": rounds, "chart": {"budget": ratio}}
 
 
 def test_the_spike_reports_the_median_run_whole_and_sums_what_must_be_zero() -> None:
-    runs = [_run(9.0, lost=1), _run(2.5), _run(17.0, duplicates=2, refused=3)]
+    runs = [_run(9.0), _run(2.5, lost=1, unexpected=4), _run(17.0, duplicates=2, refused=3)]
     result = median_run(runs)
     figures = result["figures"]
     assert figures["spike_p99_over_budget_rate_p99"] == 9.0
@@ -199,13 +206,16 @@ def test_the_spike_reports_the_median_run_whole_and_sums_what_must_be_zero() -> 
         [2.5, 1.0],
         [17.0, 1.0],
     ]
-    assert result["chart"] == {"caption": "9.0"}
+    assert result["chart"]["budget"] == 9.0  # the median run's own chart
+    caption = result["chart"]["caption"]
+    assert caption.startswith("median of 3 runs (p99 ratios 9, 2.5, 17)")
+    assert "3 refused, lost 1, duplicates 2" in caption  # over all runs
+    assert result["rounds"]["spike_ingest_capacity_rps_per_run"] == [5009.0, 5002.5, 5017.0]
+    assert result["rounds"]["spike_p99_ms_per_run"] == [90.0, 25.0, 170.0]
+    assert result["rounds"]["budget_rate_p99_ms_per_run"] == [10.0, 10.0, 10.0]
     assert result["rounds"]["ratio_per_run"] == [9.0, 2.5, 17.0]
-    assert (figures["spike_lost"], figures["spike_duplicates"], figures["spike_refused"]) == (
-        1,
-        2,
-        3,
-    )
+    summed = ("spike_lost", "spike_duplicates", "spike_refused", "spike_unexpected_deliveries")
+    assert [figures[name] for name in summed] == [1, 2, 3, 4]
     assert figures["spike_runs"] == 3
 
 

@@ -173,10 +173,13 @@ limits it (profiled) and what would close the gap.
   budget phase and of the spike, from its /metrics before and after each: the
   bucket bound its handler's p99 (`handler`, from the request read to the answer)
   and Kafka's acknowledgement's p99 (`produce`) were at most (`..._p99_at_most_ms`);
-  far below vegeta's p99, the time went before the handler ran. `ROUNDS` runs, each
-  on a stack and topics of its own; the figures and the chart are the run with the
-  median ratio (`ratio_per_run` lists them all), except refused, lost, duplicated and
-  unexpected, which are summed over every run.
+  when these are far below vegeta's p99, the time went outside the handler. vegeta
+  runs with Go's collector off (`GOGC=off`, `GOMEMLIMIT=2GiB`), so that its own
+  pauses are not timed as ingest's. `ROUNDS` runs (3-5 minutes each), each on a stack
+  and topics of its own, on one broker; the figures and the chart are the run with
+  the median ratio (`ratio_per_run` and the other `..._per_run` lists give every
+  run), except refused, lost, duplicated and unexpected, which are summed over every
+  run.
 
 ![accepted/s, delivered/s and lag through a spike of 8x the upstream budget](spike.png)
 - **batch**: events/s through `POST /batch` (`bench/batch.lua`: 100 plays per

@@ -75,8 +75,10 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
 def start_broker(
     kafkactl: Callable[[str], subprocess.CompletedProcess[str]], state_dir: Path
 ) -> bool:
-    """Start the bench broker on an empty state folder, unless one already runs there
-    (then it is used as it is, and left running). True when this call started it.
+    """Start the bench broker without the topics of earlier runs, unless one already
+    answers there (then it is used as it is, and left running). True when this call
+    started it. Raises ``RuntimeError`` when the broker does not start, or when one
+    runs on ``state_dir`` but does not answer (still starting, or hung).
 
     Every scenario writes topics of its own prefix, and a broker that kept them from
     earlier runs (thousands of partitions after a few sessions) does background work
@@ -84,11 +86,33 @@ def start_broker(
     fresh clone's does."""
     if kafkactl("status").returncode == 0:
         return False
-    shutil.rmtree(state_dir, ignore_errors=True)
+    pid = _live_broker(state_dir)
+    if pid is not None:  # starting, or hung: its folder is not ours to wipe
+        raise RuntimeError(
+            f"a broker (pid {pid}) runs on {state_dir} but does not answer; wait for it, "
+            "or stop it with KAFKA_PORT=29092 "
+            f"KAFKA_STATE_DIR={state_dir} deploy/kafka/kafkactl down"
+        )
+    # The topics only: kafkactl formats the empty folder again with the same cluster
+    # id, and the last run's server.log stays to be read.
+    data = state_dir / "data"
+    if data.exists():
+        shutil.rmtree(data)
     broker = kafkactl("up")
     if broker.returncode != 0:
         raise RuntimeError(f"could not start the bench broker:\n{broker.stderr}")
     return True
+
+
+def _live_broker(state_dir: Path) -> int | None:
+    """The pid in ``state_dir``'s kafka.pid when that process runs this folder's
+    broker (kafkactl's own test: its command line names the folder's properties)."""
+    try:
+        pid = int((state_dir / "kafka.pid").read_text().split()[0])
+        command = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if str(state_dir / "server.properties").encode() in command else None
 
 
 def _broker_pid() -> int | None:
