@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,11 @@ def test_a_broker_that_runs_but_does_not_answer_keeps_its_folder(tmp_path: Path)
         [sys.executable, "-c", "import time; time.sleep(60)", str(state / "server.properties")]
     )
     try:
+        # Until the child has run exec, its command line is still this test's.
+        named_by = time.monotonic() + 10
+        while str(state).encode() not in Path(f"/proc/{broker.pid}/cmdline").read_bytes():
+            assert time.monotonic() < named_by, "the stand-in broker never started"
+            time.sleep(0.01)
         (state / "kafka.pid").write_text(f"{broker.pid}\n")
         kafkactl = _Kafkactl(running=False)
         with pytest.raises(RuntimeError, match=f"pid {broker.pid}.*does not answer"):

@@ -56,7 +56,7 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
                 rounds=rounds,
                 seconds=seconds,
                 progress=lambda message: bar.set_postfix_str(message, refresh=True),
-                broker_pid=_broker_pid(),
+                broker_pid=_live_broker(STATE_DIR),
             )
             for name in names:
                 bar.set_description(name)
@@ -90,7 +90,7 @@ def start_broker(
     if pid is not None:  # starting, or hung: its folder is not ours to wipe
         raise RuntimeError(
             f"a broker (pid {pid}) runs on {state_dir} but does not answer; wait for it, "
-            "or stop it with KAFKA_PORT=29092 "
+            f"or stop it with KAFKA_PORT={BENCH_KAFKA_PORT} "
             f"KAFKA_STATE_DIR={state_dir} deploy/kafka/kafkactl down"
         )
     # The topics only: kafkactl formats the empty folder again with the same cluster
@@ -113,11 +113,3 @@ def _live_broker(state_dir: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if str(state_dir / "server.properties").encode() in command else None
-
-
-def _broker_pid() -> int | None:
-    """The bench broker's pid, as kafkactl wrote it (None when it cannot be read)."""
-    try:
-        return int((STATE_DIR / "kafka.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
