@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from relay.errors import KafkaUnavailable
 from relay.kafka.lifecycle import ClientLifecycle
+from relay.kafka.lz4 import use_fast_lz4
 from relay.kafka.producer import Record
 
 __all__ = ["Writer"]
@@ -38,6 +39,7 @@ class Writer(ClientLifecycle):
         max_batch_size: int = _MAX_BATCH_BYTES,
     ) -> None:
         """``options``: ``relay.kafka.options.producer_options`` (compression included)."""
+        use_fast_lz4()  # as Kafka's own producer compresses (relay/kafka/lz4.py)
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",
