@@ -112,7 +112,7 @@ class KafkaProducer:
         records that aiokafka has not taken yet, over all partitions (``Queued``)."""
         self._queued = Queued(queued_records)
         self._stop_timeout = stop_timeout
-        use_fast_lz4()  # as Kafka's own producer compresses (relay/kafka/lz4.py)
+        use_fast_lz4()  # process-wide: lz4 as Kafka's own producer compresses it (lz4.py)
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",

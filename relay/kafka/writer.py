@@ -39,7 +39,7 @@ class Writer(ClientLifecycle):
         max_batch_size: int = _MAX_BATCH_BYTES,
     ) -> None:
         """``options``: ``relay.kafka.options.producer_options`` (compression included)."""
-        use_fast_lz4()  # as Kafka's own producer compresses (relay/kafka/lz4.py)
+        use_fast_lz4()  # process-wide: lz4 as Kafka's own producer compresses it (lz4.py)
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",
