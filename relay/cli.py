@@ -346,8 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--scenario",
-        help="comma-separated: ingest,naive,forward,budget,e2e,memory,broker,workers,spike,"
-        "burst,hold",
+        help="comma-separated, from: ingest,naive,forward,budget,e2e,memory,broker,workers,"
+        "spike,burst,hold,batch (all of them when left out)",
     )
     bench.add_argument(
         "--rounds",
@@ -356,7 +356,9 @@ def _parser() -> argparse.ArgumentParser:
         help="rounds per scenario, alternating where a scenario compares servers; the "
         "spike runs whole this many times, about 3-5 minutes each (3)",
     )
-    bench.add_argument("--seconds", type=int, default=10, help="seconds per measured run (10)")
+    bench.add_argument(
+        "--seconds", type=_at_least_one, default=10, help="seconds per measured run (10)"
+    )
     bench.set_defaults(handler=_bench)
 
     settings = commands.add_parser(

@@ -67,16 +67,33 @@ def test_a_broker_that_runs_but_does_not_answer_keeps_its_folder(tmp_path: Path)
         broker.wait()
 
 
-def test_bench_rounds_start_at_one() -> None:
-    ran = subprocess.run(
-        [sys.executable, "-m", "relay", "bench", "--rounds", "0"],
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", "bench", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--seconds"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_bench_rounds_and_seconds_start_at_one(option: str, value: str) -> None:
+    ran = _bench(option, value)  # refused before any broker starts
     assert ran.returncode == 2
-    assert "must be 1 or more, not 0" in ran.stderr
+    assert f"argument {option}: must be 1 or more, not {value}" in ran.stderr
+
+
+def test_bench_help_names_every_scenario() -> None:
+    from relay.bench.scenarios import SCENARIOS
+
+    ran = _bench("--help")
+    assert ran.returncode == 0
+    text = " ".join(ran.stdout.split()).replace(", ", ",")  # argparse wraps the help
+    listed = text.split("comma-separated,from: ")[1].split()[0].split(",")
+    missing = [name for name in SCENARIOS if name not in listed]
+    assert not missing, f"--scenario's help leaves out {missing}"
 
 
 def test_a_running_broker_is_used_as_it_is(tmp_path: Path) -> None:
