@@ -49,12 +49,28 @@ class SystemClock:
         return asyncio.get_running_loop().call_later(seconds, callback)
 
 
+class _VirtualTimer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class ManualClock:
-    """A clock that moves only when told; ``sleep`` advances it and returns at once."""
+    """A clock that moves only when told; ``sleep`` advances it and returns at once.
+    A timer fires on the loop's next turn once ``advance`` (or a ``sleep``) has moved
+    time to it: not before, or code that re-arms a timer until its time comes (the
+    deadlines' sweep) would spin, every loop turn, for as long as a test runs."""
 
     def __init__(self, wall: float = 1_760_000_000.0, monotonic: float = 1000.0) -> None:
         self._wall = wall
         self._monotonic = monotonic
+        self._due: list[tuple[float, int, _VirtualTimer]] = []
+        self._order = itertools.count()
 
     def wall(self) -> float:
         return self._wall
@@ -65,24 +81,21 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         self._wall += seconds
         self._monotonic += seconds
+        while self._due and self._due[0][0] <= self._monotonic:
+            timer = heapq.heappop(self._due)[2]
+            if not timer.cancelled:
+                asyncio.get_running_loop().call_soon(timer.callback)
 
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
         await asyncio.sleep(0)
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer:
-        return asyncio.get_running_loop().call_soon(callback)  # time jumps: due at once
-
-
-class _VirtualTimer:
-    __slots__ = ("callback", "cancelled")
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
+        if seconds <= 0:
+            return asyncio.get_running_loop().call_soon(callback)
+        timer = _VirtualTimer(callback)
+        heapq.heappush(self._due, (self._monotonic + seconds, next(self._order), timer))
+        return timer
 
 
 class VirtualClock:
