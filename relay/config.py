@@ -100,9 +100,10 @@ class Settings:
     )
     # lz4: 50k envelopes through ingest's producer (python -m relay.bench.compression)
     # kept 95% of uncompressed throughput for 7% more client CPU and cut the bytes on
-    # disk 3.7x, measured in aiokafka's LZ4HC (now the fast mode: relay/kafka/lz4.py);
+    # disk 3.7x, measured in aiokafka's LZ4HC (now the fast mode: relay/kafka/levels.py);
     # zstd cut them 4.9x but cost 28% of the throughput and 32% more CPU,
-    # and ingest is CPU-bound. gzip was slower than both and no smaller than zstd.
+    # and ingest is CPU-bound. gzip was slower than both and no smaller than zstd
+    # (measured at aiokafka's level 9; now Kafka's 6, about as small).
     kafka_compression: str = _setting(
         "lz4", "RELAY_KAFKA_COMPRESSION", "Producer compression: none, gzip, lz4 or zstd."
     )

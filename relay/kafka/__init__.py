@@ -13,7 +13,7 @@ the fake and on a real broker.
     writer.py     ``Writer``: plain writes off ingest's path (facts, DLQ replay, tools)
     admin.py      ``Admin``, ``partition_counts``: brokers, topics, their configs
     options.py    ``client_options``, ``producer_options``: every client's settings
-    lz4.py        ``use_fast_lz4``: lz4 batches in the fast mode, as Kafka's producer
+    levels.py     ``use_kafka_levels``: lz4 and gzip batches at Kafka's own levels
     access.py     ``check_access``, ``translate``: a refused connection explained
 
 tests/test_kafka_seam.py fails when code elsewhere imports aiokafka.

@@ -23,7 +23,7 @@ from aiokafka.protocol.admin import ApiVersionRequest
 
 from relay.errors import KafkaUnavailable, NotWritten
 from relay.kafka.batches import Outcome, PartitionBatches, Queued
-from relay.kafka.lz4 import use_fast_lz4
+from relay.kafka.levels import use_kafka_levels
 from relay.kafka.partitioner import CachedPartitioner
 
 __all__ = ["KafkaProducer", "Producer", "Record"]
@@ -112,7 +112,7 @@ class KafkaProducer:
         records that aiokafka has not taken yet, over all partitions (``Queued``)."""
         self._queued = Queued(queued_records)
         self._stop_timeout = stop_timeout
-        use_fast_lz4()  # process-wide: lz4 as Kafka's own producer compresses it (lz4.py)
+        use_kafka_levels()  # process-wide: lz4 and gzip at Kafka's own levels (levels.py)
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",

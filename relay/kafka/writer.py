@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from relay.errors import KafkaUnavailable
+from relay.kafka.levels import use_kafka_levels
 from relay.kafka.lifecycle import ClientLifecycle
-from relay.kafka.lz4 import use_fast_lz4
 from relay.kafka.producer import Record
 
 __all__ = ["Writer"]
@@ -39,7 +39,7 @@ class Writer(ClientLifecycle):
         max_batch_size: int = _MAX_BATCH_BYTES,
     ) -> None:
         """``options``: ``relay.kafka.options.producer_options`` (compression included)."""
-        use_fast_lz4()  # process-wide: lz4 as Kafka's own producer compresses it (lz4.py)
+        use_kafka_levels()  # process-wide: lz4 and gzip at Kafka's own levels (levels.py)
         self._producer = AIOKafkaProducer(
             **options,
             acks="all",
