@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+NATIVE := $(VENV)/.native-installed
 KAFKACTL := deploy/kafka/kafkactl
 HELM := .cache/bin/helm
 # Debian packages, installed only when missing; a new machine needs its lists first.
@@ -36,7 +37,15 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-venv: $(INSTALLED)
+# POST /batch's compiled check (native/, Rust): rebuilt when its sources change.
+$(NATIVE): $(INSTALLED) native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+		native/relay_native.pyi native/src/lib.rs
+	@command -v cargo >/dev/null || \
+	  { echo "native/ is Rust: install it (https://rustup.rs or apt-get install cargo), then make again"; exit 1; }
+	$(BIN)/pip install --quiet ./native
+	@touch $@
+
+venv: $(INSTALLED) $(NATIVE)
 
 kafka-jars:
 	@$(KAFKACTL) jars
@@ -87,7 +96,7 @@ test-fast: venv
 	$(BIN)/pytest -m "not kafka" $(PYTEST_ARGS)
 
 # The bench extra (matplotlib, for the spike chart) only where benchmarks run.
-$(VENV)/.bench-installed: $(INSTALLED)
+$(VENV)/.bench-installed: $(INSTALLED) $(NATIVE)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
@@ -104,6 +113,7 @@ lint: venv prometheus helm
 	$(BIN)/ruff check relay tests bench
 	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy
+	cd native && cargo fmt --check && cargo clippy --quiet --release -- -D warnings
 	cd deploy/prometheus && promtool check rules alerts.yml && \
 	  promtool test rules alerts_test.yml && promtool check config prometheus.yml
 	deploy/lint.sh
@@ -125,6 +135,7 @@ screenshot: venv kafka-jars prometheus chromium
 fmt: venv
 	$(BIN)/ruff format relay tests bench
 	$(BIN)/ruff check --fix relay tests bench
+	cd native && cargo fmt
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache native/target

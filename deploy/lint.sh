@@ -3,7 +3,8 @@
 #   image    hadolint on deploy/Dockerfile; the lock files match pyproject.toml
 #            (deploy/lock.sh --check); every locked file exists as a wheel with its
 #            hash for linux/amd64 and linux/arm64; the Dockerfile's build stage run in a
-#            scratch directory, ending with `relay ingest|forward|sandbox --help`
+#            scratch directory (the compiled batch check built by cargo --locked), ending
+#            with `relay ingest|forward|sandbox --help`
 #            (no container engine here: the base image cannot be pulled)
 #   compose  deploy/compose.yaml against the Compose Specification's JSON schema
 #            (offline: the copy check-jsonschema ships), and promtool on the Prometheus
@@ -71,6 +72,9 @@ step "image: the Dockerfile's build stage rehearsed in a scratch directory (this
 rehearsal="$scratch/image"
 mkdir -p "$rehearsal/src"
 cp -r pyproject.toml README.md relay "$rehearsal/src/"
+mkdir "$rehearsal/src/native"  # what .dockerignore lets through: not native/target
+cp -r native/Cargo.toml native/Cargo.lock native/pyproject.toml native/relay_native.pyi \
+    native/src "$rehearsal/src/native/"
 find "$rehearsal/src" -name __pycache__ -prune -exec rm -rf {} +
 python=$("$BIN/python" -c 'import sys; print(sys._base_executable)')
 (
@@ -85,7 +89,13 @@ python=$("$BIN/python" -c 'import sys; print(sys._base_executable)')
         --no-deps --no-build-isolation --wheel-dir "$rehearsal/wheels" .
     "$rehearsal/relay/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
         --no-deps --no-index "$rehearsal"/wheels/relay-*.whl
+    PATH="$rehearsal/build/bin:$PATH" MATURIN_PEP517_ARGS=--locked "$rehearsal/build/bin/pip" wheel --quiet \
+        --disable-pip-version-check --no-cache-dir --no-deps --no-build-isolation \
+        --wheel-dir "$rehearsal/wheels" ./native
+    "$rehearsal/relay/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
+        --no-deps --no-index "$rehearsal"/wheels/relay_native-*.whl
     "$rehearsal/relay/bin/pip" check
+    "$rehearsal/relay/bin/python" -c "import relay_native"
 )
 for command in ingest forward sandbox; do
     "$rehearsal/relay/bin/relay" "$command" --help >/dev/null

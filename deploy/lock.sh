@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lock files the image installs from (deploy/Dockerfile), with hashes:
 #   requirements.lock   the runtime dependencies of pyproject.toml (no dev extra)
-#   deploy/build.lock   the build backend that turns relay/ into a wheel
+#   deploy/build.lock   the build backends that turn relay/ and native/ into wheels
 # Universal (every platform, markers kept) and made for Python 3.11, the image's.
 #
 #   deploy/lock.sh           rewrite both, keeping every pin the constraints allow
@@ -23,8 +23,8 @@ lock() {  # lock REQUIREMENTS_LOCK BUILD_LOCK [extra uv args...]
     local runtime=$1 build=$2
     shift 2
     compile "$runtime" pyproject.toml "$@"
-    # pyproject.toml's [build-system] requires
-    .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+    # [build-system] requires of pyproject.toml and native/pyproject.toml (maturin)
+    .venv/bin/python -c 'import tomllib; print("\n".join(r for f in ("pyproject.toml", "native/pyproject.toml") for r in tomllib.load(open(f, "rb"))["build-system"]["requires"]))' \
         | compile "$build" - "$@"
 }
 

@@ -31,6 +31,9 @@ __all__ = [
     "Sendable",
     "new_event_id",
     "read",
+    "v2_headers",
+    "v2_shared",
+    "with_event",
 ]
 
 VERSION = 1  # what ``Envelope`` encodes unless told (the format every reader knows)
@@ -123,19 +126,21 @@ class Envelope(NamedTuple):
         return clip_id if type(clip_id) is int else None
 
     def headers(self) -> tuple[tuple[str, bytes], ...]:
-        headers = [
+        if self.version == 2:
+            return v2_headers(
+                self.id,
+                self.type,
+                self.tenant,
+                self.received_at,
+                self.timestamp_stamped,
+                self.clip_id,
+            )
+        return (
             (ID_HEADER, self.id.encode()),
             (TYPE_HEADER, self.type.encode()),
             (TENANT_HEADER, self.tenant.encode()),
             (VERSION_HEADER, _VERSION_TEXT[self.version]),
-        ]
-        if self.version == 2:
-            headers.append((RECEIVED_AT_HEADER, self.received_at.encode()))
-            headers.append((STAMPED_HEADER, _BOOLEAN_TEXT[self.timestamp_stamped]))
-            clip_id = self.clip_id
-            if clip_id is not None:
-                headers.append((CLIP_ID_HEADER, str(clip_id).encode()))
-        return tuple(headers)
+        )
 
     def encode(self) -> bytes:
         """The record's value: the body alone (v2) or the whole envelope (v1)."""
@@ -192,6 +197,42 @@ class Envelope(NamedTuple):
             timestamp_stamped=data["timestampStamped"],
             body=data["body"],
         )
+
+
+def v2_headers(
+    id_: str,
+    type_: str,
+    tenant: str,
+    received_at: str,
+    timestamp_stamped: bool,
+    clip_id: int | None,
+) -> tuple[tuple[str, bytes], ...]:
+    """A v2 record's headers: the relay's fields of the event (the value is its body)."""
+    return with_event(v2_shared(type_, tenant, received_at, timestamp_stamped), id_, clip_id)
+
+
+def v2_shared(
+    type_: str, tenant: str, received_at: str, timestamp_stamped: bool
+) -> tuple[tuple[str, bytes], ...]:
+    """The v2 headers that events of one type, tenant and receive time share: made
+    once per batch and type by POST /batch, which builds its records without an
+    ``Envelope``."""
+    return (
+        (TYPE_HEADER, type_.encode()),
+        (TENANT_HEADER, tenant.encode()),
+        (VERSION_HEADER, _V2),
+        (RECEIVED_AT_HEADER, received_at.encode()),
+        (STAMPED_HEADER, _BOOLEAN_TEXT[timestamp_stamped]),
+    )
+
+
+def with_event(
+    shared: tuple[tuple[str, bytes], ...], id_: str, clip_id: int | None
+) -> tuple[tuple[str, bytes], ...]:
+    """One event's v2 headers: its id, the ``v2_shared`` ones, its clip id if any."""
+    if clip_id is None:
+        return ((ID_HEADER, id_.encode()), *shared)
+    return ((ID_HEADER, id_.encode()), *shared, (CLIP_ID_HEADER, b"%d" % clip_id))
 
 
 @dataclass(frozen=True, slots=True)

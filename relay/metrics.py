@@ -29,6 +29,7 @@ from relay.events import BATCH_PATH, EVENT_TYPES, STAMPED_REASONS, Answer
 from relay.failures import FAILURE_CODES
 
 __all__ = [
+    "BATCH_CHECKS",
     "BATCH_ITEM_OUTCOMES",
     "DEAD_LETTER_REASONS",
     "NO_TENANT",
@@ -47,6 +48,7 @@ __all__ = [
 
 NO_TENANT = "none"  # the tenant label of answers given before a key was checked
 BATCH_ITEM_OUTCOMES = ("accepted", "invalid", "no_rights", "unavailable", "refused")
+BATCH_CHECKS = ("compiled", "python")  # relay/ingest/compiled.py, or event by event
 OUTCOMES = ("delivered", "retry", "dead_letter", "parked", "already_delivered")
 DEAD_LETTER_REASONS = (
     "permanent",
@@ -183,6 +185,7 @@ class IngestMetrics:
     build_info: Gauge
     batch_events: Histogram
     batch_items: Counter
+    batch_checks: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
@@ -192,6 +195,14 @@ class IngestMetrics:
                 "Events per POST /batch that reached item validation (after the key, size and "
                 "inbound-limit checks).",
                 buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+                registry=registry,
+            ),
+            batch_checks=Counter(
+                "relay_ingest_batch_checks_total",
+                "POST /batch requests that reached item validation, by the check that took "
+                "them: compiled (every event in the strict form, checked in one pass by "
+                "native/) or python (any other batch, checked event by event).",
+                ["check"],
                 registry=registry,
             ),
             batch_items=Counter(
@@ -369,6 +380,8 @@ class IngestMetrics:
                 self.requests.labels(tenant, BATCH_PATH, status)
         for outcome in BATCH_ITEM_OUTCOMES:
             self.batch_items.labels(outcome)
+        for check in BATCH_CHECKS:
+            self.batch_checks.labels(check)
 
 
 @dataclass(frozen=True, slots=True)

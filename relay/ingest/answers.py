@@ -14,7 +14,6 @@ tenant's appId on /app-start.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -62,11 +61,11 @@ class Answers:
     def app_id(self, tenant: Tenant) -> int | None:
         return self._learner.app_id(tenant.app_id, tenant.name)
 
-    def known_refusal(self, tenant: Tenant, body: Mapping[str, Any]) -> web.Response | bool:
-        """The answer for a /play that must not go on; True when it may; False when the
-        clip is unknown and the upstream must be asked first (``check_unknown``).
-        Synchronous: the common case costs a dict lookup, not a coroutine."""
-        clip_id = int(body["clipId"])
+    def known_refusal(self, tenant: Tenant, clip_id: int) -> web.Response | bool:
+        """The answer for a /play of ``clip_id`` that must not go on; True when it may;
+        False when the clip is unknown and the upstream must be asked first
+        (``check_unknown``). Synchronous: the common case costs a dict lookup, not a
+        coroutine."""
         rights = self._facts.rights(tenant.name, clip_id)
         if rights is None:
             if self._settings.rights_unknown != "deny":
@@ -79,10 +78,9 @@ class Answers:
         self._refusals.labels("known").inc()
         return _no_rights(rights.message or f"clip {clip_id} has no streaming rights")
 
-    async def check_unknown(self, tenant: Tenant, body: Mapping[str, Any]) -> web.Response | None:
+    async def check_unknown(self, tenant: Tenant, clip_id: int) -> web.Response | None:
         """For a /play whose clip ``known_refusal`` found unknown (False): ask the
         upstream (batched); the answer for a play that must not go on, or None."""
-        clip_id = int(body["clipId"])
         checks = self._checks.get(tenant.name)
         rights = await checks.check(clip_id) if checks is not None else None
         if rights is None:

@@ -24,6 +24,7 @@ from relay.failures import failure_response
 from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
 from relay.ingest.batch import BatchHandler
+from relay.ingest.compiled import CompiledCheck
 from relay.ingest.cors import Cors
 from relay.ingest.gate import Gate
 from relay.ingest.handler import EventHandler, Responder
@@ -143,6 +144,7 @@ def make_app(
         answers=answers,
         clock=clock,
         idempotency=idempotency,
+        compiled=CompiledCheck(),
     )
     app.router.add_post(BATCH_PATH, batch.handle)
     app.router.add_route(

@@ -33,13 +33,14 @@ from aiohttp import web
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.envelope import Envelope, new_event_id
+from relay.envelope import Envelope, new_event_id, v2_shared, with_event
 from relay.errors import InvalidEvent, NotWritten
 from relay.events import BATCH_PATH, BY_NAME, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission
 from relay.ingest.answers import Answers
-from relay.ingest.body import BadBody, read_json
+from relay.ingest.body import BadBody, parse_json, read_body
+from relay.ingest.compiled import CheckedBatch, CompiledCheck
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.handler import Responder
 from relay.ingest.idempotency import BATCH_FIELD as ITEM_KEY
@@ -90,15 +91,21 @@ def _from_response(response: web.Response) -> Result:
 
 @dataclass(slots=True)
 class _Item:
-    """An item still in the running: checked, not yet answered."""
+    """An item still in the running: checked, not yet answered. From either check:
+    the compiled one gives no body dict (only what the record needs) and takes no
+    item with a key, no /app-start and no batch for envelope v1."""
 
     index: int
     event_type: EventType
-    body: dict[str, Any]  # normalised
-    sent: Any  # the body as sent, for the key's digest
+    client_id: bytes  # the record's key
+    value: bytes | None  # the record's value, envelope v2 (the normalised body's JSON)
+    clip_id: int | None
     timestamp_stamped: bool
-    key: str | None
-    envelope: Envelope | None = None
+    key: str | None = None  # idempotencyKey
+    body: dict[str, Any] | None = None  # normalised (the Python check)
+    sent: Any = None  # the body as sent, for the key's digest
+    id: str | None = None
+    envelope: Envelope | None = None  # for envelope v1 and /app-start
     app_answer: bytes | None = None
 
 
@@ -116,8 +123,11 @@ class BatchHandler:
         answers: Answers,
         clock: Clock,
         idempotency: Idempotency,
+        compiled: CompiledCheck | None,
     ) -> None:
         self._settings = settings
+        # Envelope v1 needs each body as a dict: only the Python check gives one.
+        self._compiled = compiled if settings.envelope_version == 2 else None
         self._producer = producer
         self._metrics = metrics
         self._in_flight = in_flight
@@ -134,6 +144,10 @@ class BatchHandler:
         self._outcomes = {
             outcome: metrics.batch_items.labels(outcome)
             for outcome in {*_OUTCOMES.values(), "accepted", "refused"}
+        }
+        self._checks = {
+            True: metrics.batch_checks.labels("compiled"),
+            False: metrics.batch_checks.labels("python"),
         }
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -164,29 +178,29 @@ class BatchHandler:
                 field=IDEMPOTENCY_HEADER,
             )
         limit = settings.max_batch_bytes
-        body = await read_json(request.clone(client_max_size=limit), limit, settings.body_timeout_s)
-        if isinstance(body, BadBody):
-            return body.response()
-        events = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(events, list) or set(body) != {"events"}:
-            return failure_response(
-                400,
-                "INVALID_PARAMETERS",
-                'the body must be {"events": [...]}, a JSON object with that one field',
-                field="events",
-            )
-        if not 1 <= len(events) <= settings.batch_max_events:
-            return failure_response(
-                413 if events else 400,
-                "INVALID_PARAMETERS",
-                f"a batch holds 1 to {settings.batch_max_events} events, not {len(events)}",
-                field="events",
-            )
+        raw = await read_body(request.clone(client_max_size=limit), limit, settings.body_timeout_s)
+        if isinstance(raw, BadBody):
+            return raw.response()
+        wall = self._clock.wall()
+        received_at = datetime.fromtimestamp(wall, UTC)
+        compiled = self._compiled
+        checked = None
+        if compiled is not None:  # a batch in the strict form, checked in one pass
+            checked = compiled.check(raw, settings.batch_max_events, received_at, int(wall * 1000))
+        events: list[Any] | CheckedBatch
+        if checked is not None:
+            events = checked
+        else:
+            parsed = _events(raw, settings.batch_max_events)
+            if isinstance(parsed, web.Response):
+                return parsed
+            events = parsed
         refused = self._gate.charge(request, len(events))
         if refused is not None:
             return _refused(refused)
         self._metrics.batch_events.observe(len(events))
-        results = await self._results(tenant, events)
+        self._checks[checked is not None].inc()
+        results = await self._results(tenant, events, wall, received_at)
         counted: dict[str, int] = {}
         failures = [result["failureCode"] for result in results if "failureCode" in result]
         if len(failures) < len(results):
@@ -211,26 +225,58 @@ class BatchHandler:
             body=orjson.dumps({"results": results}), content_type="application/json"
         )
 
-    async def _results(self, tenant: Tenant, events: list[Any]) -> list[Result]:
+    async def _results(
+        self,
+        tenant: Tenant,
+        events: list[Any] | CheckedBatch,
+        wall: float,
+        received_at: datetime,
+    ) -> list[Result]:
         """One result per event, in order; the stages in the single handler's order."""
-        wall = self._clock.wall()
-        received_at = datetime.fromtimestamp(wall, UTC)
         results: list[Result | None] = [None] * len(events)
-        items: list[_Item] = []
-        for index, event in enumerate(events):
-            checked = self._check(index, event, received_at)
-            if isinstance(checked, _Item):
-                items.append(checked)
-            else:
-                results[index] = checked
+        if isinstance(events, CheckedBatch):
+            items = self._checked(events)
+        else:
+            items = []
+            for index, event in enumerate(events):
+                checked = self._check(index, event, received_at)
+                if isinstance(checked, _Item):
+                    items.append(checked)
+                else:
+                    results[index] = checked
         items = await self._rights(tenant, items, results)
         received = format_timestamp(received_at)  # one receive time for the whole batch
         for item in items:  # keys claimed only now: an item refused above claims none
             self._claim(tenant, item, wall, received, results)
         items = [item for item in items if results[item.index] is None]
         items = await self._app_starts(tenant, items, results)
-        await self._write(tenant, items, results)
+        await self._write(tenant, items, received, results)
         return [result for result in results if result is not None]
+
+    def _checked(self, batch: CheckedBatch) -> list[_Item]:
+        """The compiled check's items; its stamped timestamps counted as ``_check``
+        counts them, one update per type and reason."""
+        stamped: dict[tuple[str, str], int] = {}
+        items = []
+        columns = zip(
+            batch.types,
+            batch.keys,
+            batch.values,
+            batch.clip_ids,
+            batch.stamped,
+            batch.ids,
+            strict=True,
+        )
+        for index, (event_type, client_id, value, clip_id, because, id_) in enumerate(columns):
+            if because is not None:
+                reason = (event_type.name, because)
+                stamped[reason] = stamped.get(reason, 0) + 1
+            item = _Item(index, event_type, client_id, value, clip_id, because is not None)
+            item.id = id_
+            items.append(item)
+        for (type_name, because), count in stamped.items():
+            self._metrics.timestamps_stamped.labels(type_name, because).inc(count)
+        return items
 
     def _check(self, index: int, event: Any, received_at: datetime) -> _Item | Result:
         if not isinstance(event, dict):
@@ -269,7 +315,19 @@ class BatchHandler:
             metrics.unknown_fields_dropped.labels(event_type.name).inc(len(normal.unknown_fields))
         if normal.stamped_because is not None:
             metrics.timestamps_stamped.labels(event_type.name, normal.stamped_because).inc()
-        return _Item(index, event_type, normal.body, sent, normal.timestamp_stamped, key)
+        body = normal.body
+        clip_id = body.get("clipId")
+        return _Item(
+            index,
+            event_type,
+            str(body["clientId"]).encode(),
+            orjson.dumps(body) if self._settings.envelope_version == 2 else None,
+            clip_id if type(clip_id) is int else None,
+            normal.timestamp_stamped,
+            key,
+            body,
+            sent,
+        )
 
     async def _rights(
         self, tenant: Tenant, items: list[_Item], results: list[Result | None]
@@ -282,7 +340,7 @@ class BatchHandler:
             if not item.event_type.rights_checked:
                 passed.append(item)
                 continue
-            known = self._answers.known_refusal(tenant, item.body)
+            known = self._answers.known_refusal(tenant, _clip(item))
             if known is True:
                 passed.append(item)
             elif known is False:
@@ -292,7 +350,7 @@ class BatchHandler:
         if not unknown:  # the common case: passed is in the items' order already
             return passed
         checked = await asyncio.gather(
-            *(self._answers.check_unknown(tenant, item.body) for item in unknown)
+            *(self._answers.check_unknown(tenant, _clip(item)) for item in unknown)
         )
         for item, refusal in zip(unknown, checked, strict=True):
             if refusal is None:
@@ -310,7 +368,10 @@ class BatchHandler:
         received_at: str,
         results: list[Result | None],
     ) -> None:
-        """The item's envelope, or its result when its key answers for it."""
+        """The item's id (and envelope, where one is needed), or its result when its
+        key answers for it."""
+        if item.id is not None:  # the compiled check's: no key, no envelope to make
+            return
         type_name = item.event_type.name
         if item.key is None:
             id_ = new_event_id(int(wall * 1000))
@@ -326,16 +387,15 @@ class BatchHandler:
             if claim is not None:  # acknowledged before: the same answer, nothing written
                 results[item.index] = _accepted(claim)
                 return
-            id_ = event_id(tenant.name, type_name, str(item.body["clientId"]), item.key)
-        item.envelope = Envelope(  # by position: a named tuple's keywords cost twice
-            id_,
-            type_name,
-            tenant.name,
-            received_at,
-            item.timestamp_stamped,
-            item.body,
-            self._settings.envelope_version,
-        )
+            id_ = event_id(tenant.name, type_name, item.client_id.decode(), item.key)
+        item.id = id_
+        version = self._settings.envelope_version
+        if version == 1 or item.event_type.answer is Answer.APP_ID:
+            if item.body is None:  # the compiled check takes neither
+                raise RuntimeError(f"event {item.index} needs an envelope and has no body")
+            item.envelope = Envelope(  # by position: a named tuple's keywords cost twice
+                id_, type_name, tenant.name, received_at, item.timestamp_stamped, item.body, version
+            )
 
     async def _app_starts(
         self, tenant: Tenant, items: list[_Item], results: list[Result | None]
@@ -364,7 +424,7 @@ class BatchHandler:
         return [item for item in items if results[item.index] is None]
 
     async def _write(
-        self, tenant: Tenant, items: list[_Item], results: list[Result | None]
+        self, tenant: Tenant, items: list[_Item], received_at: str, results: list[Result | None]
     ) -> None:
         """Hands the items to Kafka in their order, each within the in-flight bound."""
         entered = 0
@@ -379,16 +439,21 @@ class BatchHandler:
         sending = items[:entered]
         topics, tenant_name = self._topics, tenant.name
         records = []
+        shared: dict[tuple[str, bool], tuple[tuple[str, bytes], ...]] = {}  # by type, stamped
         for item in sending:
-            envelope = _envelope(item)
-            records.append(
-                Record(
-                    topics[tenant_name, item.event_type.name],
-                    envelope.key,
-                    envelope.encode(),
-                    envelope.headers(),
-                )
-            )
+            type_name = item.event_type.name
+            topic = topics[tenant_name, type_name]
+            if item.value is None:  # envelope v1: the whole envelope is the value
+                envelope = _envelope(item)
+                records.append(Record(topic, envelope.key, envelope.encode(), envelope.headers()))
+                continue
+            stamped = item.timestamp_stamped
+            common = shared.get((type_name, stamped))
+            if common is None:
+                common = v2_shared(type_name, tenant_name, received_at, stamped)
+                shared[type_name, stamped] = common
+            headers = with_event(common, _id(item), item.clip_id)
+            records.append(Record(topic, item.client_id, item.value, headers))
         started = self._clock.monotonic()
         try:
             outcomes = await self._producer.send_all(records, self._settings.produce_timeout_s)
@@ -411,7 +476,7 @@ class BatchHandler:
                 )
                 continue
             acknowledged[type_name] = acknowledged.get(type_name, 0) + 1
-            accepted = Accepted(_envelope(item).id, item.app_answer)
+            accepted = Accepted(_id(item), item.app_answer)
             self._remember(tenant, item, accepted)
             results[item.index] = _accepted(accepted)
         metrics = self._metrics
@@ -430,9 +495,44 @@ class BatchHandler:
 
 
 def _envelope(item: _Item) -> Envelope:
-    if item.envelope is None:  # _claim gives one to every item it leaves in the running
+    if item.envelope is None:  # _claim gives one to every item that needs one
         raise RuntimeError(f"event {item.index} reached Kafka without an envelope")
     return item.envelope
+
+
+def _id(item: _Item) -> str:
+    if item.id is None:  # _claim gives one to every item it leaves in the running
+        raise RuntimeError(f"event {item.index} reached Kafka without an id")
+    return item.id
+
+
+def _clip(item: _Item) -> int:
+    if item.clip_id is None:  # the table makes clipId a required integer where rights apply
+        raise RuntimeError(f"a {item.event_type.name} event without a clip id")
+    return item.clip_id
+
+
+def _events(raw: bytes, max_events: int) -> list[Any] | web.Response:
+    """The body's events, or the answer refusing the whole batch."""
+    body = parse_json(raw)
+    if isinstance(body, BadBody):
+        return body.response()
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list) or set(body) != {"events"}:
+        return failure_response(
+            400,
+            "INVALID_PARAMETERS",
+            'the body must be {"events": [...]}, a JSON object with that one field',
+            field="events",
+        )
+    if not 1 <= len(events) <= max_events:
+        return failure_response(
+            413 if events else 400,
+            "INVALID_PARAMETERS",
+            f"a batch holds 1 to {max_events} events, not {len(events)}",
+            field="events",
+        )
+    return events
 
 
 def _accepted(answer: Accepted) -> Result:

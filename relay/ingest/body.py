@@ -17,7 +17,7 @@ from relay.failures import failure_response
 from relay.ingest.encodings import coding, decode
 from relay.ingest.media import json_content_type
 
-__all__ = ["BadBody", "read_json"]
+__all__ = ["BadBody", "parse_json", "read_body", "read_json"]
 
 _NOT_JSON = "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)"
 
@@ -41,10 +41,24 @@ class BadBody:
 
 
 async def read_json(request: web.Request, limit: int, timeout_s: float) -> Any | BadBody:
-    """The parsed body (any JSON value), or why not: 415 (content type, encoding),
-    408 (not all there within ``timeout_s``), 413 (over ``limit`` bytes as sent or
-    decoded; ``limit`` must not exceed the request's ``client_max_size``), 400 (a
-    corrupt encoding, not JSON)."""
+    """The parsed body (any JSON value), or why not: ``read_body``'s answers, and 400
+    for a body that is not JSON."""
+    raw = await read_body(request, limit, timeout_s)
+    return raw if isinstance(raw, BadBody) else parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any | BadBody:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return BadBody(400, f"the body is not valid JSON: {exc}", "body")
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes | BadBody:
+    """The body's bytes, decoded, or why not: 415 (content type, encoding), 408 (not
+    all there within ``timeout_s``), 413 (over ``limit`` bytes as sent or decoded;
+    ``limit`` must not exceed the request's ``client_max_size``), 400 (a corrupt
+    encoding)."""
     if not json_content_type(request):
         return BadBody(415, _NOT_JSON, "Content-Type")
     try:
@@ -62,10 +76,6 @@ async def read_json(request: web.Request, limit: int, timeout_s: float) -> Any |
     except web.HTTPRequestEntityTooLarge:
         return BadBody(413, f"the body is larger than {limit} bytes", "body")
     try:
-        raw = decode(raw, body_coding, limit)
+        return decode(raw, body_coding, limit)
     except UndecodableBody as exc:
         return BadBody(exc.status, exc.message, exc.field)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return BadBody(400, f"the body is not valid JSON: {exc}", "body")

@@ -202,9 +202,9 @@ class EventHandler:
         if event.stamped_because is not None:
             self._stamped[event.stamped_because].inc()
         if self._type.rights_checked:
-            known = self._answers.known_refusal(tenant, event.body)
+            known = self._answers.known_refusal(tenant, event.body["clipId"])
             if known is False:
-                refusal = await self._answers.check_unknown(tenant, event.body)
+                refusal = await self._answers.check_unknown(tenant, event.body["clipId"])
                 if refusal is not None:
                     return refusal
             elif isinstance(known, web.Response):

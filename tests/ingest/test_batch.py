@@ -4,6 +4,7 @@ limits at their edges, the inbound limit in events, and Kafka's failures per ite
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from relay.errors import KafkaUnavailable
 from relay.events import EVENT_TYPES
 from relay.facts import Facts
 from relay.ingest.app import make_app
+from relay.ingest.compiled import CheckedBatch, CompiledCheck
 from relay.ingest.handler import EVENT_ID_HEADER
 from relay.ingest.idempotency import event_id
 from relay.ingest.server import runner_for
@@ -395,3 +397,100 @@ async def test_without_a_key_nothing_is_read(
     assert (status, answer["failureCode"]) == (401, "MISSING_HEADERS")
     assert (await client.get("/batch")).status == 405
     assert not written(producer)
+
+
+def _strict_play(number: int, client: str = "client-0001") -> dict[str, Any]:
+    """A play as server-side producers send it: JSON types the table's own."""
+    body = {**VALID["play"], "clientId": client, "clipId": number}
+    return {"type": "play", "body": {**body, "preview": False, "offline": True}}
+
+
+def _strict_batch() -> list[dict[str, Any]]:
+    """Items of every type the compiled check takes, in its strict form, and a
+    stamped timestamp (missing) among them."""
+    events = [
+        {"type": event_type.name, "body": VALID[event_type.name]}
+        for event_type in EVENT_TYPES
+        if event_type.name not in ("app-start", "play")  # VALID's play: strings for all
+    ]
+    undated = {k: v for k, v in VALID["add"].items() if k != "timestamp"}
+    strict = [_strict_play(7), _strict_play(8, "client-0002")]
+    return [*events, {"type": "add", "body": undated}, *strict]
+
+
+async def test_a_strict_batch_is_written_alike_by_either_check(
+    make_client: MakeClient,
+    settings: Settings,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The compiled check takes a strict batch (and only then skips the Python path);
+    the records it leads to are the Python path's, byte for byte but the ids."""
+    compiled = [True]  # whether the check may take the batch: set per round below
+    taken: list[bool] = []
+    check = CompiledCheck.check
+
+    def spy(self: CompiledCheck, *args: Any) -> CheckedBatch | None:
+        checked = check(self, *args) if compiled[0] else None
+        taken.append(checked is not None)
+        return checked
+
+    monkeypatch.setattr(CompiledCheck, "check", spy)
+    events = _strict_batch()
+    producer = MemoryProducer()
+    client = await make_client(settings, producer, clock)
+    shapes = []
+    for may_take in (True, False):
+        compiled[0] = may_take
+        status, answer = await batch(client, events)
+        assert status == 200
+        assert all("id" in result for result in answer["results"]), answer
+        records = {Envelope.decode(r.value, r.headers).id: r for r in written(producer)}
+        shape = []
+        for result in answer["results"]:
+            record = records[result["id"]]
+            headers = dict(record.headers)
+            del headers["relay-event-id"]
+            shape.append((record.topic, record.key, record.value, headers))
+        shapes.append(shape)
+    assert taken == [True, False]
+    assert shapes[0] == shapes[1]
+    metrics = await (await client.get("/metrics")).text()
+    for path in ("compiled", "python"):
+        assert f'relay_ingest_batch_checks_total{{check="{path}"}} 1.0' in metrics
+
+
+async def test_a_loose_item_sends_the_whole_batch_the_python_way(
+    client: Client, memory_producer: MemoryProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[bool] = []
+    check = CompiledCheck.check
+
+    def spy(self: CompiledCheck, *args: Any) -> CheckedBatch | None:
+        checked = check(self, *args)
+        taken.append(checked is not None)
+        return checked
+
+    monkeypatch.setattr(CompiledCheck, "check", spy)
+    loose = {"type": "play", "body": {**VALID["play"], "clipId": "42", "method": "stream"}}
+    status, answer = await batch(client, [_strict_play(1), loose])
+    assert status == 200
+    assert taken == [False]
+    assert len(answer["results"]) == 2
+    assert all("id" in result for result in answer["results"])
+    values = sorted(orjson.loads(record.value)["clipId"] for record in written(memory_producer))
+    assert values == [1, 42]  # normalised by the Python path: a string of digits, an int
+
+
+async def test_envelope_v1_batches_never_take_the_compiled_check(
+    make_client: MakeClient, settings: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(CompiledCheck, "check", lambda *args: calls.append(args))
+    producer = MemoryProducer()
+    client = await make_client(dataclasses.replace(settings, envelope_version=1), producer, clock)
+    status, _ = await batch(client, [play(1), play(2)])
+    assert status == 200
+    assert calls == []
+    for record in written(producer):
+        assert orjson.loads(record.value)["v"] == 1

@@ -1,0 +1,26 @@
+# Types of the compiled module (src/lib.rs); maturin ships this file and py.typed.
+
+class Checker:
+    def __init__(
+        self,
+        types: list[tuple[str, bool, list[tuple[str, str, bool, int, int]]]],
+        methods: list[str],
+        method_needing_timestamp: str,
+        key_field: str,
+        clip_field: str,
+        max_id: int,
+        earliest_us: int,
+        ahead_us: int,
+    ) -> None: ...
+    def check(
+        self,
+        body: bytes,
+        max_events: int,
+        received_us: int,
+        received_text: str,
+        now_ms: int,
+        seed: int,
+    ) -> (
+        tuple[list[int], list[bytes], list[bytes], list[int | None], list[int], list[str]]
+        | None
+    ): ...

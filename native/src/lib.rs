@@ -1,0 +1,455 @@
+//! POST /batch's items in the strict form, checked and encoded in one compiled pass.
+//!
+//! `relay/ingest/compiled.py` builds a `Checker` from the event table (`relay/events.py`,
+//! the one source of the types and their fields) and offers it each batch's bytes.
+//! The checker either takes the whole batch, giving for every item what its record
+//! needs (the key, the normalised body as JSON, the clip id, why its timestamp was
+//! stamped), or declines it (`None`) and the batch takes the Python path, which
+//! checks anything and words every refusal. It takes a batch only when every item
+//! is in the strict form, where `normalise` would return the body as sent (in the
+//! table's order) or stamp its timestamp: ids as JSON integers, booleans as JSON
+//! booleans, methods spelled as in the table, text of printable ASCII, timestamps in
+//! UTC with `Z` and no fraction or three digits, no unknown field, no
+//! `idempotencyKey`, no type whose answer comes from the upstream. Anything else,
+//! valid or not, is the Python path's to judge: declining is always safe, taking a
+//! batch must give exactly what `normalise` gives (tests/ingest/test_compiled.py
+//! compares the two on generated bodies).
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use serde_json::{Map, Value};
+
+const US_PER_S: i64 = 1_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ClientId,
+    Text,
+    Integer,
+    Boolean,
+    Method,
+    Timestamp,
+    Country,
+}
+
+impl Kind {
+    fn parse(name: &str) -> PyResult<Kind> {
+        Ok(match name {
+            "client_id" => Kind::ClientId,
+            "text" => Kind::Text,
+            "integer" => Kind::Integer,
+            "boolean" => Kind::Boolean,
+            "method" => Kind::Method,
+            "timestamp" => Kind::Timestamp,
+            "country" => Kind::Country,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown field kind {other:?}"
+                )))
+            }
+        })
+    }
+}
+
+struct Field {
+    name: String,
+    kind: Kind,
+    required: bool,
+    min_length: usize,
+    max_length: usize,
+}
+
+struct EventType {
+    name: String,
+    fields: Vec<Field>,
+    taken: bool, // false: its items always take the Python path
+}
+
+/// Why a timestamp became the receive time (0: it did not).
+const STAMPED_MISSING: u8 = 1;
+const STAMPED_IMPLAUSIBLE: u8 = 2;
+
+/// One item, checked: what its record needs.
+struct Checked {
+    type_index: usize,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    clip_id: Option<u64>,
+    stamped: u8,
+}
+
+#[pyclass(frozen)]
+struct Checker {
+    types: Vec<EventType>,
+    methods: Vec<String>,
+    method_needing_timestamp: String,
+    key_field: String,
+    clip_field: String,
+    max_id: u64,
+    earliest_us: i64,
+    ahead_us: i64,
+}
+
+type FieldRow = (String, String, bool, usize, usize);
+
+#[pymethods]
+impl Checker {
+    /// `types`: (name, taken, fields) in the table's order, each field (name, kind,
+    /// required, min_length, max_length); the rest are the table's constants.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        types: Vec<(String, bool, Vec<FieldRow>)>,
+        methods: Vec<String>,
+        method_needing_timestamp: String,
+        key_field: String,
+        clip_field: String,
+        max_id: u64,
+        earliest_us: i64,
+        ahead_us: i64,
+    ) -> PyResult<Self> {
+        let mut table = Vec::with_capacity(types.len());
+        for (name, taken, rows) in types {
+            let mut fields = Vec::with_capacity(rows.len());
+            for (field, kind, required, min_length, max_length) in rows {
+                let kind = Kind::parse(&kind)?;
+                fields.push(Field {
+                    name: field,
+                    kind,
+                    required,
+                    min_length,
+                    max_length,
+                });
+            }
+            if taken && !fields.iter().any(|f| f.name == key_field && f.required) {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: no required {key_field}"
+                )));
+            }
+            table.push(EventType {
+                name,
+                fields,
+                taken,
+            });
+        }
+        Ok(Checker {
+            types: table,
+            methods,
+            method_needing_timestamp,
+            key_field,
+            clip_field,
+            max_id,
+            earliest_us,
+            ahead_us,
+        })
+    }
+
+    /// The batch's items as (type indexes, keys, values, clip ids, stamped reasons,
+    /// event ids), one entry each in the batch's order; None when the Python path must
+    /// take it. `received_us`: the receive time in microseconds since the epoch, exactly
+    /// the `datetime` the Python path compares with; `received_text`: it, formatted;
+    /// `now_ms` and `seed`: the ids' milliseconds and the random bits' seed (a new one
+    /// for every batch, from the caller's generator).
+    #[allow(clippy::too_many_arguments)]
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+        max_events: usize,
+        received_us: i64,
+        received_text: &str,
+        now_ms: u64,
+        seed: u64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let checked = match self.batch(body, max_events, received_us, received_text) {
+            Some(checked) => checked,
+            None => return Ok(None),
+        };
+        let types = PyList::empty(py);
+        let keys = PyList::empty(py);
+        let values = PyList::empty(py);
+        let clips = PyList::empty(py);
+        let stamped = PyList::empty(py);
+        let ids = PyList::empty(py);
+        let mut random = SplitMix64(seed);
+        for item in &checked {
+            types.append(item.type_index)?;
+            keys.append(PyBytes::new(py, &item.key))?;
+            values.append(PyBytes::new(py, &item.value))?;
+            clips.append(item.clip_id)?;
+            stamped.append(item.stamped)?;
+            ids.append(event_id(now_ms, &mut random))?;
+        }
+        Ok(Some(
+            (types, keys, values, clips, stamped, ids)
+                .into_pyobject(py)?
+                .into_any(),
+        ))
+    }
+}
+
+impl Checker {
+    fn batch(
+        &self,
+        body: &[u8],
+        max_events: usize,
+        received_us: i64,
+        received_text: &str,
+    ) -> Option<Vec<Checked>> {
+        let parsed: Value = serde_json::from_slice(body).ok()?;
+        let top = parsed.as_object()?;
+        if top.len() != 1 {
+            return None;
+        }
+        let events = top.get("events")?.as_array()?;
+        if events.is_empty() || events.len() > max_events {
+            return None;
+        }
+        let mut checked = Vec::with_capacity(events.len());
+        for event in events {
+            let item = event.as_object()?;
+            if item.len() != 2 {
+                return None; // an idempotencyKey, or a field no item has
+            }
+            let name = item.get("type")?.as_str()?;
+            let type_index = self.types.iter().position(|t| t.taken && t.name == name)?;
+            let body = item.get("body")?.as_object()?;
+            checked.push(self.item(type_index, body, received_us, received_text)?);
+        }
+        Some(checked)
+    }
+
+    fn item(
+        &self,
+        type_index: usize,
+        body: &Map<String, Value>,
+        received_us: i64,
+        received_text: &str,
+    ) -> Option<Checked> {
+        let event_type = &self.types[type_index];
+        let mut known = 0;
+        let mut value = Vec::with_capacity(256);
+        value.push(b'{');
+        let mut stamped = 0;
+        let mut key = Vec::new();
+        let mut clip_id = None;
+        let mut method_needs_timestamp = false;
+        let mut timestamp_sent = false;
+        for field in &event_type.fields {
+            let sent = match body.get(&field.name) {
+                Some(sent) => {
+                    known += 1;
+                    sent
+                }
+                None => &Value::Null,
+            };
+            if sent.is_null() {
+                if field.required {
+                    return None;
+                }
+                if field.kind == Kind::Timestamp {
+                    stamped = STAMPED_MISSING;
+                }
+                continue;
+            }
+            let start = value.len();
+            if start > 1 {
+                value.push(b',');
+            }
+            write_string(&mut value, &field.name);
+            value.push(b':');
+            match field.kind {
+                Kind::ClientId | Kind::Text => {
+                    let text = sent.as_str()?;
+                    let length = text.len(); // bytes: characters, for printable ASCII
+                    if !(field.min_length..=field.max_length).contains(&length)
+                        || !text.bytes().all(|byte| (0x20..0x7f).contains(&byte))
+                    {
+                        return None;
+                    }
+                    write_string(&mut value, text);
+                }
+                Kind::Integer => {
+                    let number = sent.as_u64()?; // a JSON integer: no fraction, no exponent
+                    if !(1..=self.max_id).contains(&number) {
+                        return None;
+                    }
+                    value.extend_from_slice(number.to_string().as_bytes());
+                }
+                Kind::Boolean => {
+                    let flag = sent.as_bool()?;
+                    value.extend_from_slice(if flag { b"true" } else { b"false" });
+                }
+                Kind::Method => {
+                    let method = sent.as_str()?;
+                    if !self.methods.iter().any(|m| m == method) {
+                        return None;
+                    }
+                    method_needs_timestamp = method == self.method_needing_timestamp;
+                    write_string(&mut value, method);
+                }
+                Kind::Country => {
+                    let code = sent.as_str()?;
+                    if code.len() != 2 || !code.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+                        return None;
+                    }
+                    write_string(&mut value, &code.to_ascii_uppercase());
+                }
+                Kind::Timestamp => {
+                    timestamp_sent = true;
+                    let text = sent.as_str()?;
+                    let moment = normal_utc_us(text)?;
+                    if moment < self.earliest_us || moment > received_us + self.ahead_us {
+                        // A wrong device clock: the receive time instead, at the end.
+                        stamped = STAMPED_IMPLAUSIBLE;
+                        value.truncate(start);
+                        continue;
+                    }
+                    write_string(&mut value, text);
+                }
+            }
+            if field.name == self.key_field {
+                key = sent.as_str()?.as_bytes().to_vec();
+            }
+            if field.name == self.clip_field {
+                clip_id = sent.as_u64();
+            }
+        }
+        if known != body.len() || (method_needs_timestamp && !timestamp_sent) {
+            return None; // an unknown field; an Offline play without its timestamp
+        }
+        if stamped != 0 {
+            if value.len() > 1 {
+                value.push(b',');
+            }
+            write_string(&mut value, "timestamp");
+            value.push(b':');
+            write_string(&mut value, received_text);
+        }
+        value.push(b'}');
+        Some(Checked {
+            type_index,
+            key,
+            value,
+            clip_id,
+            stamped,
+        })
+    }
+}
+
+/// Sebastiano Vigna's SplitMix64: 64 random bits per step from a 64-bit seed. The ids
+/// must be unique, not unguessable (as `relay.envelope.new_event_id`'s).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// A UUIDv7 (RFC 9562) as `relay.envelope.new_event_id` makes one: 48 bits of Unix
+/// milliseconds, the version, 12 random bits, the variant, 62 random bits.
+fn event_id(now_ms: u64, random: &mut SplitMix64) -> String {
+    let (high, low) = (random.next(), random.next());
+    let value = (u128::from(now_ms & 0xFFFF_FFFF_FFFF) << 80)
+        | (0x7u128 << 76)
+        | (u128::from(high & 0xFFF) << 64)
+        | (0b10u128 << 62)
+        | u128::from(low & 0x3FFF_FFFF_FFFF_FFFF);
+    let text = format!("{value:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &text[..8],
+        &text[8..12],
+        &text[12..16],
+        &text[16..20],
+        &text[20..]
+    )
+}
+
+/// A JSON string of printable ASCII (all this module writes), as orjson writes it.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for &byte in text.as_bytes() {
+        if byte == b'"' || byte == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(byte);
+    }
+    out.push(b'"');
+}
+
+/// Microseconds since the epoch of a timestamp that `format_timestamp` would give back
+/// unchanged (`YYYY-MM-DDTHH:MM:SSZ`, or with `.mmm` not `.000`) and that is on the
+/// calendar; None for any other text.
+fn normal_utc_us(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let millis = match b.len() {
+        20 => 0,
+        24 if b[19] == b'.' && &b[20..23] != b"000" => number(&b[20..23])?,
+        _ => return None,
+    };
+    if b[b.len() - 1] != b'Z'
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (number(&b[0..4])?, number(&b[5..7])?, number(&b[8..10])?);
+    let (hour, minute, second) = (
+        number(&b[11..13])?,
+        number(&b[14..16])?,
+        number(&b[17..19])?,
+    );
+    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * US_PER_S + millis * 1_000)
+}
+
+fn number(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |total, &digit| {
+        digit
+            .is_ascii_digit()
+            .then(|| total * 10 + i64::from(digit - b'0'))
+    })
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard
+/// Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[pymodule]
+fn relay_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Checker>()?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+"""POST /batch's items in the strict form, checked in one compiled pass (native/).
+
+A batch's own Python work per item (checks, normalising, its dict, its id, its
+envelope) was about half of its CPU, and what kept /batch at 5-8x the single-request
+events/s where 10x was the aim (docs/PERFORMANCE.md, twelfth session).
+``CompiledCheck`` hands the batch's bytes to the Rust checker built from the event
+table, which takes the batch only when every item is in the strict form: ids as JSON
+integers, booleans as JSON booleans, methods as the table spells them, text of
+printable ASCII, timestamps in UTC with ``Z`` and no fraction or three digits (or
+none, or from a wrong clock: stamped), no unknown field, no ``idempotencyKey``, no
+/app-start. Then it gives what each item's record needs, exactly what ``normalise``
+would make of it (tests/ingest/test_compiled.py compares the two on generated
+bodies), and the items' ids. Any other batch, valid or not, takes the Python path
+whole, which checks anything and words every refusal.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+try:
+    from relay_native import Checker
+except ImportError as exc:  # a venv made without make: say how to build it
+    raise ImportError(
+        "relay_native (native/, POST /batch's compiled check) is not built: run make venv "
+        "(it needs Rust's cargo) or pip install ./native"
+    ) from exc
+
+from relay.events import (
+    EARLIEST_TIMESTAMP,
+    EVENT_TYPES,
+    MAX_CLOCK_AHEAD,
+    MAX_ID,
+    METHOD_NEEDING_TIMESTAMP,
+    METHODS,
+    STAMPED_IMPLAUSIBLE,
+    STAMPED_MISSING,
+    Answer,
+    EventType,
+    format_timestamp,
+)
+
+__all__ = ["CheckedBatch", "CompiledCheck"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_random_bits = random.getrandbits
+_MICROSECOND = timedelta(microseconds=1)
+_STAMPED = (None, STAMPED_MISSING, STAMPED_IMPLAUSIBLE)  # the checker's 0, 1, 2
+KEY_FIELD = "clientId"  # the record's key (Envelope.key)
+CLIP_FIELD = "clipId"  # the clip id header and the rights lookup (Envelope.clip_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBatch:
+    """A batch the checker took: one entry per item, in the batch's order."""
+
+    types: list[EventType]
+    keys: list[bytes]  # the clientId, the record's key
+    values: list[bytes]  # the normalised body, as ``orjson.dumps`` writes it
+    clip_ids: list[int | None]
+    stamped: list[str | None]  # why the timestamp is the receive time (STAMPED_REASONS)
+    ids: list[str]  # UUIDv7s, as relay.envelope.new_event_id makes them
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+
+def _micros(moment: datetime | timedelta) -> int:
+    return (moment - _EPOCH if isinstance(moment, datetime) else moment) // _MICROSECOND
+
+
+class CompiledCheck:
+    """The event table's checker, for whole batches."""
+
+    def __init__(self, event_types: Sequence[EventType] = EVENT_TYPES) -> None:
+        self._types = list(event_types)
+        self._checker = Checker(
+            [
+                (
+                    event_type.name,
+                    event_type.answer is not Answer.APP_ID,  # its answer is the upstream's
+                    [
+                        (f.name, f.kind.value, f.required, f.min_length, f.max_length)
+                        for f in event_type.fields
+                    ],
+                )
+                for event_type in self._types
+            ],
+            list(METHODS),
+            METHOD_NEEDING_TIMESTAMP,
+            KEY_FIELD,
+            CLIP_FIELD,
+            MAX_ID,
+            _micros(EARLIEST_TIMESTAMP),
+            _micros(MAX_CLOCK_AHEAD),
+        )
+
+    def check(
+        self, body: bytes, max_events: int, received_at: datetime, now_ms: int
+    ) -> CheckedBatch | None:
+        """The batch's items, or None: the Python path takes it. ``received_at`` is the
+        receive time the Python path would normalise with (timezone-aware), ``now_ms``
+        the milliseconds of the events' ids."""
+        checked = self._checker.check(
+            body,
+            max_events,
+            _micros(received_at),
+            format_timestamp(received_at),
+            now_ms,
+            # The ids' random bits: a new seed per batch from ``random``, which every
+            # forked worker reseeds (relay.envelope.new_event_id's reasoning).
+            _random_bits(64),
+        )
+        if checked is None:
+            return None
+        types, keys, values, clip_ids, stamped, ids = checked
+        by_index = self._types
+        return CheckedBatch(
+            [by_index[index] for index in types],
+            keys,
+            values,
+            clip_ids,
+            [_STAMPED[reason] for reason in stamped],
+            ids,
+        )
