@@ -42,7 +42,7 @@ $(NATIVE): $(INSTALLED) native/Cargo.toml native/Cargo.lock native/pyproject.tom
 		native/relay_native.pyi native/src/lib.rs
 	@command -v cargo >/dev/null || \
 	  { echo "native/ is Rust: install it (https://rustup.rs or apt-get install cargo), then make again"; exit 1; }
-	$(BIN)/pip install --quiet ./native
+	MATURIN_PEP517_ARGS=--locked $(BIN)/pip install --quiet ./native  # crates as Cargo.lock pins them
 	@touch $@
 
 venv: $(INSTALLED) $(NATIVE)

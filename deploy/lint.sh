@@ -72,9 +72,9 @@ step "image: the Dockerfile's build stage rehearsed in a scratch directory (this
 rehearsal="$scratch/image"
 mkdir -p "$rehearsal/src"
 cp -r pyproject.toml README.md relay "$rehearsal/src/"
-mkdir "$rehearsal/src/native"  # what .dockerignore lets through: not native/target
-cp -r native/Cargo.toml native/Cargo.lock native/pyproject.toml native/relay_native.pyi \
-    native/src "$rehearsal/src/native/"
+# native/ as .dockerignore lets it through: all of it but target/ (cargo's output)
+mkdir "$rehearsal/src/native"
+find native -mindepth 1 -maxdepth 1 ! -name target -exec cp -r {} "$rehearsal/src/native/" \;
 find "$rehearsal/src" -name __pycache__ -prune -exec rm -rf {} +
 python=$("$BIN/python" -c 'import sys; print(sys._base_executable)')
 (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,33 @@ from tests.test_events import VALID
 
 def play(number: int, client: str = "client-0001") -> dict[str, Any]:
     return {"type": "play", "body": {**VALID["play"], "clientId": client, "clipId": number}}
+
+
+def strict_play(number: int, client: str = "client-0001") -> dict[str, Any]:
+    """A play as server-side producers send it: JSON types the table's own."""
+    body = {**VALID["play"], "clientId": client, "clipId": number}
+    return {"type": "play", "body": {**body, "preview": False, "offline": True}}
+
+
+# Plays for both checks: VALID's (strings for ids and booleans: the Python path) and
+# strict ones (relay/ingest/compiled.py takes the batch).
+PLAYS = [pytest.param(play, id="python"), pytest.param(strict_play, id="compiled")]
+Play = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the compiled check took each batch, in order."""
+    checks: list[bool] = []
+    check = CompiledCheck.check
+
+    def spy(self: CompiledCheck, *args: Any) -> CheckedBatch | None:
+        checked = check(self, *args)
+        checks.append(checked is not None)
+        return checked
+
+    monkeypatch.setattr(CompiledCheck, "check", spy)
+    return checks
 
 
 async def batch(client: Client, events: list[Any], **kwargs: Any) -> tuple[int, Any]:
@@ -198,13 +225,15 @@ async def test_an_item_key_means_what_the_header_means(
     assert len(written(memory_producer)) == 1
 
 
+@pytest.mark.parametrize("make_play", PLAYS)
 async def test_rights_refused_plays_answer_no_streaming_rights(
-    front: Any, memory_producer: MemoryProducer
+    front: Any, memory_producer: MemoryProducer, make_play: Play, taken: list[bool]
 ) -> None:
     facts = Facts()
     denied(facts, 66, "rights sold")
     client = await front(facts)
-    status, answer = await batch(client, [play(65), play(66), play(67)])
+    status, answer = await batch(client, [make_play(65), make_play(66), make_play(67)])
+    assert taken == [make_play is strict_play]
     assert status == 200
     assert answer["results"][1] == {
         "success": False,
@@ -214,12 +243,14 @@ async def test_rights_refused_plays_answer_no_streaming_rights(
     assert len(written(memory_producer)) == 2
 
 
+@pytest.mark.parametrize("make_play", PLAYS)
 async def test_unknown_clips_are_checked_when_unknown_means_deny(
-    front: Any, sandbox: Client, memory_producer: MemoryProducer
+    front: Any, sandbox: Client, memory_producer: MemoryProducer, make_play: Play, taken: list[bool]
 ) -> None:
     await sandbox.post("/_sandbox/faults", json={"no_rights_clips": [7]})
     client = await front(Facts(), rights_unknown="deny")
-    status, answer = await batch(client, [play(7), play(8)])
+    status, answer = await batch(client, [make_play(7), make_play(8)])
+    assert taken == [make_play is strict_play]
     assert status == 200
     assert answer["results"][0]["failureCode"] == "NO_STREAMING_RIGHTS"
     assert "id" in answer["results"][1]
@@ -293,11 +324,33 @@ async def test_items_kafka_did_not_acknowledge_are_service_unavailable(
     assert sample("relay_ingest_ambiguous_answers_total", {"type": "play"}) == 2
 
 
+async def test_strict_items_kafka_did_not_acknowledge_are_ambiguous_alike(
+    make_client: MakeClient, settings: Settings, registry: CollectorRegistry, taken: list[bool]
+) -> None:
+    producer = PartlyDown(down_from=3)
+    client = await make_client(settings, producer)
+    status, answer = await batch(client, [strict_play(n) for n in (1, 2, 3, 4)])
+    assert taken == [True]
+    assert status == 200
+    codes = [result.get("failureCode") for result in answer["results"]]
+    assert codes == [None, None, "SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"]
+    assert len(written(producer)) == 2
+    sample = registry.get_sample_value
+    assert sample("relay_ingest_batch_items_total", {"outcome": "unavailable"}) == 2
+    assert sample("relay_ingest_ambiguous_answers_total", {"type": "play"}) == 2
+
+
+@pytest.mark.parametrize("make_play", PLAYS)
 async def test_a_batch_kafka_refused_whole_is_503_with_retry_after(
-    client: Client, memory_producer: MemoryProducer, registry: CollectorRegistry
+    client: Client,
+    memory_producer: MemoryProducer,
+    registry: CollectorRegistry,
+    make_play: Play,
+    taken: list[bool],
 ) -> None:
     memory_producer.available = False
-    status, answer = await batch(client, [play(1), play(2)])
+    status, answer = await batch(client, [make_play(1), make_play(2)])
+    assert taken == [make_play is strict_play]
     assert (status, answer["failureCode"]) == (503, "SERVICE_UNAVAILABLE")
     response = await client.post("/batch", data=orjson.dumps({"events": [play(1)]}), headers=JSON)
     assert response.headers["Retry-After"] == "1"
@@ -307,13 +360,19 @@ async def test_a_batch_kafka_refused_whole_is_503_with_retry_after(
     assert registry.get_sample_value("relay_ingest_ambiguous_answers_total", {"type": "play"}) == 0
 
 
+@pytest.mark.parametrize("make_play", PLAYS)
 async def test_over_the_in_flight_bound_the_tail_is_service_unavailable(
-    make_client: MakeClient, settings: Settings, memory_producer: MemoryProducer
+    make_client: MakeClient,
+    settings: Settings,
+    memory_producer: MemoryProducer,
+    make_play: Play,
+    taken: list[bool],
 ) -> None:
     client = await make_client(
         Settings(**{**_fields(settings), "max_in_flight": 3}), memory_producer
     )
-    status, answer = await batch(client, [play(n + 1) for n in range(5)])
+    status, answer = await batch(client, [make_play(n + 1) for n in range(5)])
+    assert taken == [make_play is strict_play]
     assert status == 200
     codes = [result.get("failureCode") for result in answer["results"]]
     assert codes == [None, None, None, "SERVICE_UNAVAILABLE", "SERVICE_UNAVAILABLE"]
@@ -399,12 +458,6 @@ async def test_without_a_key_nothing_is_read(
     assert not written(producer)
 
 
-def _strict_play(number: int, client: str = "client-0001") -> dict[str, Any]:
-    """A play as server-side producers send it: JSON types the table's own."""
-    body = {**VALID["play"], "clientId": client, "clipId": number}
-    return {"type": "play", "body": {**body, "preview": False, "offline": True}}
-
-
 def _strict_batch() -> list[dict[str, Any]]:
     """Items of every type the compiled check takes, in its strict form, and a
     stamped timestamp (missing) among them."""
@@ -414,7 +467,7 @@ def _strict_batch() -> list[dict[str, Any]]:
         if event_type.name not in ("app-start", "play")  # VALID's play: strings for all
     ]
     undated = {k: v for k, v in VALID["add"].items() if k != "timestamp"}
-    strict = [_strict_play(7), _strict_play(8, "client-0002")]
+    strict = [strict_play(7), strict_play(8, "client-0002")]
     return [*events, {"type": "add", "body": undated}, *strict]
 
 
@@ -473,7 +526,7 @@ async def test_a_loose_item_sends_the_whole_batch_the_python_way(
 
     monkeypatch.setattr(CompiledCheck, "check", spy)
     loose = {"type": "play", "body": {**VALID["play"], "clipId": "42", "method": "stream"}}
-    status, answer = await batch(client, [_strict_play(1), loose])
+    status, answer = await batch(client, [strict_play(1), loose])
     assert status == 200
     assert taken == [False]
     assert len(answer["results"]) == 2

@@ -261,8 +261,9 @@ def test_repeated_fields_are_read_as_the_python_path_reads_them() -> None:
         b'"method":"Stream"}}]}'
     )
     checked = CHECK.check(raw, 500, RECEIVED, NOW_MS)
-    if checked is not None:
-        _assert_same(checked, _reference(raw, RECEIVED), raw)
+    assert checked is not None  # taken (declining would also be right, but untested)
+    _assert_same(checked, _reference(raw, RECEIVED), raw)
+    assert checked.clip_ids == [2]
 
 
 def test_mutated_bodies_never_take_what_the_python_path_refuses() -> None:
@@ -300,3 +301,37 @@ def test_the_ids_are_uuid7s_of_the_batchs_millisecond_and_never_repeat() -> None
             assert value.int >> 80 == NOW_MS
         seen.update(checked.ids)
     assert len(seen) == 20 * 500
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "valid"),
+    [
+        ("2000-02-29T00:00:00Z", True),  # 400-year leap
+        ("2024-02-29T00:00:00Z", True),
+        ("1900-02-29T00:00:00Z", False),  # the 100-year rule
+        ("2100-02-29T00:00:00Z", False),
+        ("2023-02-29T00:00:00Z", False),
+        ("2026-04-31T00:00:00Z", False),
+        ("2026-06-31T00:00:00Z", False),
+        ("2026-09-31T00:00:00Z", False),
+        ("2026-11-31T00:00:00Z", False),
+        ("2026-01-31T00:00:00Z", True),
+        ("2026-12-31T23:59:59Z", True),  # more than a day ahead: stamped
+        ("2026-11-26T10:00:60Z", False),
+        ("2026-11-26T10:60:00Z", False),
+        ("2026-11-26T24:00:00Z", False),
+        ("2026-00-10T10:00:00Z", False),
+        ("2026-11-00T10:00:00Z", False),
+    ],
+)
+def test_the_calendar_and_the_clock_fields_are_checked(timestamp: str, valid: bool) -> None:
+    """Dates and times the Python path refuses (400) are never taken; valid ones are
+    (in the strict form), with what normalise makes of them."""
+    body = {"clientId": "user-0001", "clipId": 7, "method": "Stream", "timestamp": timestamp}
+    raw = orjson.dumps({"events": [{"type": "play", "body": body}]})
+    reference = _reference(raw, RECEIVED)
+    assert (reference is not None) == valid  # the table above is right about Python
+    checked = CHECK.check(raw, 500, RECEIVED, NOW_MS)
+    assert (checked is not None) == valid
+    if checked is not None:
+        _assert_same(checked, reference, raw)
