@@ -3,6 +3,7 @@ already runs (someone else's state, someone else's process)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.bench.run import start_broker
+import relay
+from relay.bench.run import code_measured, start_broker
 
 
 class _Kafkactl:
@@ -108,3 +110,9 @@ def test_a_broker_that_does_not_start_is_an_error_with_its_output(tmp_path: Path
     kafkactl = _Kafkactl(running=False, up_fails=True)
     with pytest.raises(RuntimeError, match="no luck"):
         start_broker(kafkactl, _state(tmp_path))
+
+
+def test_the_results_say_which_checkout_and_commit_they_measured() -> None:
+    code = code_measured()
+    assert code["checkout"] == str(Path(relay.__file__).resolve().parents[1])
+    assert re.fullmatch(r"[0-9a-f]{40}", code["commit"]), code

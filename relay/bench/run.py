@@ -17,12 +17,26 @@ from relay.bench.report import write
 from relay.bench.scenarios import SCENARIOS, Context
 from relay.limits import raise_open_files_limit
 
-__all__ = ["run_bench", "start_broker"]
+__all__ = ["code_measured", "run_bench", "start_broker"]
 
 BENCH_KAFKA_PORT = 29092
 
 
 STATE_DIR = ROOT / ".cache" / "kafka" / f"bench-{BENCH_KAFKA_PORT}"
+
+
+def code_measured() -> dict[str, str]:
+    """Which checkout's code the scenarios start (ROOT: where this module was imported
+    from, not the working directory: `relay`'s script in a venv shared by several
+    checkouts imports the one the venv was installed from), and its commit."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout.strip()
+    return {"checkout": str(ROOT), "commit": commit or "unknown"}
 
 
 def _kafkactl(command: str) -> subprocess.CompletedProcess[str]:
@@ -46,6 +60,8 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario {unknown[0]!r}; known: {', '.join(SCENARIOS)}")
+    code = code_measured()
+    print(f"relay bench: measuring {code['checkout']} at {code['commit']}", flush=True)
     raise_open_files_limit()  # load generators open many sockets
     started_broker = start_broker(_kafkactl, STATE_DIR)
     results: dict[str, dict[str, Any]] = {}
@@ -64,7 +80,7 @@ async def run_bench(names: list[str], rounds: int, seconds: int) -> dict[str, di
                 result = await SCENARIOS[name](context)
                 result["seconds"] = round(time.monotonic() - begun, 1)
                 results[name] = result
-                write({name: result}, {"rounds": rounds, "seconds_per_run": seconds})
+                write({name: result}, {"rounds": rounds, "seconds_per_run": seconds, **code})
                 bar.update(1)
     finally:
         if started_broker:
