@@ -9,7 +9,9 @@ events, and a batch takes all of its tokens or none (429 + Retry-After, nothing
 written; a batch larger than the key's burst could never pass: 413).
 
 Otherwise each item is checked on its own, exactly as its type's endpoint checks a
-single event (the event table, rights, Idempotency-Key as ``idempotencyKey``, appId),
+single event (the event table, rights, Idempotency-Key as ``idempotencyKey``, appId):
+a batch whose every item is in the strict form in one compiled pass
+(relay/ingest/compiled.py), any other event by event; both feed the same stages,
 and the answer is 200 with one result per item, in order: ``{"id": ...}`` (and the
 ``appId`` for /app-start) for an item durable on Kafka, the failure envelope for one
 refused. Items to write go to the producer in their order, so items of one clientId
