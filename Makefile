@@ -40,8 +40,8 @@ $(INSTALLED): pyproject.toml requirements.lock
 # POST /batch's compiled check (native/, Rust): rebuilt when its sources change.
 $(NATIVE): $(INSTALLED) native/Cargo.toml native/Cargo.lock native/pyproject.toml \
 		native/relay_native.pyi native/src/lib.rs
-	@command -v cargo >/dev/null || \
-	  { echo "native/ is Rust: install it (https://rustup.rs or apt-get install cargo), then make again"; exit 1; }
+	@command -v cargo >/dev/null || $(APT_INSTALL) cargo >/dev/null || \
+	  { echo "native/ is Rust: install cargo (rustup, or apt-get install cargo), then make again"; exit 1; }
 	MATURIN_PEP517_ARGS=--locked $(BIN)/pip install --quiet ./native  # crates as Cargo.lock pins them
 	@touch $@
 

@@ -273,9 +273,9 @@ class BatchHandler:
             if because is not None:
                 reason = (event_type.name, because)
                 stamped[reason] = stamped.get(reason, 0) + 1
-            item = _Item(index, event_type, client_id, value, clip_id, because is not None)
-            item.id = id_
-            items.append(item)
+            items.append(
+                _Item(index, event_type, client_id, value, clip_id, because is not None, id=id_)
+            )
         for (type_name, because), count in stamped.items():
             self._metrics.timestamps_stamped.labels(type_name, because).inc(count)
         return items
