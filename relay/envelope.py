@@ -24,13 +24,17 @@ from typing import Any, NamedTuple
 import orjson
 
 __all__ = [
+    "CLIP_FIELD",
     "DELIVERED_HEADER",
+    "KEY_FIELD",
     "VERSION",
     "VERSIONS",
     "Envelope",
     "Sendable",
+    "clip_of",
     "new_event_id",
     "read",
+    "record_key",
     "v2_headers",
     "v2_shared",
     "with_event",
@@ -95,6 +99,21 @@ _FIELD_TYPES: dict[str, type] = {
 Headers = Iterable[tuple[str, bytes]]
 
 
+KEY_FIELD = "clientId"  # the body's field that keys the record (one user's partition)
+CLIP_FIELD = "clipId"  # the body's field that the clip id header carries
+
+
+def record_key(body: dict[str, Any]) -> bytes:
+    """A record's key: the body's clientId."""
+    return str(body[KEY_FIELD]).encode()
+
+
+def clip_of(body: dict[str, Any]) -> int | None:
+    """The clip id a record's header carries: the body's clipId, when an integer."""
+    clip_id = body.get(CLIP_FIELD)
+    return clip_id if type(clip_id) is int else None
+
+
 def _epoch(received_at: str) -> float:
     return datetime.fromisoformat(received_at).timestamp()
 
@@ -118,12 +137,11 @@ class Envelope(NamedTuple):
 
     @property
     def key(self) -> bytes:
-        return str(self.body["clientId"]).encode()
+        return record_key(self.body)
 
     @property
     def clip_id(self) -> int | None:
-        clip_id = self.body.get("clipId")
-        return clip_id if type(clip_id) is int else None
+        return clip_of(self.body)
 
     def headers(self) -> tuple[tuple[str, bytes], ...]:
         if self.version == 2:

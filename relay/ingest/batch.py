@@ -35,7 +35,14 @@ from aiohttp import web
 
 from relay.clock import Clock
 from relay.config import Settings
-from relay.envelope import Envelope, new_event_id, v2_shared, with_event
+from relay.envelope import (
+    Envelope,
+    clip_of,
+    new_event_id,
+    record_key,
+    v2_shared,
+    with_event,
+)
 from relay.errors import InvalidEvent, NotWritten
 from relay.events import BATCH_PATH, BY_NAME, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
@@ -318,13 +325,12 @@ class BatchHandler:
         if normal.stamped_because is not None:
             metrics.timestamps_stamped.labels(event_type.name, normal.stamped_because).inc()
         body = normal.body
-        clip_id = body.get("clipId")
         return _Item(
             index,
             event_type,
-            str(body["clientId"]).encode(),
+            record_key(body),
             orjson.dumps(body) if self._settings.envelope_version == 2 else None,
-            clip_id if type(clip_id) is int else None,
+            clip_of(body),
             normal.timestamp_stamped,
             key,
             body,

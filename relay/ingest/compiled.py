@@ -29,6 +29,7 @@ except ImportError as exc:  # a venv made without make: say how to build it
         "(it needs Rust's cargo) or pip install ./native"
     ) from exc
 
+from relay.envelope import CLIP_FIELD, KEY_FIELD
 from relay.events import (
     EARLIEST_TIMESTAMP,
     EVENT_TYPES,
@@ -49,8 +50,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _random_bits = random.getrandbits
 _MICROSECOND = timedelta(microseconds=1)
 _STAMPED = (None, STAMPED_MISSING, STAMPED_IMPLAUSIBLE)  # the checker's 0, 1, 2
-KEY_FIELD = "clientId"  # the record's key (Envelope.key)
-CLIP_FIELD = "clipId"  # the clip id header and the rights lookup (Envelope.clip_id)
 
 
 @dataclass(frozen=True, slots=True)
