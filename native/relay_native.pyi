@@ -24,3 +24,10 @@ class Checker:
         tuple[list[int], list[bytes], list[bytes], list[int | None], list[int], list[str]]
         | None
     ): ...
+    def check_event(
+        self,
+        type_index: int,
+        body: bytes,
+        received_us: int,
+        received_text: str,
+    ) -> tuple[bytes, bytes, int | None, int] | None: ...

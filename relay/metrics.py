@@ -29,8 +29,8 @@ from relay.events import BATCH_PATH, EVENT_TYPES, STAMPED_REASONS, Answer
 from relay.failures import FAILURE_CODES
 
 __all__ = [
-    "BATCH_CHECKS",
     "BATCH_ITEM_OUTCOMES",
+    "CHECKS",
     "DEAD_LETTER_REASONS",
     "NO_TENANT",
     "OUTCOMES",
@@ -48,7 +48,7 @@ __all__ = [
 
 NO_TENANT = "none"  # the tenant label of answers given before a key was checked
 BATCH_ITEM_OUTCOMES = ("accepted", "invalid", "no_rights", "unavailable", "refused")
-BATCH_CHECKS = ("compiled", "python")  # relay/ingest/compiled.py, or event by event
+CHECKS = ("compiled", "python")  # relay/ingest/compiled.py, or relay.events.normalise
 OUTCOMES = ("delivered", "retry", "dead_letter", "parked", "already_delivered")
 DEAD_LETTER_REASONS = (
     "permanent",
@@ -186,6 +186,7 @@ class IngestMetrics:
     batch_events: Histogram
     batch_items: Counter
     batch_checks: Counter
+    event_checks: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
@@ -203,6 +204,15 @@ class IngestMetrics:
                 "them: compiled (every event in the strict form, checked in one pass by "
                 "native/) or python (any other batch, checked event by event).",
                 ["check"],
+                registry=registry,
+            ),
+            event_checks=Counter(
+                "relay_ingest_event_checks_total",
+                "Single-event requests (not POST /batch) that reached the event check, by "
+                "type and the check that took them: compiled (in the strict form, checked in "
+                "one pass by native/) or python (any other body, or one with an "
+                "Idempotency-Key, or envelope v1, or /app-start: relay.events.normalise).",
+                ["type", "check"],
                 registry=registry,
             ),
             batch_items=Counter(
@@ -380,8 +390,10 @@ class IngestMetrics:
                 self.requests.labels(tenant, BATCH_PATH, status)
         for outcome in BATCH_ITEM_OUTCOMES:
             self.batch_items.labels(outcome)
-        for check in BATCH_CHECKS:
+        for check in CHECKS:
             self.batch_checks.labels(check)
+            for event_type in EVENT_TYPES:
+                self.event_checks.labels(event_type.name, check)
 
 
 @dataclass(frozen=True, slots=True)

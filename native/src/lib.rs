@@ -1,7 +1,9 @@
-//! POST /batch's items in the strict form, checked and encoded in one compiled pass.
+//! Events in the strict form, checked and encoded in one compiled pass: POST /batch's
+//! items, and single events.
 //!
 //! `relay/ingest/compiled.py` builds a `Checker` from the event table (`relay/events.py`,
-//! the one source of the types and their fields) and offers it each batch's bytes.
+//! the one source of the types and their fields) and offers it each batch's bytes
+//! (`check`) and each single event's body (`check_event`, as for one item).
 //! The checker either takes the whole batch, giving for every item what its record
 //! needs (the key, the normalised body as JSON, the clip id, why its timestamp was
 //! stamped), or declines it (`None`) and the batch takes the Python path, which
@@ -183,6 +185,43 @@ impl Checker {
         }
         Ok(Some(
             (types, keys, values, clips, stamped, ids)
+                .into_pyobject(py)?
+                .into_any(),
+        ))
+    }
+
+    /// One event's body, as its type's own endpoint receives it (the type by its index
+    /// in the table): (key, value, clip id, stamped reason), or None when the Python
+    /// path must take it. The event's id is the caller's to make.
+    fn check_event<'py>(
+        &self,
+        py: Python<'py>,
+        type_index: usize,
+        body: &[u8],
+        received_us: i64,
+        received_text: &str,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if !self.types.get(type_index).is_some_and(|t| t.taken) {
+            return Ok(None);
+        }
+        let parsed: Value = match serde_json::from_slice(body) {
+            Ok(parsed) => parsed,
+            Err(_) => return Ok(None),
+        };
+        let item = match parsed
+            .as_object()
+            .and_then(|body| self.item(type_index, body, received_us, received_text))
+        {
+            Some(item) => item,
+            None => return Ok(None),
+        };
+        Ok(Some(
+            (
+                PyBytes::new(py, &item.key),
+                PyBytes::new(py, &item.value),
+                item.clip_id,
+                item.stamped,
+            )
                 .into_pyobject(py)?
                 .into_any(),
         ))

@@ -106,6 +106,7 @@ def make_app(
     admission = Admission(settings.max_in_flight, settings.max_waiting, metrics, clock)
     deadlines = Deadlines(clock)
     idempotency = Idempotency(settings.idempotency_window_s, settings.idempotency_max_keys, clock)
+    compiled = CompiledCheck()  # the event table's, for single events and batches alike
     responder = Responder(metrics, clock, closing=app[SHUTTING_DOWN])
     paths = [event_type.path for event_type in EVENT_TYPES]
     cors = Cors(tenants, settings.cors_max_age_s, paths, _method_not_allowed)
@@ -125,6 +126,7 @@ def make_app(
             answers=answers,
             clock=clock,
             idempotency=idempotency,
+            compiled=compiled,
         )
         app.router.add_post(event_type.path, handler.handle)
         app.router.add_route(
@@ -144,7 +146,7 @@ def make_app(
         answers=answers,
         clock=clock,
         idempotency=idempotency,
-        compiled=CompiledCheck(),
+        compiled=compiled,
     )
     app.router.add_post(BATCH_PATH, batch.handle)
     app.router.add_route(

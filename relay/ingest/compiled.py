@@ -1,4 +1,5 @@
-"""POST /batch's items in the strict form, checked in one compiled pass (native/).
+"""Events in the strict form, checked in one compiled pass (native/): POST /batch's
+items, and single events (``CompiledCheck.event``).
 
 A batch's own Python work per item (checks, normalising, its dict, its id, its
 envelope) was about half of its CPU, and what kept /batch at 5-8x the single-request
@@ -12,6 +13,11 @@ none, or from a wrong clock: stamped), no unknown field, no ``idempotencyKey``, 
 would make of it (tests/ingest/test_compiled.py compares the two on generated
 bodies), and the items' ids. Any other batch, valid or not, takes the Python path
 whole, which checks anything and words every refusal.
+
+A single event's body goes through the same check as one item (its type fixed by
+its endpoint): the single handler's own Python for it (parse, ``normalise``, the
+body's JSON) was about 7 us of the 27 its in-process work cost, and the checker does
+it in about 1 (docs/PERFORMANCE.md, thirteenth session).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 try:
     from relay_native import Checker
@@ -44,7 +51,7 @@ from relay.events import (
     format_timestamp,
 )
 
-__all__ = ["CheckedBatch", "CompiledCheck"]
+__all__ = ["CheckedBatch", "CheckedEvent", "CompiledCheck", "micros"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _random_bits = random.getrandbits
@@ -67,15 +74,27 @@ class CheckedBatch:
         return len(self.types)
 
 
-def _micros(moment: datetime | timedelta) -> int:
+class CheckedEvent(NamedTuple):
+    """A single event the checker took: what its record needs (its id is the caller's)."""
+
+    key: bytes  # the clientId
+    value: bytes  # the normalised body, as ``orjson.dumps`` writes it
+    clip_id: int | None
+    stamped: str | None  # why the timestamp is the receive time (STAMPED_REASONS)
+
+
+def micros(moment: datetime | timedelta) -> int:
+    """Microseconds since the epoch (of a timezone-aware ``datetime``), or of a span."""
     return (moment - _EPOCH if isinstance(moment, datetime) else moment) // _MICROSECOND
 
 
 class CompiledCheck:
-    """The event table's checker, for whole batches."""
+    """The event table's checker, for whole batches and single events."""
 
     def __init__(self, event_types: Sequence[EventType] = EVENT_TYPES) -> None:
         self._types = list(event_types)
+        # By name: an EventType's own hash walks all its fields.
+        self._indexes = {event_type.name: index for index, event_type in enumerate(self._types)}
         self._checker = Checker(
             [
                 (
@@ -93,8 +112,8 @@ class CompiledCheck:
             KEY_FIELD,
             CLIP_FIELD,
             MAX_ID,
-            _micros(EARLIEST_TIMESTAMP),
-            _micros(MAX_CLOCK_AHEAD),
+            micros(EARLIEST_TIMESTAMP),
+            micros(MAX_CLOCK_AHEAD),
         )
 
     def check(
@@ -106,7 +125,7 @@ class CompiledCheck:
         checked = self._checker.check(
             body,
             max_events,
-            _micros(received_at),
+            micros(received_at),
             format_timestamp(received_at),
             now_ms,
             # The ids' random bits: a new seed per batch from ``random``, which every
@@ -125,3 +144,18 @@ class CompiledCheck:
             [_STAMPED[reason] for reason in stamped],
             ids,
         )
+
+    def event(
+        self, event_type: EventType, body: bytes, received_us: int, received_text: str
+    ) -> CheckedEvent | None:
+        """A single event's body, sent to ``event_type``'s endpoint, or None: the Python
+        path takes it. ``received_us`` is the receive time (``micros``) the Python path
+        would normalise with, ``received_text`` it formatted (``format_timestamp``)."""
+        index = self._indexes.get(event_type.name)
+        if index is None:
+            return None
+        checked = self._checker.check_event(index, body, received_us, received_text)
+        if checked is None:
+            return None
+        key, value, clip_id, reason = checked
+        return CheckedEvent(key, value, clip_id, _STAMPED[reason])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple, cast
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
@@ -18,13 +19,14 @@ from prometheus_client import Counter, Histogram
 from relay.clock import Clock
 from relay.config import Settings
 from relay.deadlines import Deadlines
-from relay.envelope import Envelope, new_event_id
+from relay.envelope import Envelope, new_event_id, v2_headers
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
-from relay.ingest.body import BadBody, read_json
+from relay.ingest.body import BadBody, parse_json, read_body
+from relay.ingest.compiled import CheckedEvent, CompiledCheck, micros
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
 from relay.ingest.idempotency import (
@@ -103,8 +105,30 @@ _LATE = _Refusal(
 )
 
 
+class _Received(NamedTuple):
+    """A request's receive time, as ``normalise`` and the compiled check take it."""
+
+    moment: datetime
+    text: str  # format_timestamp(moment): the envelope's receivedAt
+    micros: int  # since the epoch
+
+
+class _Prepared(NamedTuple):
+    """An event ready to write: its record, its id, and the body of a 200 answer."""
+
+    record: Record
+    event_id: str
+    app_answer: bytes | None = None
+
+
 class EventHandler:
-    """Handles POSTs to one event type's path."""
+    """Handles POSTs to one event type's path.
+
+    An event's body is checked by the compiled check (relay/ingest/compiled.py) when
+    it is in the strict form, has no Idempotency-Key and is written as envelope v2,
+    and otherwise by ``normalise``, which checks anything and words every refusal:
+    both give the same record (tests/ingest/test_handler.py writes one each way).
+    """
 
     def __init__(
         self,
@@ -121,8 +145,16 @@ class EventHandler:
         answers: Answers,
         clock: Clock,
         idempotency: Idempotency | None = None,
+        compiled: CompiledCheck | None = None,
     ) -> None:
         self._answers = answers
+        # The compiled check makes v2 records of types the relay answers itself.
+        takes = settings.envelope_version == 2 and event_type.answer is not Answer.APP_ID
+        self._compiled = compiled if takes else None
+        self._checks = {
+            True: metrics.event_checks.labels(event_type.name, "compiled"),
+            False: metrics.event_checks.labels(event_type.name, "python"),
+        }
         if idempotency is None:  # one per handler: keys are per event type anyway
             idempotency = Idempotency(
                 settings.idempotency_window_s, settings.idempotency_max_keys, clock
@@ -144,7 +176,7 @@ class EventHandler:
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
         self._received_ms = -1
-        self._received = (datetime.fromtimestamp(0, UTC), "")
+        self._received = _Received(datetime.fromtimestamp(0, UTC), "", 0)
         self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
         self._stamped = {
@@ -183,70 +215,22 @@ class EventHandler:
             key = parse_key(request.headers)
         except InvalidKey as exc:
             return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
-        body = await read_json(request, settings.max_body_bytes, settings.body_timeout_s)
-        if isinstance(body, BadBody):
-            return body.response()
+        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        if isinstance(raw, BadBody):
+            return raw.response()
         wall = self._clock.wall()
-        received_at, received_text = self._receive_time(wall)
-        try:
-            event = normalise(
-                self._type,
-                body,
-                received_at,
-                reject_unknown=settings.reject_unknown_fields,
-            )
-        except InvalidEvent as exc:
-            return failure_response(400, exc.failure_code, exc.message, field=exc.field)
-        if event.unknown_fields:
-            self._unknown_dropped.inc(len(event.unknown_fields))
-        if event.stamped_because is not None:
-            self._stamped[event.stamped_because].inc()
-        if self._type.rights_checked:
-            known = self._answers.known_refusal(tenant, event.body["clipId"])
-            if known is False:
-                refusal = await self._answers.check_unknown(tenant, event.body["clipId"])
-                if refusal is not None:
-                    return refusal
-            elif isinstance(known, web.Response):
-                return known
-
-        # Claimed only here: a request refused above (rights included) claims no key.
-        if key is None:
-            event_id_ = new_event_id(int(wall * 1000))
+        received = self._receive_time(wall)
+        checked = None
+        if key is None and self._compiled is not None:
+            checked = self._compiled.event(self._type, raw, received.micros, received.text)
+        self._checks[checked is not None].inc()
+        if checked is not None:
+            prepared = await self._checked(tenant, checked, wall, received)
         else:
-            claim = self._idempotency.claim(tenant.name, self._type.name, key, digest(body))
-            if isinstance(claim, Conflict):
-                return failure_response(
-                    409,
-                    "INVALID_PARAMETERS",
-                    claim.message(IDEMPOTENCY_KEY),
-                    field=IDEMPOTENCY_KEY,
-                )
-            if claim is not None:  # acknowledged before: the same answer, nothing written
-                return self._answer(claim)
-            event_id_ = event_id(tenant.name, self._type.name, str(event.body["clientId"]), key)
-        envelope = Envelope(  # by position: keywords cost a named tuple twice the time
-            event_id_,
-            self._type.name,
-            tenant.name,
-            received_text,
-            event.timestamp_stamped,
-            event.body,
-            settings.envelope_version,
-        )
-        app_answer: bytes | None = None
-        if self._type.answer is Answer.APP_ID:
-            answered = await self._answers.app_start(
-                tenant, self._type.path, envelope, self._topics[tenant.name]
-            )
-            if isinstance(answered, web.Response):
-                return answered
-            if answered.event_id is not None:  # delivered to learn the appId, and written
-                return self._accepted(tenant, key, Accepted(answered.event_id, answered.body))
-            app_answer = answered.body
-        record = Record(
-            self._topics[tenant.name], envelope.key, envelope.encode(), envelope.headers()
-        )
+            prepared = await self._normalised(tenant, key, raw, wall, received)
+        if isinstance(prepared, web.Response):
+            return prepared
+        record, event_id_, app_answer = prepared
         produce_started = self._clock.monotonic()
         # Until the producer holds the record, a 503 is clean: nothing was written.
         # After, the answer waits for Kafka's verdict (a 503 then may stand for an event
@@ -279,15 +263,112 @@ class EventHandler:
                 self._admission.leave()
         self._produce_seconds.observe(self._clock.monotonic() - produce_started)
 
-        return self._accepted(tenant, key, Accepted(envelope.id, app_answer))
+        return self._accepted(tenant, key, Accepted(event_id_, app_answer))
 
-    def _receive_time(self, wall: float) -> tuple[datetime, str]:
-        """The receive time and its text, made once per millisecond (the text has
-        millisecond precision; under load many requests share one)."""
+    async def _checked(
+        self, tenant: Tenant, checked: CheckedEvent, wall: float, received: _Received
+    ) -> _Prepared | web.Response:
+        """The record of an event the compiled check took (no key, envelope v2)."""
+        if checked.stamped is not None:
+            self._stamped[checked.stamped].inc()
+        clip_id = checked.clip_id
+        if self._type.rights_checked:  # clipId is a required integer of every such type
+            refusal = await self._rights(tenant, cast(int, clip_id))
+            if refusal is not None:
+                return refusal
+        event_id_ = new_event_id(int(wall * 1000))
+        headers = v2_headers(
+            event_id_,
+            self._type.name,
+            tenant.name,
+            received.text,
+            checked.stamped is not None,
+            clip_id,
+        )
+        record = Record(self._topics[tenant.name], checked.key, checked.value, headers)
+        return _Prepared(record, event_id_)
+
+    async def _normalised(
+        self, tenant: Tenant, key: str | None, raw: bytes, wall: float, received: _Received
+    ) -> _Prepared | web.Response:
+        """The record of any other event, checked by ``normalise``; or the answer: a
+        refusal, or the one an earlier request with the same key got."""
+        settings = self._settings
+        body = parse_json(raw)
+        if isinstance(body, BadBody):
+            return body.response()
+        try:
+            event = normalise(
+                self._type,
+                body,
+                received.moment,
+                reject_unknown=settings.reject_unknown_fields,
+            )
+        except InvalidEvent as exc:
+            return failure_response(400, exc.failure_code, exc.message, field=exc.field)
+        if event.unknown_fields:
+            self._unknown_dropped.inc(len(event.unknown_fields))
+        if event.stamped_because is not None:
+            self._stamped[event.stamped_because].inc()
+        if self._type.rights_checked:
+            refusal = await self._rights(tenant, event.body["clipId"])
+            if refusal is not None:
+                return refusal
+
+        # Claimed only here: a request refused above (rights included) claims no key.
+        if key is None:
+            event_id_ = new_event_id(int(wall * 1000))
+        else:
+            claim = self._idempotency.claim(tenant.name, self._type.name, key, digest(body))
+            if isinstance(claim, Conflict):
+                return failure_response(
+                    409,
+                    "INVALID_PARAMETERS",
+                    claim.message(IDEMPOTENCY_KEY),
+                    field=IDEMPOTENCY_KEY,
+                )
+            if claim is not None:  # acknowledged before: the same answer, nothing written
+                return self._answer(claim)
+            event_id_ = event_id(tenant.name, self._type.name, str(event.body["clientId"]), key)
+        envelope = Envelope(  # by position: keywords cost a named tuple twice the time
+            event_id_,
+            self._type.name,
+            tenant.name,
+            received.text,
+            event.timestamp_stamped,
+            event.body,
+            settings.envelope_version,
+        )
+        app_answer: bytes | None = None
+        if self._type.answer is Answer.APP_ID:
+            answered = await self._answers.app_start(
+                tenant, self._type.path, envelope, self._topics[tenant.name]
+            )
+            if isinstance(answered, web.Response):
+                return answered
+            if answered.event_id is not None:  # delivered to learn the appId, and written
+                return self._accepted(tenant, key, Accepted(answered.event_id, answered.body))
+            app_answer = answered.body
+        record = Record(
+            self._topics[tenant.name], envelope.key, envelope.encode(), envelope.headers()
+        )
+        return _Prepared(record, event_id_, app_answer)
+
+    async def _rights(self, tenant: Tenant, clip_id: int) -> web.Response | None:
+        """The answer for a /play whose clip must not be played, or None. The common
+        case, a clip already known, costs a lookup and no coroutine of its own."""
+        known = self._answers.known_refusal(tenant, clip_id)
+        if known is False:
+            return await self._answers.check_unknown(tenant, clip_id)
+        return known if isinstance(known, web.Response) else None
+
+    def _receive_time(self, wall: float) -> _Received:
+        """The receive time, made once per millisecond (its text has millisecond
+        precision; under load many requests share one)."""
         millisecond = int(wall * 1000)
         if millisecond != self._received_ms:
             moment = datetime.fromtimestamp(wall, UTC)
-            self._received = (moment, format_timestamp(moment))
+            self._received = _Received(moment, format_timestamp(moment), micros(moment))
             self._received_ms = millisecond
         return self._received
 

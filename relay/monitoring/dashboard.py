@@ -167,6 +167,7 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
     requests = "relay_ingest_requests_total"
     tenant = f'{INGEST}, tenant=~"$tenant"'
     stamped = _rate("relay_ingest_timestamps_stamped_total", f'{INGEST}, type=~"$type"')
+    checks = _rate("relay_ingest_event_checks_total", f'{INGEST}, type=~"$type"')
     return [
         _timeseries(
             "Requests/s by path and status class",
@@ -222,6 +223,16 @@ def _front_door(thresholds: Thresholds) -> list[Builder[model.Panel]]:
             "rise in implausible points at a client fleet with broken clocks.",
             units.RequestsPerSecond,
             (f"sum by (type, reason) ({stamped})", "{{type}} {{reason}}"),
+        ).min(0),
+        _timeseries(
+            "Single events/s by check",
+            "Single-event requests per second that reached the event check, by type and "
+            "the check that took them: compiled (the strict form, checked in one pass by "
+            "native/) or python (any other body, an Idempotency-Key, envelope v1, "
+            "/app-start). Events that go python cost more CPU each: a fleet sending ids "
+            "or booleans as strings shows here.",
+            units.RequestsPerSecond,
+            (f"sum by (type, check) ({checks})", "{{type}} {{check}}"),
         ).min(0),
         _kafka_ready(),
         *_batches(),

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.envelope import DELIVERED_HEADER
 from relay.facts import Facts
@@ -33,21 +35,46 @@ def denied(facts: Facts, clip: int, message: str = "sold") -> None:
     )
 
 
-async def play(client: Client, clip: int) -> tuple[int, Any]:
-    response = await client.post(
-        "/play", data=orjson.dumps({**VALID["play"], "clipId": clip}), headers=JSON
-    )
+# A play's body in either check's form: VALID's (ids and booleans as strings: the
+# Python path) and the strict one (relay/ingest/compiled.py takes it).
+FORMS = {
+    "python": VALID["play"],
+    "compiled": {**VALID["play"], "preview": False, "offline": False},
+}
+
+
+@pytest.fixture(params=FORMS)
+def form(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def play(client: Client, clip: int, form: str = "python") -> tuple[int, Any]:
+    body = {**FORMS[form], "clipId": clip}
+    response = await client.post("/play", data=orjson.dumps(body), headers=JSON)
     raw = await response.read()
     return response.status, orjson.loads(raw) if raw else None
 
 
+async def taken_by(client: Client, form: str) -> float | None:
+    """How many /play requests ``form``'s check took, from /metrics."""
+    text = await (await client.get("/metrics")).text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "relay_ingest_event_checks_total" and sample.labels == {
+                "type": "play",
+                "check": form,
+            }:
+                return sample.value
+    return None
+
+
 async def test_a_clip_known_not_playable_is_answered_and_not_forwarded(
-    front: Front, memory_producer: MemoryProducer
+    front: Front, memory_producer: MemoryProducer, form: str
 ) -> None:
     facts = Facts()
     denied(facts, 123, "rights sold")
     client = await front(facts)
-    status, body = await play(client, 123)
+    status, body = await play(client, 123, form)
     assert status == 200
     assert body == {
         "success": False,
@@ -55,28 +82,31 @@ async def test_a_clip_known_not_playable_is_answered_and_not_forwarded(
         "message": "rights sold",
     }
     assert not memory_producer.records
-    assert (await play(client, 124))[0] == 204  # unknown: playable by default
+    assert (await play(client, 124, form))[0] == 204  # unknown: playable by default
     text = await (await client.get("/metrics")).text()
     assert 'relay_ingest_rights_refusals_total{source="known"} 1.0' in text
+    assert await taken_by(client, form) == 2
 
 
-async def test_a_restored_clip_plays_again(front: Front) -> None:
+async def test_a_restored_clip_plays_again(front: Front, form: str) -> None:
     facts = Facts()
     denied(facts, 5)
     client = await front(facts)
-    assert (await play(client, 5))[0] == 200
+    assert (await play(client, 5, form))[0] == 200
     facts.apply(b"rights:default:5", orjson.dumps({"playable": True, "learnedAt": time.time()}))
-    assert (await play(client, 5))[0] == 204
+    assert (await play(client, 5, form))[0] == 204
+    assert await taken_by(client, form) == 2
 
 
 async def test_fail_closed_asks_music_check_for_unknown_clips(
-    front: Front, sandbox: Client, memory_producer: MemoryProducer
+    front: Front, sandbox: Client, memory_producer: MemoryProducer, form: str
 ) -> None:
     await sandbox.post("/_sandbox/faults", json={"no_rights_clips": [7]})
     client = await front(Facts(), rights_unknown="deny")
-    status, body = await play(client, 7)
+    status, body = await play(client, 7, form)
     assert (status, body["failureCode"]) == (200, "NO_STREAMING_RIGHTS")
-    assert (await play(client, 8))[0] == 204
+    assert (await play(client, 8, form))[0] == 204
+    assert await taken_by(client, form) == 2
     assert len(memory_producer.records["relay.play"]) == 1
 
 
