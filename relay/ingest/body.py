@@ -17,7 +17,7 @@ from relay.failures import failure_response
 from relay.ingest.encodings import coding, decode
 from relay.ingest.media import json_content_type
 
-__all__ = ["BadBody", "parse_json", "read_body", "read_json"]
+__all__ = ["BadBody", "body_if_here", "parse_json", "read_body", "read_json"]
 
 _NOT_JSON = "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)"
 
@@ -54,27 +54,54 @@ def parse_json(raw: bytes) -> Any | BadBody:
         return BadBody(400, f"the body is not valid JSON: {exc}", "body")
 
 
+def body_if_here(request: web.Request, limit: int) -> bytes | BadBody | None:
+    """``read_body``'s answer when the whole body has already arrived (most requests:
+    a small body comes with its head), with no coroutine to make; None when some of
+    it is still on its way (then ``read_body``, which waits for it)."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    body_coding = _coding(request)
+    if isinstance(body_coding, BadBody):
+        return body_coding
+    raw = content.read_nowait()
+    if len(raw) > request.client_max_size:  # as request.read() refuses it
+        return BadBody(413, f"the body is larger than {limit} bytes", "body")
+    return _decoded(raw, body_coding, limit)
+
+
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes | BadBody:
     """The body's bytes, decoded, or why not: 415 (content type, encoding), 408 (not
     all there within ``timeout_s``), 413 (over ``limit`` bytes as sent or decoded;
     ``limit`` must not exceed the request's ``client_max_size``), 400 (a corrupt
     encoding)."""
-    if not json_content_type(request):
-        return BadBody(415, _NOT_JSON, "Content-Type")
+    here = body_if_here(request, limit)
+    if here is not None:
+        return here
+    body_coding = _coding(request)
+    if isinstance(body_coding, BadBody):
+        return body_coding
     try:
-        body_coding = coding(request.headers.get(hdrs.CONTENT_ENCODING))
-    except UndecodableBody as exc:
-        return BadBody(exc.status, exc.message, exc.field)
-    try:
-        if request.content.is_eof():  # the whole body is here: no wait, no timer
+        async with asyncio.timeout(timeout_s):
             raw = await request.read()
-        else:
-            async with asyncio.timeout(timeout_s):
-                raw = await request.read()
     except TimeoutError:
         return BadBody(408, f"the body did not arrive within {timeout_s:g}s", "body", close=True)
     except web.HTTPRequestEntityTooLarge:
         return BadBody(413, f"the body is larger than {limit} bytes", "body")
+    return _decoded(raw, body_coding, limit)
+
+
+def _coding(request: web.Request) -> str | BadBody | None:
+    """The body's content coding, or why it cannot be read (415)."""
+    if not json_content_type(request):
+        return BadBody(415, _NOT_JSON, "Content-Type")
+    try:
+        return coding(request.headers.get(hdrs.CONTENT_ENCODING))
+    except UndecodableBody as exc:
+        return BadBody(exc.status, exc.message, exc.field)
+
+
+def _decoded(raw: bytes, body_coding: str | None, limit: int) -> bytes | BadBody:
     try:
         return decode(raw, body_coding, limit)
     except UndecodableBody as exc:

@@ -19,13 +19,13 @@ from prometheus_client import Counter, Histogram
 from relay.clock import Clock
 from relay.config import Settings
 from relay.deadlines import Deadlines
-from relay.envelope import Envelope, new_event_id, v2_headers
+from relay.envelope import Envelope, new_event_id, v2_shared, with_event
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
-from relay.ingest.body import BadBody, parse_json, read_body
+from relay.ingest.body import BadBody, body_if_here, parse_json, read_body
 from relay.ingest.compiled import CheckedEvent, CompiledCheck, micros
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
@@ -176,6 +176,8 @@ class EventHandler:
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
         self._received_ms = -1
+        self._shared: dict[tuple[str, bool], tuple[tuple[str, bytes], ...]] = {}
+        self._shared_text = ""
         self._received = _Received(datetime.fromtimestamp(0, UTC), "", 0)
         self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
@@ -215,7 +217,9 @@ class EventHandler:
             key = parse_key(request.headers)
         except InvalidKey as exc:
             return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
-        raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        raw = body_if_here(request, settings.max_body_bytes)
+        if raw is None:
+            raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         if isinstance(raw, BadBody):
             return raw.response()
         wall = self._clock.wall()
@@ -224,13 +228,20 @@ class EventHandler:
         if key is None and self._compiled is not None:
             checked = self._compiled.event(self._type, raw, received.micros, received.text)
         self._checks[checked is not None].inc()
-        if checked is not None:
-            prepared = await self._checked(tenant, checked, wall, received)
+        app_answer: bytes | None = None
+        if checked is not None:  # the common case: no coroutine but the rare upstream ask
+            rights = self._rights_known(tenant, checked.clip_id)
+            if rights is not True:
+                refusal = await self._rights(tenant, cast(int, checked.clip_id), rights)
+                if refusal is not None:
+                    return refusal
+            event_id_ = new_event_id(int(wall * 1000))
+            record = self._checked_record(tenant, checked, event_id_, received)
         else:
             prepared = await self._normalised(tenant, key, raw, wall, received)
-        if isinstance(prepared, web.Response):
-            return prepared
-        record, event_id_, app_answer = prepared
+            if isinstance(prepared, web.Response):
+                return prepared
+            record, event_id_, app_answer = prepared
         produce_started = self._clock.monotonic()
         # Until the producer holds the record, a 503 is clean: nothing was written.
         # After, the answer waits for Kafka's verdict (a 503 then may stand for an event
@@ -265,28 +276,25 @@ class EventHandler:
 
         return self._accepted(tenant, key, Accepted(event_id_, app_answer))
 
-    async def _checked(
-        self, tenant: Tenant, checked: CheckedEvent, wall: float, received: _Received
-    ) -> _Prepared | web.Response:
+    def _checked_record(
+        self, tenant: Tenant, checked: CheckedEvent, event_id_: str, received: _Received
+    ) -> Record:
         """The record of an event the compiled check took (no key, envelope v2)."""
-        if checked.stamped is not None:
-            self._stamped[checked.stamped].inc()
-        clip_id = checked.clip_id
-        if self._type.rights_checked:  # clipId is a required integer of every such type
-            refusal = await self._rights(tenant, cast(int, clip_id))
-            if refusal is not None:
-                return refusal
-        event_id_ = new_event_id(int(wall * 1000))
-        headers = v2_headers(
-            event_id_,
-            self._type.name,
-            tenant.name,
-            received.text,
-            checked.stamped is not None,
-            clip_id,
-        )
-        record = Record(self._topics[tenant.name], checked.key, checked.value, headers)
-        return _Prepared(record, event_id_)
+        stamped = checked.stamped
+        if stamped is not None:
+            self._stamped[stamped].inc()
+        # The headers a tenant's events of one millisecond share, made once.
+        if self._shared_text != received.text:
+            self._shared.clear()
+            self._shared_text = received.text
+        shared_key = (tenant.name, stamped is not None)
+        shared = self._shared.get(shared_key)
+        if shared is None:
+            shared = self._shared[shared_key] = v2_shared(
+                self._type.name, tenant.name, received.text, stamped is not None
+            )
+        headers = with_event(shared, event_id_, checked.clip_id)
+        return Record(self._topics[tenant.name], checked.key, checked.value, headers)
 
     async def _normalised(
         self, tenant: Tenant, key: str | None, raw: bytes, wall: float, received: _Received
@@ -310,8 +318,9 @@ class EventHandler:
             self._unknown_dropped.inc(len(event.unknown_fields))
         if event.stamped_because is not None:
             self._stamped[event.stamped_because].inc()
-        if self._type.rights_checked:
-            refusal = await self._rights(tenant, event.body["clipId"])
+        rights = self._rights_known(tenant, event.body.get("clipId"))
+        if rights is not True:
+            refusal = await self._rights(tenant, event.body["clipId"], rights)
             if refusal is not None:
                 return refusal
 
@@ -354,10 +363,21 @@ class EventHandler:
         )
         return _Prepared(record, event_id_, app_answer)
 
-    async def _rights(self, tenant: Tenant, clip_id: int) -> web.Response | None:
-        """The answer for a /play whose clip must not be played, or None. The common
-        case, a clip already known, costs a lookup and no coroutine of its own."""
-        known = self._answers.known_refusal(tenant, clip_id)
+    def _rights_known(self, tenant: Tenant, clip_id: int | None) -> web.Response | bool:
+        """True when the event may go on (its type's rights are not checked, or its
+        clip may be played); else what ``_rights`` needs: the refusal, or False for
+        a clip the upstream must be asked about. Synchronous: the common case costs a
+        lookup, no coroutine."""
+        if not self._type.rights_checked:
+            return True
+        # clipId is a required integer of every type whose rights are checked.
+        return self._answers.known_refusal(tenant, cast(int, clip_id))
+
+    async def _rights(
+        self, tenant: Tenant, clip_id: int, known: web.Response | bool
+    ) -> web.Response | None:
+        """The answer for a /play whose clip must not be played (``known``, or the
+        upstream's verdict on an unknown clip), or None."""
         if known is False:
             return await self._answers.check_unknown(tenant, clip_id)
         return known if isinstance(known, web.Response) else None

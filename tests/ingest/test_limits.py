@@ -155,6 +155,34 @@ async def test_a_slow_body_gets_408(front: int, memory_producer: MemoryProducer)
     assert not memory_producer.records
 
 
+async def test_a_body_in_parts_within_the_timeout_is_read_whole(
+    front: int, memory_producer: MemoryProducer
+) -> None:
+    """A body not all there with its head is waited for (read_body), not only the
+    whole one the handler takes at once (body_if_here)."""
+    body = orjson.dumps(VALID["play"])
+    reader, writer = await asyncio.open_connection("127.0.0.1", front)
+    try:
+        writer.write(
+            b"POST /play HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:10])
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(body[10:])
+        async with asyncio.timeout(5.0):
+            head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 204"), head
+    assert (
+        orjson.loads(memory_producer.records["relay.play"][0].value)["clientId"]
+        == (VALID["play"]["clientId"])
+    )
+
+
 async def test_oversized_headers_are_refused(front: int, memory_producer: MemoryProducer) -> None:
     async with aiohttp.ClientSession() as session:
         response = await session.post(

@@ -5,6 +5,7 @@ which one made it, and the metric must."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -203,3 +204,25 @@ async def test_a_strict_event_kafka_did_not_acknowledge_is_503_and_ambiguous(
     assert checks(registry, play) == (1, 0)
     ambiguous = registry.get_sample_value("relay_ingest_ambiguous_answers_total", {"type": "play"})
     assert ambiguous == 1
+
+
+async def test_each_millisecond_gets_its_own_receive_time(
+    client: Client, memory_producer: MemoryProducer, clock: ManualClock
+) -> None:
+    """The headers a millisecond's events share are made once: a new millisecond
+    must not reuse the last one's."""
+    play = next(t for t in EVENT_TYPES if t.name == "play")
+    received = []
+    for stamped in (False, False, True, True):
+        body = strict(play, timestamp=None) if stamped else strict(play)
+        response = await client.post("/play", data=orjson.dumps(body), headers=JSON)
+        assert response.status == 204
+        record = written(memory_producer)[-1]
+        envelope = Envelope.decode(record.value, record.headers)
+        assert envelope.timestamp_stamped is stamped
+        received.append(envelope.received_at)
+        clock.advance(0.004)
+    start = received[0]
+    assert [round(datetime.fromisoformat(text).timestamp() * 1000) for text in received] == [
+        round(datetime.fromisoformat(start).timestamp() * 1000) + 4 * step for step in range(4)
+    ]
