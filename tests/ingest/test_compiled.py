@@ -31,7 +31,7 @@ from relay.events import (
     format_timestamp,
     normalise,
 )
-from relay.ingest.compiled import CheckedBatch, CompiledCheck
+from relay.ingest.compiled import CheckedBatch, CheckedEvent, CompiledCheck, micros
 
 CHECK = CompiledCheck()
 TAKEN = [t for t in EVENT_TYPES if t.answer is not Answer.APP_ID]
@@ -335,3 +335,60 @@ def test_the_calendar_and_the_clock_fields_are_checked(timestamp: str, valid: bo
     assert (checked is not None) == valid
     if checked is not None:
         _assert_same(checked, reference, raw)
+
+
+def _single_reference(event_type: EventType, body: bytes) -> CheckedEvent | None:
+    """What the single endpoint's Python path makes of ``body``, or None where it
+    refuses it or drops a field (the compiled check must then decline)."""
+    reference = _reference(
+        b'{"events":[{"type":"%s","body":%s}]}' % (event_type.name.encode(), body), RECEIVED
+    )
+    if reference is None:
+        return None
+    clip_id = reference.clip_ids[0]
+    return CheckedEvent(reference.keys[0], reference.values[0], clip_id, reference.stamped[0])
+
+
+@pytest.mark.parametrize("loose", [0.0, 0.05, 0.3])
+def test_a_single_event_taken_is_what_normalise_makes_of_it(loose: float) -> None:
+    """``CompiledCheck.event`` against ``normalise`` on generated bodies of each type,
+    as its endpoint receives them (no batch around them)."""
+    rng = random.Random(f"single-{loose}")
+    received_us, received_text = micros(RECEIVED), format_timestamp(RECEIVED)
+    taken = 0
+    for _ in range(CASES):
+        event_type = rng.choice(TAKEN)
+        body = orjson.dumps(_body(rng, event_type, loose))
+        checked = CHECK.event(event_type, body, received_us, received_text)
+        if checked is None:
+            if loose == 0.0:
+                raise AssertionError(f"declined a strict {event_type.name}: {body!r}")
+            continue
+        taken += 1
+        assert checked == _single_reference(event_type, body), body
+    assert taken > CASES // 50
+
+
+def test_mutated_single_events_never_take_what_the_python_path_refuses() -> None:
+    rng = random.Random("single-mutations")
+    received_us, received_text = micros(RECEIVED), format_timestamp(RECEIVED)
+    for _ in range(CASES):
+        event_type = rng.choice(TAKEN)
+        body = bytearray(orjson.dumps(_body(rng, event_type, 0.0)))
+        for _ in range(rng.randint(1, 3)):
+            body[rng.randrange(len(body))] = rng.choice(b'"\\{}[],:0123456789.eE-+ tfnaZT\x00\xff')
+        checked = CHECK.event(event_type, bytes(body), received_us, received_text)
+        if checked is not None:
+            assert checked == _single_reference(event_type, bytes(body)), bytes(body)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"play"', b"null", b"{}", b"", b'{"events":[]}'])
+def test_single_bodies_that_are_not_an_event_are_declined(raw: bytes) -> None:
+    play = next(t for t in TAKEN if t.name == "play")
+    assert CHECK.event(play, raw, micros(RECEIVED), format_timestamp(RECEIVED)) is None
+
+
+def test_app_start_is_never_taken_as_a_single_event() -> None:
+    app_start = next(t for t in EVENT_TYPES if t.answer is Answer.APP_ID)
+    body = orjson.dumps({"clientId": "client-0001", "platform": "ios"})
+    assert CHECK.event(app_start, body, micros(RECEIVED), format_timestamp(RECEIVED)) is None
