@@ -230,6 +230,8 @@ class EventHandler:
         self._checks[checked is not None].inc()
         app_answer: bytes | None = None
         if checked is not None:  # the common case: no coroutine but the rare upstream ask
+            if checked.stamped is not None:  # counted before rights, as normalise's are
+                self._stamped[checked.stamped].inc()
             rights = self._rights_known(tenant, checked.clip_id)
             if rights is not True:
                 refusal = await self._rights(tenant, cast(int, checked.clip_id), rights)
@@ -281,8 +283,6 @@ class EventHandler:
     ) -> Record:
         """The record of an event the compiled check took (no key, envelope v2)."""
         stamped = checked.stamped
-        if stamped is not None:
-            self._stamped[stamped].inc()
         # The headers a tenant's events of one millisecond share, made once.
         if self._shared_text != received.text:
             self._shared.clear()

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.envelope import DELIVERED_HEADER
@@ -149,3 +150,21 @@ async def test_no_app_id_is_made_up_when_the_upstream_cannot_answer(
     assert response.status == 503
     assert (await response.json())["failureCode"] == "SERVICE_UNAVAILABLE"
     assert not memory_producer.records
+
+
+async def test_a_refused_play_counts_its_stamped_timestamp_whichever_check_took_it(
+    front: Front, form: str
+) -> None:
+    facts = Facts()
+    denied(facts, 9)
+    registry = CollectorRegistry()
+    client = await front(facts, registry=registry)
+    body = {**FORMS[form], "clipId": 9, "timestamp": None}
+    response = await client.post("/play", data=orjson.dumps(body), headers=JSON)
+    assert response.status == 200
+    assert (await response.json())["failureCode"] == "NO_STREAMING_RIGHTS"
+    stamped = registry.get_sample_value(
+        "relay_ingest_timestamps_stamped_total", {"type": "play", "reason": "missing"}
+    )
+    assert stamped == 1
+    assert await taken_by(client, form) == 1
