@@ -7,7 +7,8 @@
 # servers run on core 0 at once, each under its own wrk (bench/play.lua) on core 1, on
 # a broker already up on KAFKA_PORT (default 21392; `deploy/kafka/kafkactl up`; naive
 # needs the topic naive.play). Each round prints each server's requests/s and CPU per
-# request (utime + stime, system time apart) and B's ratios to A. Sequential rounds of
+# request (utime + stime, system time apart), its non-2xx answers (a round with any
+# fails: an error answered fast would look cheap) and B's ratios to A. Sequential rounds of
 # one server then the other (server_cpu.sh) moved 10-20 % between rounds of the same
 # code here; two servers sharing one core meet the same machine, and their ratio held
 # within 2-3 % over rounds (docs/PERFORMANCE.md, thirteenth session). The ratio of CPU
@@ -19,6 +20,13 @@ kind_a=$1; kind_b=$2; connections=$3; seconds=$4; rounds=$5
 export KAFKA_PORT=${KAFKA_PORT:-21392}
 python=$here/.venv/bin/python
 tck=$(getconf CLK_TCK)
+
+for kind in "$kind_a" "$kind_b"; do
+  case $kind in
+    naive|naive:*|relay|relay:*) ;;
+    *) echo "KIND: relay, relay:CHECKOUT, naive or naive:CHECKOUT (not $kind)" >&2; exit 2 ;;
+  esac
+done
 
 start() {  # KIND PORT: the server, in the background, pinned to core 0
   local kind=$1 port=$2 root
@@ -33,7 +41,6 @@ start() {  # KIND PORT: the server, in the background, pinned to core 0
         RELAY_TOPIC_PREFIX="paired$RANDOM" RELAY_LOG_LEVEL=WARNING RELAY_INGEST_PORT="$port" \
         RELAY_TENANTS_FILE="$here/bench/tenants.toml" RELAY_SHUTDOWN_GRACE_S=0 \
         taskset -c 0 "$python" -m relay ingest) &>/dev/null & ;;
-    *) echo "KIND: relay, relay:CHECKOUT, naive or naive:CHECKOUT (not $kind)" >&2; exit 2 ;;
   esac
 }
 
@@ -51,23 +58,25 @@ load() {  # PORT SECONDS
   taskset -c 1 wrk -t1 -c"$connections" -d"$2" --latency -s "$here/bench/play.lua" \
     "http://127.0.0.1:$1/play"
 }
-times() { awk '{print $14, $15}' "/proc/$1/stat"; }  # utime stime, in ticks
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }  # utime stime
 
 # Warm-up (connections, metadata, partitions), then the rounds, both servers at once.
 load $port_a 3s >/dev/null & warm_a=$!; load $port_b 3s >/dev/null & warm_b=$!
 wait $warm_a $warm_b
 for round in $(seq "$rounds"); do
-  before_a=$(times $server_a); before_b=$(times $server_b)
+  before_a=$(ticks $server_a); before_b=$(ticks $server_b)
   load $port_a "${seconds}s" >"$out/a" & load_a=$!
   load $port_b "${seconds}s" >"$out/b" & load_b=$!
   wait $load_a $load_b
-  after_a=$(times $server_a); after_b=$(times $server_b)
+  after_a=$(ticks $server_a); after_b=$(ticks $server_b)
   rps_a=$(awk '/Requests\/sec/ {print $2}' "$out/a"); rps_b=$(awk '/Requests\/sec/ {print $2}' "$out/b")
   [ -n "$rps_a" ] && [ -n "$rps_b" ] || { echo "wrk measured nothing" >&2; exit 1; }
+  errors_a=$(awk '/Non-2xx/ {print $NF}' "$out/a"); errors_b=$(awk '/Non-2xx/ {print $NF}' "$out/b")
   python3 - "$round" "$kind_a" "$kind_b" "$seconds" "$tck" "$rps_a" "$rps_b" \
-    "$before_a" "$after_a" "$before_b" "$after_b" <<'PY'
+    "$before_a" "$after_a" "$before_b" "$after_b" "${errors_a:-0}" "${errors_b:-0}" <<'PY'
 import sys
 round_, kind_a, kind_b, seconds, tck, rps_a, rps_b = sys.argv[1:8]
+errors_a, errors_b = int(sys.argv[12]), int(sys.argv[13])
 seconds, tck, rps_a, rps_b = float(seconds), float(tck), float(rps_a), float(rps_b)
 
 def per_request(before: str, after: str, rps: float) -> tuple[float, float]:
@@ -78,9 +87,12 @@ def per_request(before: str, after: str, rps: float) -> tuple[float, float]:
 cpu_a, sys_a = per_request(sys.argv[8], sys.argv[9], rps_a)
 cpu_b, sys_b = per_request(sys.argv[10], sys.argv[11], rps_b)
 print(
-    f"round {round_}: {kind_a} {rps_a:.0f}/s {cpu_a:.1f} us (system {sys_a:.1f}); "
-    f"{kind_b} {rps_b:.0f}/s {cpu_b:.1f} us (system {sys_b:.1f}); "
-    f"B/A requests/s {rps_b / rps_a:.3f}, CPU per request {cpu_b / cpu_a:.3f}"
+    f"round {round_}: {kind_a} {rps_a:.0f}/s {cpu_a:.1f} us (system {sys_a:.1f}, "
+    f"non-2xx {errors_a}); {kind_b} {rps_b:.0f}/s {cpu_b:.1f} us (system {sys_b:.1f}, "
+    f"non-2xx {errors_b}); B/A requests/s {rps_b / rps_a:.3f}, CPU per request "
+    f"{cpu_b / cpu_a:.3f}"
 )
+if errors_a or errors_b:
+    sys.exit("non-2xx answers: this round's CPU per request is not comparable")
 PY
 done

@@ -233,7 +233,8 @@ def v2_shared(
     type_: str, tenant: str, received_at: str, timestamp_stamped: bool
 ) -> tuple[tuple[str, bytes], ...]:
     """The v2 headers that events of one type, tenant and receive time share: made
-    once per batch and type by POST /batch, which builds its records without an
+    once per batch and type by POST /batch, and once per millisecond and tenant by a
+    type's single-event handler, both of which build their records without an
     ``Envelope``."""
     return (
         (TYPE_HEADER, type_.encode()),

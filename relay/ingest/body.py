@@ -17,7 +17,7 @@ from relay.failures import failure_response
 from relay.ingest.encodings import coding, decode
 from relay.ingest.media import json_content_type
 
-__all__ = ["BadBody", "body_if_here", "parse_json", "read_body", "read_json"]
+__all__ = ["BadBody", "body_if_here", "parse_json", "read_body"]
 
 _NOT_JSON = "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)"
 
@@ -40,13 +40,6 @@ class BadBody:
         return response
 
 
-async def read_json(request: web.Request, limit: int, timeout_s: float) -> Any | BadBody:
-    """The parsed body (any JSON value), or why not: ``read_body``'s answers, and 400
-    for a body that is not JSON."""
-    raw = await read_body(request, limit, timeout_s)
-    return raw if isinstance(raw, BadBody) else parse_json(raw)
-
-
 def parse_json(raw: bytes) -> Any | BadBody:
     try:
         return orjson.loads(raw)
@@ -57,7 +50,9 @@ def parse_json(raw: bytes) -> Any | BadBody:
 def body_if_here(request: web.Request, limit: int) -> bytes | BadBody | None:
     """``read_body``'s answer when the whole body has already arrived (most requests:
     a small body comes with its head), with no coroutine to make; None when some of
-    it is still on its way (then ``read_body``, which waits for it)."""
+    it is still on its way (then ``read_body``, which waits for it). It takes the bytes
+    from the request's stream without keeping them on the request: a later
+    ``request.read()`` gives ``b""``."""
     content = request.content
     if not content.is_eof():
         return None

@@ -106,7 +106,9 @@ _LATE = _Refusal(
 
 
 class _Received(NamedTuple):
-    """A request's receive time, as ``normalise`` and the compiled check take it."""
+    """A request's receive time, as ``normalise`` and the compiled check take it. This
+    and ``_Prepared`` are named tuples, as ``Envelope`` is: frozen, and made per request
+    in a third of a dataclass's time."""
 
     moment: datetime
     text: str  # format_timestamp(moment): the envelope's receivedAt
@@ -127,7 +129,7 @@ class EventHandler:
     An event's body is checked by the compiled check (relay/ingest/compiled.py) when
     it is in the strict form, has no Idempotency-Key and is written as envelope v2,
     and otherwise by ``normalise``, which checks anything and words every refusal:
-    both give the same record (tests/ingest/test_handler.py writes one each way).
+    both give the same record (tests/ingest/test_single_checks.py writes one each way).
     """
 
     def __init__(

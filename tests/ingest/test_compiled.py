@@ -286,6 +286,16 @@ def test_a_venv_without_the_extension_says_how_to_build_it() -> None:
     assert "run make venv (it needs Rust's cargo)" in ran.stderr
 
 
+def test_an_extension_older_than_native_says_how_to_rebuild_it() -> None:
+    code = (
+        "import sys, types; sys.modules['relay_native'] = types.SimpleNamespace(Checker=object);"
+        " import relay.ingest.compiled"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert ran.returncode == 1
+    assert "older than native/ (no check_event): run make venv" in ran.stderr
+
+
 def test_the_ids_are_uuid7s_of_the_batchs_millisecond_and_never_repeat() -> None:
     event = {"type": "play", "body": {"clientId": "user-0001", "clipId": 1, "method": "Stream"}}
     raw = orjson.dumps({"events": [event] * 500})
