@@ -28,7 +28,9 @@ class FrontDoorServer(TestServer):
     fixed-path POSTs skip the router (relay.ingest.fast_routes), as in production."""
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
-        return GuardedAppRunner(self.app, head_timeout=10.0, **kwargs)
+        # Bodies reach the app as sent, as on relay ingest's runner (runner_for): set
+        # here, since aiohttp's TestServer drops the keyword arguments of its constructor.
+        return GuardedAppRunner(self.app, head_timeout=10.0, auto_decompress=False, **kwargs)
 
 
 @pytest.fixture
@@ -54,8 +56,7 @@ async def make_client(
 
     async def make(settings: Settings, producer: Producer, clock: Clock | None = None) -> Client:
         app = make_app(settings, producer, registry=registry, clock=clock)
-        # Bodies reach the app as sent, as on relay ingest's runner (runner_for).
-        server = FrontDoorServer(app, auto_decompress=False)
+        server = FrontDoorServer(app)
         client: Client = TestClient(server)
         await client.start_server()
         clients.append(client)

@@ -74,7 +74,7 @@ browser = true
         settings, producer, registry=registry, clock=clock, tenants=load_tenants(settings)
     )
     # The front door's runner: its fixed-path POSTs skip the router, CORS hook included.
-    client: Client = TestClient(FrontDoorServer(app, auto_decompress=False))
+    client: Client = TestClient(FrontDoorServer(app))
     await client.start_server()
     yield client, producer, registry
     await client.close()

@@ -26,6 +26,8 @@ from tests.test_events import VALID
 
 SETTINGS = Settings(max_body_bytes=4096, app_id=1)
 PLAY = orjson.dumps(VALID["play"])
+# The same play in the strict form: the compiled check takes it once decoded.
+STRICT = orjson.dumps({**VALID["play"], "clipId": 123, "preview": False, "offline": False})
 
 
 @pytest.fixture
@@ -169,3 +171,24 @@ async def test_exactly_the_limit_decompressed_is_taken(
     assert (await post(front, BOMBS[encoding](exact), encoding))[0] == 204
     assert (await post(front, BOMBS[encoding](exact + b" "), encoding))[0] == 413
     assert len(memory_producer.records["relay.play"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(STRICT)),
+        ("deflate", zlib.compress(STRICT)),
+        ("zstd", bytes(cramjam.zstd.compress(STRICT))),
+    ],
+)
+async def test_a_strict_body_is_decoded_then_taken_by_the_compiled_check(
+    front: str,
+    memory_producer: MemoryProducer,
+    registry: CollectorRegistry,
+    encoding: str,
+    body: bytes,
+) -> None:
+    assert (await post(front, body, encoding))[0] == 204
+    labels = {"type": "play", "check": "compiled"}
+    assert registry.get_sample_value("relay_ingest_event_checks_total", labels) == 1
+    assert orjson.loads(memory_producer.records["relay.play"][0].value)["clipId"] == 123
