@@ -435,11 +435,7 @@ class BatchHandler:
         self, tenant: Tenant, items: list[_Item], received_at: str, results: list[Result | None]
     ) -> None:
         """Hands the items to Kafka in their order, each within the in-flight bound."""
-        entered = 0
-        for _item in items:  # no await in between: once one is refused, so are the rest
-            if not self._in_flight.try_enter():
-                break
-            entered += 1
+        entered = self._in_flight.try_enter_many(len(items))  # the rest are refused
         for item in items[entered:]:
             results[item.index] = _failure(
                 "SERVICE_UNAVAILABLE", "the relay is at its in-flight limit; retry later"
@@ -466,8 +462,7 @@ class BatchHandler:
         try:
             outcomes = await self._producer.send_all(records, self._settings.produce_timeout_s)
         finally:
-            for _ in sending:
-                self._in_flight.leave()
+            self._in_flight.leave_many(len(sending))
         took = self._clock.monotonic() - started
         failed: dict[str, int] = {}
         ambiguous: dict[str, int] = {}  # failed, but Kafka had the record: may be written
@@ -484,6 +479,9 @@ class BatchHandler:
                 )
                 continue
             acknowledged[type_name] = acknowledged.get(type_name, 0) + 1
+            if item.key is None and item.app_answer is None:  # nothing to remember
+                results[item.index] = {"id": _id(item)}  # as _accepted would give it
+                continue
             accepted = Accepted(_id(item), item.app_answer)
             self._remember(tenant, item, accepted)
             results[item.index] = _accepted(accepted)

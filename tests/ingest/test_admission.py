@@ -10,10 +10,13 @@ from collections.abc import Awaitable
 
 from prometheus_client import CollectorRegistry
 
+from relay.clock import ManualClock
 from relay.config import Settings
 from relay.errors import KafkaUnavailable
+from relay.ingest.admission import Admission
 from relay.kafka.memory import MemoryProducer
 from relay.kafka.producer import Record
+from relay.metrics import IngestMetrics
 from tests.ingest.conftest import MakeClient
 from tests.ingest.test_front_door import post, written
 from tests.test_events import VALID
@@ -174,3 +177,32 @@ async def test_a_bug_at_the_hand_over_gives_the_slot_back(
     assert (await post(client, "/play", VALID["play"]))[0] == 500
     assert _count(registry, "relay_ingest_in_flight") == 0
     assert (await post(client, "/play", VALID["play"]))[0] == 500  # not 503: no slot lost
+
+
+def _admission(limit: int, max_waiting: int = 10) -> Admission:
+    return Admission(limit, max_waiting, IngestMetrics.create(CollectorRegistry()), ManualClock())
+
+
+def test_many_slots_are_taken_up_to_the_limit_exactly() -> None:
+    admission = _admission(5)
+    assert admission.try_enter_many(3) == 3
+    assert admission.try_enter_many(3) == 2  # the last two: the bound holds at its edge
+    assert admission.try_enter_many(1) == 0
+    assert not admission.try_enter()
+    admission.leave_many(4)
+    assert admission.count == 1
+    assert admission.try_enter_many(0) == 0
+    assert admission.count == 1
+
+
+async def test_many_slots_left_pass_to_a_waiter_first() -> None:
+    admission = _admission(2)
+    assert admission.try_enter_many(2) == 2
+    waiting = asyncio.create_task(admission.enter())
+    await asyncio.sleep(0)
+    admission.leave_many(1)  # passed to the waiter, not back to the pool
+    await asyncio.wait_for(waiting, BOUND)
+    assert admission.count == 2
+    assert admission.try_enter_many(5) == 0
+    admission.leave_many(2)
+    assert admission.count == 0
