@@ -255,10 +255,12 @@ class BatchHandler:
                     results[index] = checked
         items = await self._rights(tenant, items, results)
         received = format_timestamp(received_at)  # one receive time for the whole batch
-        for item in items:  # keys claimed only now: an item refused above claims none
-            self._claim(tenant, item, wall, received, results)
-        items = [item for item in items if results[item.index] is None]
-        items = await self._app_starts(tenant, items, results)
+        if not isinstance(events, CheckedBatch):  # the compiled check's items have their
+            # ids, and neither keys nor /app-starts: nothing to claim or learn for them
+            for item in items:  # keys claimed only now: an item refused above claims none
+                self._claim(tenant, item, wall, received, results)
+            items = [item for item in items if results[item.index] is None]
+            items = await self._app_starts(tenant, items, results)
         await self._write(tenant, items, received, results)
         return [result for result in results if result is not None]
 
@@ -280,8 +282,20 @@ class BatchHandler:
             if because is not None:
                 reason = (event_type.name, because)
                 stamped[reason] = stamped.get(reason, 0) + 1
+            # By position (no key, body or body as sent: None): a keyword costs a third more.
             items.append(
-                _Item(index, event_type, client_id, value, clip_id, because is not None, id=id_)
+                _Item(
+                    index,
+                    event_type,
+                    client_id,
+                    value,
+                    clip_id,
+                    because is not None,
+                    None,
+                    None,
+                    None,
+                    id_,
+                )
             )
         for (type_name, because), count in stamped.items():
             self._metrics.timestamps_stamped.labels(type_name, because).inc(count)
