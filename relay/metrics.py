@@ -25,8 +25,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import relay
+from relay import metric_values
 from relay.events import BATCH_PATH, EVENT_TYPES, STAMPED_REASONS, Answer
 from relay.failures import FAILURE_CODES
+
+# Before any metric below exists: each process updates its metrics on one thread.
+metric_values.install()
 
 __all__ = [
     "BATCH_ITEM_OUTCOMES",
