@@ -17,7 +17,7 @@ from relay.failures import failure_response
 from relay.ingest.encodings import coding, decode
 from relay.ingest.media import json_content_type
 
-__all__ = ["BadBody", "body_if_here", "parse_json", "read_body"]
+__all__ = ["BadBody", "body_if_here", "parse_json", "read_body", "wait_for_body"]
 
 _NOT_JSON = "Content-Type must be application/json (or text/plain holding JSON, in UTF-8)"
 
@@ -71,8 +71,11 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     ``limit`` must not exceed the request's ``client_max_size``), 400 (a corrupt
     encoding)."""
     here = body_if_here(request, limit)
-    if here is not None:
-        return here
+    return here if here is not None else await wait_for_body(request, limit, timeout_s)
+
+
+async def wait_for_body(request: web.Request, limit: int, timeout_s: float) -> bytes | BadBody:
+    """``read_body`` for a body ``body_if_here`` found still on its way."""
     body_coding = _coding(request)
     if isinstance(body_coding, BadBody):
         return body_coding

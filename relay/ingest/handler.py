@@ -25,7 +25,7 @@ from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, n
 from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
-from relay.ingest.body import BadBody, body_if_here, parse_json, read_body
+from relay.ingest.body import BadBody, body_if_here, parse_json, wait_for_body
 from relay.ingest.compiled import CheckedEvent, CompiledCheck, micros
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
@@ -179,7 +179,6 @@ class EventHandler:
         self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
         self._received_ms = -1
         self._shared: dict[tuple[str, bool], tuple[tuple[str, bytes], ...]] = {}
-        self._shared_text = ""
         self._received = _Received(datetime.fromtimestamp(0, UTC), "", 0)
         self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
@@ -220,8 +219,8 @@ class EventHandler:
         except InvalidKey as exc:
             return failure_response(400, "INVALID_PARAMETERS", str(exc), field=IDEMPOTENCY_KEY)
         raw = body_if_here(request, settings.max_body_bytes)
-        if raw is None:
-            raw = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        if raw is None:  # not all here yet: only then a coroutine
+            raw = await wait_for_body(request, settings.max_body_bytes, settings.body_timeout_s)
         if isinstance(raw, BadBody):
             return raw.response()
         wall = self._clock.wall()
@@ -285,10 +284,8 @@ class EventHandler:
     ) -> Record:
         """The record of an event the compiled check took (no key, envelope v2)."""
         stamped = checked.stamped
-        # The headers a tenant's events of one millisecond share, made once.
-        if self._shared_text != received.text:
-            self._shared.clear()
-            self._shared_text = received.text
+        # The headers a tenant's events of one millisecond share, made once (the cache
+        # is emptied with each new millisecond: _receive_time).
         shared_key = (tenant.name, stamped is not None)
         shared = self._shared.get(shared_key)
         if shared is None:
@@ -392,6 +389,7 @@ class EventHandler:
             moment = datetime.fromtimestamp(wall, UTC)
             self._received = _Received(moment, format_timestamp(moment), micros(moment))
             self._received_ms = millisecond
+            self._shared.clear()  # their headers carry the receive time
         return self._received
 
     def _accepted(self, tenant: Tenant, key: str | None, answer: Accepted) -> web.Response:
