@@ -17,15 +17,23 @@ thirteenth session).
 afterwards (``relay.metrics`` calls it on import, before any relay metric exists). It
 leaves prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) alone:
 that value class writes to shared files, and the relay does not use it.
+
+On such values a counter's ``inc`` and a histogram's ``observe`` can be one Python
+call each instead of three or four: ``LoopCounter`` and ``LoopHistogram`` add to the
+values themselves, and the histogram finds its bucket by bisection instead of trying
+each bound in turn (0.4 -> 0.18 us an ``inc``, 0.5-1.2 -> 0.43-0.49 us an ``observe``,
+timeit). ``metric_classes`` gives them only when ``LoopValue`` is installed.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import prometheus_client.values as values
+from prometheus_client import Counter, Histogram
 
-__all__ = ["LoopValue", "install"]
+__all__ = ["LoopCounter", "LoopHistogram", "LoopValue", "install", "metric_classes"]
 
 
 class LoopValue:
@@ -63,3 +71,41 @@ def install() -> bool:
         return False
     values.ValueClass = LoopValue
     return True
+
+
+class LoopCounter(Counter):
+    """A counter whose ``inc`` adds to its ``LoopValue`` directly."""
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if amount < 0 or exemplar:  # refused, or kept, as prometheus-client does
+            return super().inc(amount, exemplar)
+        try:
+            self._value._value += amount
+        except AttributeError:  # a labelled metric's parent: prometheus-client's error
+            super().inc(amount)
+        return None
+
+
+class LoopHistogram(Histogram):
+    """A histogram whose ``observe`` adds to its ``LoopValue``s directly, into the first
+    bucket whose bound is not below the amount (observe's ``amount <= bound``; +Inf
+    is the last bound)."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        if exemplar or amount != amount:  # NaN is in no bucket there: not bisectable
+            return super().observe(amount, exemplar)
+        try:
+            self._sum._value += amount
+        except AttributeError:  # a labelled metric's parent: prometheus-client's error
+            return super().observe(amount)
+        self._buckets[bisect_left(self._upper_bounds, amount)]._value += 1
+        return None
+
+
+def metric_classes() -> tuple[type[Counter], type[Histogram]]:
+    """The counter and histogram classes to define metrics with: the direct ones when
+    ``LoopValue`` is installed, prometheus-client's own otherwise (their values may
+    write to shared files)."""
+    if values.ValueClass is LoopValue:
+        return LoopCounter, LoopHistogram
+    return Counter, Histogram

@@ -31,6 +31,8 @@ from relay.failures import FAILURE_CODES
 
 # Before any metric below exists: each process updates its metrics on one thread.
 metric_values.install()
+# The classes every metric below is made with (relay/metric_values.py).
+_COUNTER, _HISTOGRAM = metric_values.metric_classes()
 
 __all__ = [
     "BATCH_ITEM_OUTCOMES",
@@ -195,14 +197,14 @@ class IngestMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry, tenants: Sequence[str] = ()) -> IngestMetrics:
         metrics = cls(
-            batch_events=Histogram(
+            batch_events=_HISTOGRAM(
                 "relay_ingest_batch_events",
                 "Events per POST /batch that reached item validation (after the key, size and "
                 "inbound-limit checks).",
                 buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
                 registry=registry,
             ),
-            batch_checks=Counter(
+            batch_checks=_COUNTER(
                 "relay_ingest_batch_checks_total",
                 "POST /batch requests that reached item validation, by the check that took "
                 "them: compiled (every event in the strict form, checked in one pass by "
@@ -210,7 +212,7 @@ class IngestMetrics:
                 ["check"],
                 registry=registry,
             ),
-            event_checks=Counter(
+            event_checks=_COUNTER(
                 "relay_ingest_event_checks_total",
                 "Single-event requests (not POST /batch) that reached the event check, by "
                 "type and the check that took them: compiled (in the strict form, checked in "
@@ -219,7 +221,7 @@ class IngestMetrics:
                 ["type", "check"],
                 registry=registry,
             ),
-            batch_items=Counter(
+            batch_items=_COUNTER(
                 "relay_ingest_batch_items_total",
                 "POST /batch items by outcome: accepted (durable on Kafka, or answered as a "
                 "retry of one), invalid (VALIDATION_ERROR or INVALID_PARAMETERS, a 409 "
@@ -230,7 +232,7 @@ class IngestMetrics:
                 ["outcome"],
                 registry=registry,
             ),
-            upstream_calls=Counter(
+            upstream_calls=_COUNTER(
                 "relay_ingest_upstream_calls_total",
                 "Calls ingest makes to the upstream itself, by kind (music_check: a batched "
                 "rights check; app_start: the delivery that teaches the appId) and outcome "
@@ -239,7 +241,7 @@ class IngestMetrics:
                 ["kind", "outcome"],
                 registry=registry,
             ),
-            rights_check_clips=Histogram(
+            rights_check_clips=_HISTOGRAM(
                 "relay_ingest_rights_check_clips",
                 "Clip ids per /music-check call ingest makes.",
                 buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
@@ -256,40 +258,40 @@ class IngestMetrics:
                 "(until it reads again).",
                 registry=registry,
             ),
-            facts_reader_failures=Counter(
+            facts_reader_failures=_COUNTER(
                 "relay_facts_reader_failures_total",
                 "Times ingest's facts reader failed (and was started again).",
                 registry=registry,
             ),
-            rights_refusals=Counter(
+            rights_refusals=_COUNTER(
                 "relay_ingest_rights_refusals_total",
                 "Plays answered NO_STREAMING_RIGHTS and not forwarded, by how it was known "
                 "(known: the shared rights; checked: /music-check asked for an unknown clip).",
                 ["source"],
                 registry=registry,
             ),
-            requests=Counter(
+            requests=_COUNTER(
                 "relay_ingest_requests_total",
                 "Requests answered by ingest, by tenant ('none' before a key was checked), "
                 "path ('other' for unknown paths) and HTTP status; 5xx of any cause included.",
                 ["tenant", "path", "status"],
                 registry=registry,
             ),
-            request_seconds=Histogram(
+            request_seconds=_HISTOGRAM(
                 "relay_ingest_request_seconds",
                 "Time from request read to answer, by path.",
                 ["path"],
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),
-            produce_seconds=Histogram(
+            produce_seconds=_HISTOGRAM(
                 "relay_ingest_produce_seconds",
                 "Time Kafka took to acknowledge one event (acks=all), by event type.",
                 ["type"],
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),
-            produce_failures=Counter(
+            produce_failures=_COUNTER(
                 "relay_ingest_produce_failures_total",
                 "Events Kafka did not acknowledge in time (answered 503), by event type.",
                 ["type"],
@@ -316,14 +318,14 @@ class IngestMetrics:
                 "The bound on requests waiting for a slot (RELAY_INGEST_MAX_WAITING); 503 beyond.",
                 registry=registry,
             ),
-            admission_wait_seconds=Histogram(
+            admission_wait_seconds=_HISTOGRAM(
                 "relay_ingest_admission_wait_seconds",
                 "Time a request waited for an in-flight slot, for those that had to wait "
                 "(granted or not).",
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),
-            admission_refusals=Counter(
+            admission_refusals=_COUNTER(
                 "relay_ingest_admission_refusals_total",
                 "Requests answered 503 without waiting for Kafka, by reason (queue_full: "
                 "RELAY_INGEST_MAX_WAITING already waiting; deadline: no slot or no room in "
@@ -331,7 +333,7 @@ class IngestMetrics:
                 ["reason"],
                 registry=registry,
             ),
-            ambiguous_answers=Counter(
+            ambiguous_answers=_COUNTER(
                 "relay_ingest_ambiguous_answers_total",
                 "503 answers (and /batch items answered SERVICE_UNAVAILABLE) for events "
                 "already handed to the producer (Kafka failed them, or gave no verdict "
@@ -341,13 +343,13 @@ class IngestMetrics:
                 ["type"],
                 registry=registry,
             ),
-            unknown_fields_dropped=Counter(
+            unknown_fields_dropped=_COUNTER(
                 "relay_ingest_unknown_fields_dropped_total",
                 "Fields the event table does not know, dropped from accepted events.",
                 ["type"],
                 registry=registry,
             ),
-            timestamps_stamped=Counter(
+            timestamps_stamped=_COUNTER(
                 "relay_ingest_timestamps_stamped_total",
                 "Events given the relay's receive time as timestamp, by reason: missing (none "
                 "sent) or implausible (before 2000, or more than a day ahead of the receive "
@@ -422,12 +424,12 @@ class WorkerGroupMetrics:
                 "Ingest worker processes this group should run (RELAY_INGEST_WORKERS).",
                 registry=registry,
             ),
-            restarts=Counter(
+            restarts=_COUNTER(
                 "relay_ingest_worker_restarts_total",
                 "Ingest workers started again after they exited without being asked to.",
                 registry=registry,
             ),
-            restarts_delayed=Counter(
+            restarts_delayed=_COUNTER(
                 "relay_ingest_worker_restarts_delayed_total",
                 "Worker restarts postponed because RELAY_INGEST_WORKER_RESTARTS_PER_MIN "
                 "were made in the last minute (a crash loop).",
@@ -481,21 +483,21 @@ class ForwardMetrics:
     ) -> ForwardMetrics:
         per_topic = ["tenant", "type"]
         metrics = cls(
-            deliveries=Counter(
+            deliveries=_COUNTER(
                 "relay_forward_deliveries_total",
                 "Delivery attempts by tenant, event type and outcome "
                 "(delivered, retry, dead_letter, parked, already_delivered).",
                 [*per_topic, "outcome"],
                 registry=registry,
             ),
-            upstream_responses=Counter(
+            upstream_responses=_COUNTER(
                 "relay_forward_upstream_responses_total",
                 "Upstream requests by tenant, event type and status class "
                 "(2xx, 4xx, 5xx; timeout and transport: no answer).",
                 [*per_topic, "status_class"],
                 registry=registry,
             ),
-            upstream_seconds=Histogram(
+            upstream_seconds=_HISTOGRAM(
                 "relay_forward_upstream_seconds",
                 "Upstream request latency, by tenant and event type; the last bucket is "
                 "the upstream timeout (RELAY_UPSTREAM_TIMEOUT_S).",
@@ -503,21 +505,21 @@ class ForwardMetrics:
                 buckets=upstream_buckets(upstream_timeout_s),
                 registry=registry,
             ),
-            retries=Counter(
+            retries=_COUNTER(
                 "relay_forward_retries_total",
                 "Attempts that will be retried, by tenant, event type and reason "
                 "(timeout, transport, http_<status> or the upstream's failureCode).",
                 [*per_topic, "reason"],
                 registry=registry,
             ),
-            dead_letters=Counter(
+            dead_letters=_COUNTER(
                 "relay_forward_dead_letters_total",
                 "Events written to the DLQ, by tenant, event type and reason "
                 "(permanent, retries_exhausted, expired, undecodable, unknown_tenant).",
                 [*per_topic, "reason"],
                 registry=registry,
             ),
-            refusals=Counter(
+            refusals=_COUNTER(
                 "relay_forward_refusals_total",
                 "Permanent refusals by the upstream, by tenant, event type and failureCode.",
                 [*per_topic, "code"],
@@ -536,7 +538,7 @@ class ForwardMetrics:
                 per_topic,
                 registry=registry,
             ),
-            event_age_seconds=Histogram(
+            event_age_seconds=_HISTOGRAM(
                 "relay_forward_event_age_seconds",
                 "Age of events (now - received_at) when the upstream accepted them.",
                 per_topic,
@@ -549,7 +551,7 @@ class ForwardMetrics:
                 per_topic,
                 registry=registry,
             ),
-            budget_wait_seconds=Counter(
+            budget_wait_seconds=_COUNTER(
                 "relay_forward_budget_wait_seconds_total",
                 "Time requests waited for the upstream budget (or a Retry-After), by tenant.",
                 ["tenant"],
@@ -586,49 +588,49 @@ class ForwardMetrics:
                 ["tenant", "reason"],
                 registry=registry,
             ),
-            commits=Counter(
+            commits=_COUNTER(
                 "relay_forward_commits_total",
                 "Offset commits Kafka accepted.",
                 registry=registry,
             ),
-            commit_failures=Counter(
+            commit_failures=_COUNTER(
                 "relay_forward_commit_failures_total",
                 "Offset commits Kafka refused (mostly during a rebalance); what they held "
                 "is delivered again by the partition's next owner.",
                 registry=registry,
             ),
-            rebalances=Counter(
+            rebalances=_COUNTER(
                 "relay_forward_rebalances_total",
                 "Partition assignments this worker received from the group.",
                 registry=registry,
             ),
-            rebalance_seconds=Histogram(
+            rebalance_seconds=_HISTOGRAM(
                 "relay_forward_rebalance_seconds",
                 "Time from partitions revoked (or start) to the next assignment: a gap "
                 "in delivery.",
                 buckets=_REBALANCE_BUCKETS,
                 registry=registry,
             ),
-            token_refreshes=Counter(
+            token_refreshes=_COUNTER(
                 "relay_forward_token_refreshes_total",
                 "Bearer tokens fetched from /authenticate, by tenant.",
                 ["tenant"],
                 registry=registry,
             ),
-            backlog_probe_failures=Counter(
+            backlog_probe_failures=_COUNTER(
                 "relay_forward_backlog_probe_failures_total",
                 "Backlog measurements that failed (Kafka unreachable or slow); lag and "
                 "oldest-undelivered gauges keep their last values meanwhile.",
                 registry=registry,
             ),
-            retry_after_capped=Counter(
+            retry_after_capped=_COUNTER(
                 "relay_forward_retry_after_capped_total",
                 "Upstream Retry-After answers longer than RELAY_RETRY_AFTER_MAX_S (or not "
                 "finite), cut to it, by tenant.",
                 ["tenant"],
                 registry=registry,
             ),
-            withdrawn=Counter(
+            withdrawn=_COUNTER(
                 "relay_forward_withdrawn_total",
                 "Events taken back unsent because their partition was being revoked or the "
                 "worker was stopping (their next owner sends them), by tenant and type.",
@@ -641,7 +643,7 @@ class ForwardMetrics:
                 "after the oldest unsettled one) reached RELAY_FORWARD_MAX_SPAN: a stuck event.",
                 registry=registry,
             ),
-            duplicates_skipped=Counter(
+            duplicates_skipped=_COUNTER(
                 "relay_forward_duplicates_skipped_total",
                 "Records not delivered because their event id settled within "
                 "RELAY_DEDUPE_WINDOW_S (client retries, records written twice, redelivery "
@@ -654,7 +656,7 @@ class ForwardMetrics:
                 "Event ids this worker remembers as settled (bounded by RELAY_DEDUPE_MAX_IDS).",
                 registry=registry,
             ),
-            dedupe_refill_incomplete=Counter(
+            dedupe_refill_incomplete=_COUNTER(
                 "relay_forward_dedupe_refill_incomplete_total",
                 "Assigned partitions whose window was not read back whole (past "
                 "RELAY_DEDUPE_REFILL_MAX_S, or Kafka did not answer): duplicates of what was "

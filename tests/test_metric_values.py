@@ -3,6 +3,7 @@ they keep, and the one-thread assumption they rest on."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -24,6 +25,69 @@ def test_the_relays_metrics_hold_lock_free_values() -> None:
     assert (
         type(forward.deliveries.labels("t", "play", "delivered")._value) is metric_values.LoopValue
     )
+    # ... and are made with the classes that add to those values directly.
+    assert type(ingest.requests.labels("t", "/play", "204")) is metric_values.LoopCounter
+    assert type(ingest.request_seconds.labels("/play")) is metric_values.LoopHistogram
+    assert type(forward.upstream_seconds.labels("t", "play")) is metric_values.LoopHistogram
+
+
+def _exposition(registry: CollectorRegistry) -> list[str]:
+    """The text exposition without its ``_created`` lines (the time each series was made)."""
+    return [
+        line for line in generate_latest(registry).decode().splitlines() if "_created" not in line
+    ]
+
+
+# At, between, below and beyond the bounds; zero, negative, infinite and not a number.
+_AMOUNTS = (0.0, 0.1, 0.10000001, 0.05, 1.0, 0.99, 2.5, 2.500001, 9.0, -1.0, math.inf, math.nan)
+
+
+def test_direct_updates_expose_what_prometheus_clients_own_do() -> None:
+    def record(counter: type[Counter], histogram: type[Histogram]) -> list[str]:
+        registry = CollectorRegistry()
+        c = counter("c_total", "c", ["k"], registry=registry)
+        h = histogram("h", "h", ["k"], buckets=(0.1, 1.0, 2.5), registry=registry)
+        for step, amount in enumerate(_AMOUNTS):
+            label = "ab"[step % 2]
+            c.labels(label).inc()
+            if amount >= 0:
+                c.labels(label).inc(amount)
+            h.labels(label).observe(amount)
+        return _exposition(registry)
+
+    own = record(Counter, Histogram)
+    assert own == record(metric_values.LoopCounter, metric_values.LoopHistogram)
+    assert 'h_bucket{k="a",le="0.1"} 1.0' in own  # 0.0; 0.1 went to "b" (the bound itself)
+
+
+def test_direct_updates_refuse_as_prometheus_client_does() -> None:
+    registry = CollectorRegistry()
+    counter = metric_values.LoopCounter("c_total", "c", ["k"], registry=registry)
+    histogram = metric_values.LoopHistogram("h", "h", ["k"], registry=registry)
+    with pytest.raises(ValueError, match="can only be incremented by non-negative"):
+        counter.labels("a").inc(-1)
+    with pytest.raises(ValueError, match="missing label values"):  # a labelled parent
+        counter.inc()
+    with pytest.raises(ValueError, match="missing label values"):
+        histogram.observe(1.0)
+    assert registry.get_sample_value("c_total", {"k": "a"}) == 0.0
+
+
+def test_exemplars_take_prometheus_clients_own_path() -> None:
+    registry = CollectorRegistry()
+    counter = metric_values.LoopCounter("c_total", "c", registry=registry)
+    histogram = metric_values.LoopHistogram("h", "h", buckets=(1.0,), registry=registry)
+    counter.inc(2, exemplar={"trace": "t1"})
+    histogram.observe(0.5, exemplar={"trace": "t2"})
+    samples = {
+        (s.name, s.labels.get("le")): s for metric in registry.collect() for s in metric.samples
+    }
+    counted, bucket = samples["c_total", None], samples["h_bucket", "1.0"]
+    assert (counted.value, bucket.value) == (2.0, 1.0)
+    assert counted.exemplar is not None
+    assert counted.exemplar.labels == {"trace": "t1"}
+    assert bucket.exemplar is not None
+    assert bucket.exemplar.labels == {"trace": "t2"}
 
 
 def test_counts_gauges_and_histograms_are_exposed_as_before() -> None:
@@ -59,10 +123,16 @@ def test_multiprocess_mode_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(values, "ValueClass", SharedFileValue)
     assert metric_values.install() is False
     assert values.ValueClass is SharedFileValue
+    # Values that write to shared files are updated through their own methods only.
+    assert metric_values.metric_classes() == (Counter, Histogram)
     monkeypatch.setattr(values, "ValueClass", values.MutexValue)
     assert metric_values.install() is True
     installed: object = values.ValueClass
     assert installed is metric_values.LoopValue
+    assert metric_values.metric_classes() == (
+        metric_values.LoopCounter,
+        metric_values.LoopHistogram,
+    )
 
 
 def test_no_relay_code_starts_a_thread() -> None:
