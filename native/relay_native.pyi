@@ -11,6 +11,7 @@ class Checker:
         max_id: int,
         earliest_us: int,
         ahead_us: int,
+        record_headers: tuple[str, str],
     ) -> None: ...
     def check(
         self,
@@ -24,10 +25,15 @@ class Checker:
         tuple[list[int], list[bytes], list[bytes], list[int | None], list[int], list[str]]
         | None
     ): ...
-    def check_event(
+    def check_record(
         self,
         type_index: int,
         body: bytes,
         received_us: int,
         received_text: str,
-    ) -> tuple[bytes, bytes, int | None, int] | None: ...
+        now_ms: int,
+        seed: int,
+        shared: tuple[tuple[tuple[str, bytes], ...], tuple[tuple[str, bytes], ...]],
+    ) -> (
+        tuple[bytes, bytes, tuple[tuple[str, bytes], ...], str, int | None, int] | None
+    ): ...

@@ -3,7 +3,8 @@
 //!
 //! `relay/ingest/compiled.py` builds a `Checker` from the event table (`relay/events.py`,
 //! the one source of the types and their fields) and offers it each batch's bytes
-//! (`check`) and each single event's body (`check_event`, as for one item).
+//! (`check`) and each single event's body (`check_record`, as for one item, which also
+//! makes the event's id and record headers).
 //! The checker either takes the whole batch, giving for every item what its record
 //! needs (the key, the normalised body as JSON, the clip id, why its timestamp was
 //! stamped), or declines it (`None`) and the batch takes the Python path, which
@@ -19,7 +20,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 
 const US_PER_S: i64 = 1_000_000;
@@ -91,6 +92,8 @@ struct Checker {
     max_id: u64,
     earliest_us: i64,
     ahead_us: i64,
+    id_header: Py<PyString>, // the record header of the event's id (envelope v2)
+    clip_header: Py<PyString>, // and of its clip id
 }
 
 type FieldRow = (String, String, bool, usize, usize);
@@ -98,7 +101,8 @@ type FieldRow = (String, String, bool, usize, usize);
 #[pymethods]
 impl Checker {
     /// `types`: (name, taken, fields) in the table's order, each field (name, kind,
-    /// required, min_length, max_length); the rest are the table's constants.
+    /// required, min_length, max_length); then the table's constants, and the names
+    /// of the record headers `check_record` makes (the id's, the clip id's).
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -110,6 +114,7 @@ impl Checker {
         max_id: u64,
         earliest_us: i64,
         ahead_us: i64,
+        record_headers: (Py<PyString>, Py<PyString>),
     ) -> PyResult<Self> {
         let mut table = Vec::with_capacity(types.len());
         for (name, taken, rows) in types {
@@ -144,6 +149,8 @@ impl Checker {
             max_id,
             earliest_us,
             ahead_us,
+            id_header: record_headers.0,
+            clip_header: record_headers.1,
         })
     }
 
@@ -191,15 +198,23 @@ impl Checker {
     }
 
     /// One event's body, as its type's own endpoint receives it (the type by its index
-    /// in the table): (key, value, clip id, stamped reason), or None when the Python
-    /// path must take it. The event's id is the caller's to make.
-    fn check_event<'py>(
+    /// in the table), made into its record: (key, value, headers, event id, clip id,
+    /// stamped reason), or None when the Python path must take it. `now_ms` and `seed`:
+    /// the id's milliseconds and the random bits' seed (a new one for every event);
+    /// `shared`: the v2 headers the event shares with its tenant's events of the same
+    /// receive time, as (for a timestamp kept, for a timestamp stamped). The record's
+    /// headers are the id's, the shared ones, then the clip id's if it has one.
+    #[allow(clippy::too_many_arguments)]
+    fn check_record<'py>(
         &self,
         py: Python<'py>,
         type_index: usize,
         body: &[u8],
         received_us: i64,
         received_text: &str,
+        now_ms: u64,
+        seed: u64,
+        shared: (Bound<'py, PyTuple>, Bound<'py, PyTuple>),
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         if !self.types.get(type_index).is_some_and(|t| t.taken) {
             return Ok(None);
@@ -215,10 +230,33 @@ impl Checker {
             Some(item) => item,
             None => return Ok(None),
         };
+        let id = event_id(now_ms, &mut SplitMix64(seed));
+        let shared = if item.stamped == 0 {
+            shared.0
+        } else {
+            shared.1
+        };
+        let mut headers = Vec::with_capacity(shared.len() + 2);
+        headers.push(
+            (self.id_header.bind(py), PyBytes::new(py, id.as_bytes()))
+                .into_pyobject(py)?
+                .into_any(),
+        );
+        headers.extend(shared.iter());
+        if let Some(clip_id) = item.clip_id {
+            let text = clip_id.to_string();
+            headers.push(
+                (self.clip_header.bind(py), PyBytes::new(py, text.as_bytes()))
+                    .into_pyobject(py)?
+                    .into_any(),
+            );
+        }
         Ok(Some(
             (
                 PyBytes::new(py, &item.key),
                 PyBytes::new(py, &item.value),
+                PyTuple::new(py, headers)?,
+                id,
                 item.clip_id,
                 item.stamped,
             )

@@ -1,5 +1,6 @@
 """Events in the strict form, checked in one compiled pass (native/): POST /batch's
-items, and single events (``CompiledCheck.event``).
+items, and single events (``CompiledCheck.event``, which also makes the event's id
+and its record's headers).
 
 A batch's own Python work per item (checks, normalising, its dict, its id, its
 envelope) was about half of its CPU, and what kept /batch at 5-8x the single-request
@@ -36,7 +37,7 @@ except ImportError as exc:  # a venv made without make: say how to build it
         "(it needs Rust's cargo) or pip install ./native"
     ) from exc
 
-from relay.envelope import CLIP_FIELD, KEY_FIELD
+from relay.envelope import CLIP_FIELD, CLIP_ID_HEADER, ID_HEADER, KEY_FIELD
 from relay.events import (
     EARLIEST_TIMESTAMP,
     EVENT_TYPES,
@@ -51,12 +52,15 @@ from relay.events import (
     format_timestamp,
 )
 
-__all__ = ["CheckedBatch", "CheckedEvent", "CompiledCheck", "micros"]
+__all__ = ["CheckedBatch", "CheckedEvent", "CompiledCheck", "Headers", "micros"]
 
-if not hasattr(Checker, "check_event"):  # built from an older native/: refuse to start,
+Headers = tuple[tuple[str, bytes], ...]  # a record's
+
+if not hasattr(Checker, "check_record"):  # built from an older native/: refuse to start,
     # rather than answer every strict single event 500
     raise ImportError(
-        "relay_native is older than native/ (no check_event): run make venv or pip install ./native"
+        "relay_native is older than native/ (no check_record): run make venv or pip install "
+        "./native"
     )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -81,11 +85,13 @@ class CheckedBatch:
 
 
 class CheckedEvent(NamedTuple):
-    """A single event the checker took: what its record needs (its id is the caller's).
-    A named tuple: one per request, made in a third of a dataclass's time."""
+    """A single event the checker took: its record's parts, and its id. A named tuple:
+    one per request, made in a third of a dataclass's time."""
 
     key: bytes  # the clientId
     value: bytes  # the normalised body, as ``orjson.dumps`` writes it
+    headers: Headers  # envelope v2's: relay.envelope.with_event's, in its order
+    event_id: str  # a UUIDv7, as relay.envelope.new_event_id makes them
     clip_id: int | None
     stamped: str | None  # why the timestamp is the receive time (STAMPED_REASONS)
 
@@ -121,6 +127,7 @@ class CompiledCheck:
             MAX_ID,
             micros(EARLIEST_TIMESTAMP),
             micros(MAX_CLOCK_AHEAD),
+            (ID_HEADER, CLIP_ID_HEADER),
         )
 
     def check(
@@ -153,16 +160,32 @@ class CompiledCheck:
         )
 
     def event(
-        self, event_type: EventType, body: bytes, received_us: int, received_text: str
+        self,
+        event_type: EventType,
+        body: bytes,
+        received_us: int,
+        received_text: str,
+        shared: tuple[Headers, Headers],
     ) -> CheckedEvent | None:
         """A single event's body, sent to ``event_type``'s endpoint, or None: the Python
         path takes it. ``received_us`` is the receive time (``micros``) the Python path
-        would normalise with, ``received_text`` it formatted (``format_timestamp``)."""
+        would normalise with, ``received_text`` it formatted (``format_timestamp``);
+        its millisecond is the id's. ``shared``: ``relay.envelope.v2_shared``'s headers
+        for the event's type, tenant and receive time, with the timestamp kept and
+        stamped."""
         index = self._indexes.get(event_type.name)
         if index is None:
             return None
-        checked = self._checker.check_event(index, body, received_us, received_text)
+        checked = self._checker.check_record(
+            index,
+            body,
+            received_us,
+            received_text,
+            received_us // 1000,
+            _random_bits(64),  # the id's random bits (new_event_id's reasoning)
+            shared,
+        )
         if checked is None:
             return None
-        key, value, clip_id, reason = checked
-        return CheckedEvent(key, value, clip_id, _STAMPED[reason])
+        key, value, headers, event_id, clip_id, reason = checked
+        return CheckedEvent(key, value, headers, event_id, clip_id, _STAMPED[reason])

@@ -19,14 +19,14 @@ from prometheus_client import Counter, Histogram
 from relay.clock import Clock
 from relay.config import Settings
 from relay.deadlines import Deadlines
-from relay.envelope import Envelope, new_event_id, v2_shared, with_event
+from relay.envelope import Envelope, new_event_id, v2_shared
 from relay.errors import InvalidEvent, KafkaUnavailable
 from relay.events import STAMPED_REASONS, Answer, EventType, format_timestamp, normalise
 from relay.failures import failure_response
 from relay.ingest.admission import Admission, QueueFull
 from relay.ingest.answers import Answers
 from relay.ingest.body import BadBody, body_if_here, parse_json, wait_for_body
-from relay.ingest.compiled import CheckedEvent, CompiledCheck, micros
+from relay.ingest.compiled import CompiledCheck, Headers, micros
 from relay.ingest.gate import Gate, Refused
 from relay.ingest.idempotency import HEADER as IDEMPOTENCY_KEY
 from relay.ingest.idempotency import (
@@ -178,7 +178,7 @@ class EventHandler:
         self._produce_failures = metrics.produce_failures.labels(event_type.name)
         self._ambiguous = metrics.ambiguous_answers.labels(event_type.name)
         self._received_ms = -1
-        self._shared: dict[tuple[str, bool], tuple[tuple[str, bytes], ...]] = {}
+        self._shared: dict[str, tuple[Headers, Headers]] = {}  # by tenant name
         self._received = _Received(datetime.fromtimestamp(0, UTC), "", 0)
         self._late = metrics.admission_refusals.labels("deadline")
         self._unknown_dropped = metrics.unknown_fields_dropped.labels(event_type.name)
@@ -227,7 +227,9 @@ class EventHandler:
         received = self._receive_time(wall)
         checked = None
         if key is None and self._compiled is not None:
-            checked = self._compiled.event(self._type, raw, received.micros, received.text)
+            checked = self._compiled.event(
+                self._type, raw, received.micros, received.text, self._shared_headers(tenant)
+            )
         self._checks[checked is not None].inc()
         app_answer: bytes | None = None
         if checked is not None:  # the common case: no coroutine but the rare upstream ask
@@ -238,8 +240,8 @@ class EventHandler:
                 refusal = await self._rights(tenant, cast(int, checked.clip_id), rights)
                 if refusal is not None:
                     return refusal
-            event_id_ = new_event_id(int(wall * 1000))
-            record = self._checked_record(tenant, checked, event_id_, received)
+            event_id_ = checked.event_id
+            record = Record(self._topics[tenant.name], checked.key, checked.value, checked.headers)
         else:
             prepared = await self._normalised(tenant, key, raw, wall, received)
             if isinstance(prepared, web.Response):
@@ -279,21 +281,18 @@ class EventHandler:
 
         return self._accepted(tenant, key, Accepted(event_id_, app_answer))
 
-    def _checked_record(
-        self, tenant: Tenant, checked: CheckedEvent, event_id_: str, received: _Received
-    ) -> Record:
-        """The record of an event the compiled check took (no key, envelope v2)."""
-        stamped = checked.stamped
-        # The headers a tenant's events of one millisecond share, made once (the cache
-        # is emptied with each new millisecond: _receive_time).
-        shared_key = (tenant.name, stamped is not None)
-        shared = self._shared.get(shared_key)
+    def _shared_headers(self, tenant: Tenant) -> tuple[Headers, Headers]:
+        """The v2 headers a tenant's events of this millisecond share, with the timestamp
+        kept and stamped: made once (the cache is emptied with each new millisecond:
+        ``_receive_time``)."""
+        shared = self._shared.get(tenant.name)
         if shared is None:
-            shared = self._shared[shared_key] = v2_shared(
-                self._type.name, tenant.name, received.text, stamped is not None
+            name, text = self._type.name, self._received.text
+            shared = self._shared[tenant.name] = (
+                v2_shared(name, tenant.name, text, False),
+                v2_shared(name, tenant.name, text, True),
             )
-        headers = with_event(shared, event_id_, checked.clip_id)
-        return Record(self._topics[tenant.name], checked.key, checked.value, headers)
+        return shared
 
     async def _normalised(
         self, tenant: Tenant, key: str | None, raw: bytes, wall: float, received: _Received

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relay.envelope import CLIP_ID_HEADER, ID_HEADER, v2_shared, with_event
 from relay.errors import InvalidEvent
 from relay.events import (
     EVENT_TYPES,
@@ -31,13 +32,15 @@ from relay.events import (
     format_timestamp,
     normalise,
 )
-from relay.ingest.compiled import CheckedBatch, CheckedEvent, CompiledCheck, micros
+from relay.ingest.compiled import CheckedBatch, CheckedEvent, CompiledCheck, Headers, micros
 
 CHECK = CompiledCheck()
 TAKEN = [t for t in EVENT_TYPES if t.answer is not Answer.APP_ID]
 PRINTABLE = "".join(chr(code) for code in range(0x20, 0x7F))  # quotes and backslashes too
 RECEIVED = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
 NOW_MS = int(RECEIVED.timestamp() * 1000)
+SENT = "2026-11-28T09:59:00Z"  # a plausible timestamp at RECEIVED: kept, not stamped
+PLAY = {"clientId": "user-0001", "clipId": 7, "method": "Stream"}
 CASES = 4000  # generated batches (about 1 s)
 
 
@@ -293,7 +296,7 @@ def test_an_extension_older_than_native_says_how_to_rebuild_it() -> None:
     )
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert ran.returncode == 1
-    assert "older than native/ (no check_event): run make venv" in ran.stderr
+    assert "older than native/ (no check_record): run make venv" in ran.stderr
 
 
 def test_the_ids_are_uuid7s_of_the_batchs_millisecond_and_never_repeat() -> None:
@@ -347,16 +350,41 @@ def test_the_calendar_and_the_clock_fields_are_checked(timestamp: str, valid: bo
         _assert_same(checked, reference, raw)
 
 
-def _single_reference(event_type: EventType, body: bytes) -> CheckedEvent | None:
-    """What the single endpoint's Python path makes of ``body``, or None where it
-    refuses it or drops a field (the compiled check must then decline)."""
+def _single_reference(
+    event_type: EventType, body: bytes
+) -> tuple[bytes, bytes, int | None, str | None] | None:
+    """What the single endpoint's Python path makes of ``body`` (key, value, clip id,
+    stamped reason), or None where it refuses it or drops a field (the compiled check
+    must then decline)."""
     reference = _reference(
         b'{"events":[{"type":"%s","body":%s}]}' % (event_type.name.encode(), body), RECEIVED
     )
     if reference is None:
         return None
-    clip_id = reference.clip_ids[0]
-    return CheckedEvent(reference.keys[0], reference.values[0], clip_id, reference.stamped[0])
+    return reference.keys[0], reference.values[0], reference.clip_ids[0], reference.stamped[0]
+
+
+def _shared(event_type: EventType) -> tuple[Headers, Headers]:
+    """The handler's shared headers for ``event_type`` at RECEIVED: kept, stamped."""
+    text = format_timestamp(RECEIVED)
+    kept = v2_shared(event_type.name, "tenant-a", text, False)
+    return kept, v2_shared(event_type.name, "tenant-a", text, True)
+
+
+def _event(event_type: EventType, body: bytes) -> CheckedEvent | None:
+    shared = _shared(event_type)
+    return CHECK.event(event_type, body, micros(RECEIVED), format_timestamp(RECEIVED), shared)
+
+
+def _assert_single(event_type: EventType, checked: CheckedEvent, body: bytes) -> None:
+    """``checked`` is what the Python path makes of ``body``, with the headers it would
+    write (relay.envelope.with_event's) around an id of the receive time's millisecond."""
+    assert (checked.key, checked.value, checked.clip_id, checked.stamped) == _single_reference(
+        event_type, body
+    ), body
+    shared = _shared(event_type)[checked.stamped is not None]
+    assert checked.headers == with_event(shared, checked.event_id, checked.clip_id)
+    assert uuid.UUID(checked.event_id).int >> 80 == NOW_MS
 
 
 @pytest.mark.parametrize("loose", [0.0, 0.05, 0.3])
@@ -364,41 +392,85 @@ def test_a_single_event_taken_is_what_normalise_makes_of_it(loose: float) -> Non
     """``CompiledCheck.event`` against ``normalise`` on generated bodies of each type,
     as its endpoint receives them (no batch around them)."""
     rng = random.Random(f"single-{loose}")
-    received_us, received_text = micros(RECEIVED), format_timestamp(RECEIVED)
     taken = 0
     for _ in range(CASES):
         event_type = rng.choice(TAKEN)
         body = orjson.dumps(_body(rng, event_type, loose))
-        checked = CHECK.event(event_type, body, received_us, received_text)
+        checked = _event(event_type, body)
         if checked is None:
             if loose == 0.0:
                 raise AssertionError(f"declined a strict {event_type.name}: {body!r}")
             continue
         taken += 1
-        assert checked == _single_reference(event_type, body), body
+        _assert_single(event_type, checked, body)
     assert taken > CASES // 50
 
 
 def test_mutated_single_events_never_take_what_the_python_path_refuses() -> None:
     rng = random.Random("single-mutations")
-    received_us, received_text = micros(RECEIVED), format_timestamp(RECEIVED)
     for _ in range(CASES):
         event_type = rng.choice(TAKEN)
         body = bytearray(orjson.dumps(_body(rng, event_type, 0.0)))
         for _ in range(rng.randint(1, 3)):
             body[rng.randrange(len(body))] = rng.choice(b'"\\{}[],:0123456789.eE-+ tfnaZT\x00\xff')
-        checked = CHECK.event(event_type, bytes(body), received_us, received_text)
+        checked = _event(event_type, bytes(body))
         if checked is not None:
-            assert checked == _single_reference(event_type, bytes(body)), bytes(body)
+            _assert_single(event_type, checked, bytes(body))
+
+
+def test_a_single_events_id_is_a_new_uuid7_of_its_receive_time() -> None:
+    play = next(t for t in TAKEN if t.name == "play")
+    body = orjson.dumps(PLAY)
+    ids = set()
+    for _ in range(5000):
+        checked = _event(play, body)
+        assert checked is not None
+        value = uuid.UUID(checked.event_id)
+        assert str(value) == checked.event_id
+        assert (value.version, value.variant, value.int >> 80) == (7, uuid.RFC_4122, NOW_MS)
+        assert checked.headers[0] == (ID_HEADER, checked.event_id.encode())
+        ids.add(checked.event_id)
+    assert len(ids) == 5000
+
+
+@pytest.mark.parametrize(
+    ("type_name", "body", "stamped", "clip_header"),
+    [
+        (
+            "play",
+            {"clientId": "user-0001", "clipId": 7, "method": "Stream", "timestamp": SENT},
+            False,
+            b"7",
+        ),
+        (
+            "play",
+            {"clientId": "user-0001", "clipId": 7, "method": "Stream"},
+            True,
+            b"7",
+        ),  # stamped: missing
+        ("app-close", {"clientId": "user-0001", "timestamp": SENT}, False, None),
+        ("app-close", {"clientId": "user-0001"}, True, None),
+    ],
+)
+def test_a_single_events_headers_are_the_shared_ones_its_timestamp_chose(
+    type_name: str, body: dict[str, Any], stamped: bool, clip_header: bytes | None
+) -> None:
+    event_type = next(t for t in TAKEN if t.name == type_name)
+    checked = _event(event_type, orjson.dumps(body))
+    assert checked is not None
+    assert (checked.stamped is not None) == stamped
+    shared = _shared(event_type)[stamped]
+    clip = [(CLIP_ID_HEADER, clip_header)] if clip_header is not None else []
+    assert list(checked.headers) == [(ID_HEADER, checked.event_id.encode()), *shared, *clip]
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'"play"', b"null", b"{}", b"", b'{"events":[]}'])
 def test_single_bodies_that_are_not_an_event_are_declined(raw: bytes) -> None:
     play = next(t for t in TAKEN if t.name == "play")
-    assert CHECK.event(play, raw, micros(RECEIVED), format_timestamp(RECEIVED)) is None
+    assert _event(play, raw) is None
 
 
 def test_app_start_is_never_taken_as_a_single_event() -> None:
     app_start = next(t for t in EVENT_TYPES if t.answer is Answer.APP_ID)
     body = orjson.dumps({"clientId": "client-0001", "platform": "ios"})
-    assert CHECK.event(app_start, body, micros(RECEIVED), format_timestamp(RECEIVED)) is None
+    assert _event(app_start, body) is None
