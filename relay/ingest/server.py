@@ -49,6 +49,7 @@ from relay.ingest.app import (
     make_local_app,
 )
 from relay.ingest.facts_reader import FactsReader
+from relay.ingest.listener import GreedyTCPSite
 from relay.ingest.seat import (
     WorkerSeat,
     fetch_exposition,
@@ -186,7 +187,7 @@ async def serve(settings: Settings, seat: WorkerSeat | None = None) -> None:
                 "RELAY_ADMIN_PORT",
             )
         await _listen(
-            web.TCPSite(
+            GreedyTCPSite(
                 runner,
                 settings.ingest_host,
                 settings.ingest_port,
@@ -288,7 +289,7 @@ def _die_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-async def _listen(site: web.TCPSite, variable: str) -> None:
+async def _listen(site: web.BaseSite, variable: str) -> None:
     """Start listening; a port in use (or not ours to take) is the user's to fix."""
     try:
         await site.start()

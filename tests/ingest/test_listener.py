@@ -1,0 +1,208 @@
+"""The front door's listener (relay.ingest.listener): connections waiting to be accepted
+are all taken at the next readiness, where uvloop's own server takes one per loop
+iteration; and it listens, stops and pauses as a site should."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+from aiohttp import web
+
+from relay.ingest import listener
+from relay.ingest.listener import GreedyTCPSite
+
+WAITING = 300  # connections in the accept queue at once (below the backlog)
+TURNS = 20  # loop iterations they get to be accepted and served
+
+
+async def _ok(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def _app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/", _ok)
+    return app
+
+
+def _on_uvloop(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``test`` on uvloop, the loop relay ingest runs on (relay.cli)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test())
+
+
+async def _served(runner: web.AppRunner) -> int:
+    assert runner.server is not None
+    return len(runner.server.connections)
+
+
+def _connect(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections made while the loop is not running: the kernel completes
+    each handshake and queues it for accept()."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        clients.append(client)
+    return clients
+
+
+def test_every_waiting_connection_is_taken_within_a_few_iterations() -> None:
+    """The defect it mends: with aiohttp's TCPSite on uvloop, 20 iterations took 20 of
+    the 300 (one accept per iteration since libuv 1.45)."""
+
+    async def test() -> None:
+        runner = web.AppRunner(_app())
+        await runner.setup()
+        site = GreedyTCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        clients = _connect(site.port, WAITING)  # synchronous: the loop cannot accept
+        try:
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+            assert await _served(runner) == WAITING
+        finally:
+            for client in clients:
+                client.close()
+            await runner.cleanup()
+
+    _on_uvloop(test)
+
+
+def test_a_request_on_a_queued_connection_is_answered() -> None:
+    async def test() -> None:
+        runner = web.AppRunner(_app())
+        await runner.setup()
+        site = GreedyTCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"ok"
+            writer.close()
+        finally:
+            await runner.cleanup()
+
+    _on_uvloop(test)
+
+
+def test_stopping_the_site_closes_the_port_and_keeps_open_connections() -> None:
+    async def test() -> None:
+        runner = web.AppRunner(_app())
+        await runner.setup()
+        site = GreedyTCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site.port
+        assert site.name == f"http://127.0.0.1:{port}"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            await site.stop()
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", port)
+            # A kept-alive connection is the runner's to close, not the listener's.
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            writer.close()
+        finally:
+            await runner.cleanup()
+
+    _on_uvloop(test)
+
+
+def test_a_port_in_use_is_refused_as_tcp_site_refuses_it() -> None:
+    async def test() -> None:
+        taken = socket.create_server(("127.0.0.1", 0))
+        runner = web.AppRunner(_app())
+        await runner.setup()
+        try:
+            with pytest.raises(OSError, match="in use") as refused:
+                await GreedyTCPSite(runner, "127.0.0.1", taken.getsockname()[1]).start()
+            assert refused.value.errno == errno.EADDRINUSE
+        finally:
+            taken.close()
+            await runner.cleanup()
+
+    _on_uvloop(test)
+
+
+def test_two_sites_share_a_port_with_reuse_port() -> None:
+    """As the workers of ``relay ingest --workers N`` do."""
+
+    async def test() -> None:
+        runners = [web.AppRunner(_app()) for _ in range(2)]
+        for runner in runners:
+            await runner.setup()
+        first = GreedyTCPSite(runners[0], "127.0.0.1", 0, reuse_port=True)
+        await first.start()
+        second = GreedyTCPSite(runners[1], "127.0.0.1", first.port, reuse_port=True)
+        await second.start()
+        assert second.port == first.port
+        for runner in runners:
+            await runner.cleanup()
+
+    _on_uvloop(test)
+
+
+class _FailingOnce:
+    """A listening socket whose next accept() fails with ``failure``, once."""
+
+    def __init__(self, sock: socket.socket, failure: OSError) -> None:
+        self._sock = sock
+        self.failure: OSError | None = failure
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+        return self._sock.accept()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_out_of_file_descriptors_pauses_accepting_then_resumes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener, "PAUSE_S", 0.05)
+    wrapped: list[_FailingOnce] = []
+    bind = listener._bind
+
+    async def bind_failing(*args: Any) -> list[Any]:
+        wrapped.extend(
+            _FailingOnce(sock, OSError(errno.EMFILE, "Too many open files"))
+            for sock in await bind(*args)
+        )
+        return wrapped
+
+    monkeypatch.setattr(listener, "_bind", bind_failing)
+
+    async def test() -> None:
+        runner = web.AppRunner(_app())
+        await runner.setup()
+        site = GreedyTCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            started = time.monotonic()
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert time.monotonic() - started >= 0.05  # it waited out the pause
+            assert wrapped[0].failure is None  # the failure was met, then accept went on
+            writer.close()
+        finally:
+            await runner.cleanup()
+
+    with caplog.at_level(logging.WARNING, logger="relay.ingest"):
+        _on_uvloop(test)
+    assert "cannot accept connections; pausing" in caplog.text
