@@ -15,7 +15,9 @@ fourteenth session).
 accepts until the queue is empty or ``ACCEPT_BATCH`` were taken (a bound on one
 iteration's work; the rest are taken next time), then hands each connection to the
 loop with the runner's protocol factory (``loop.connect_accepted_socket``), as
-``loop.create_server`` would have.
+``loop.create_server`` would have. Stopping the site waits until the connections it
+accepted last have reached the runner, so that the runner's shutdown drains them with
+the others (relay/ingest/server.py's order) rather than serve them after it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ ACCEPT_BATCH = 1024  # connections accepted per readiness, at most
 # accept loop does, rather than spin on a socket that stays readable.
 PAUSE_S = 1.0
 _PAUSING = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# Errors of one connection that accept(2) passes on (Linux: "treat them like EAGAIN by
+# retrying"): that connection is gone, the next may be taken at once.
+_ONE_CONNECTION = {
+    errno.ENETDOWN,
+    errno.EPROTO,
+    errno.ENOPROTOOPT,
+    errno.EHOSTDOWN,
+    errno.ENONET,
+    errno.EHOSTUNREACH,
+    errno.EOPNOTSUPP,
+    errno.ENETUNREACH,
+    errno.EPERM,  # a firewall's verdict
+}
 
 
 class GreedyTCPSite(web.BaseSite):
@@ -62,7 +77,7 @@ class GreedyTCPSite(web.BaseSite):
 
     @property
     def name(self) -> str:
-        return str(URL.build(scheme="http", host=self._host, port=self.port))
+        return str(URL.build(scheme="http", host=self._host or "0.0.0.0", port=self.port))
 
     @property
     def port(self) -> int:
@@ -80,6 +95,15 @@ class GreedyTCPSite(web.BaseSite):
         listener.start()
         self._bound_port = sockets[0].getsockname()[1]
 
+    async def stop(self) -> None:
+        """Stop accepting, then wait until the connections accepted last are the
+        runner's (``connect_accepted_socket`` returns after ``connection_made``): the
+        runner's shutdown, which follows, closes or drains the connections it has."""
+        listener = self._server
+        await super().stop()
+        if isinstance(listener, _Listener):
+            await listener.handed()
+
 
 async def _bind(
     loop: asyncio.AbstractEventLoop, host: str, port: int, backlog: int, reuse_port: bool | None
@@ -87,7 +111,11 @@ async def _bind(
     """A listening socket per address ``host`` resolves to, as ``loop.create_server``
     binds them (SO_REUSEADDR; IPv6 sockets IPv6 only)."""
     infos = await loop.getaddrinfo(
-        host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host or None,  # "" is every interface, as for loop.create_server
+        port,
+        family=socket.AF_UNSPEC,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
     )
     sockets: list[socket.socket] = []
     try:
@@ -143,6 +171,9 @@ class _Listener(asyncio.AbstractServer):
             except ConnectionAbortedError:
                 continue  # the client gave up while waiting: the next one
             except OSError as exc:
+                if exc.errno in _ONE_CONNECTION:
+                    log.debug("a connection failed as it was accepted", extra={"error": str(exc)})
+                    continue
                 if exc.errno not in _PAUSING:
                     raise
                 log.warning(
@@ -163,6 +194,11 @@ class _Listener(asyncio.AbstractServer):
         except OSError as exc:  # the client went away before the loop took its socket
             connection.close()
             log.debug("a connection closed before it was served", extra={"error": str(exc)})
+
+    async def handed(self) -> None:
+        """Return once every connection accepted so far is the runner's (or gone)."""
+        if self._handing:
+            await asyncio.gather(*self._handing, return_exceptions=True)
 
     def _resume(self, sock: socket.socket) -> None:
         if self._serving:

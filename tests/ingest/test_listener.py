@@ -18,7 +18,7 @@ import uvloop
 from aiohttp import web
 
 from relay.ingest import listener
-from relay.ingest.listener import GreedyTCPSite
+from relay.ingest.listener import GreedyTCPSite, _Listener
 
 WAITING = 300  # connections in the accept queue at once (below the backlog)
 TURNS = 20  # loop iterations they get to be accepted and served
@@ -41,13 +41,15 @@ def _on_uvloop(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _serving(port: int = 0, **options: Any) -> AsyncIterator[tuple[web.AppRunner, Any]]:
-    """A runner of ``_app()`` and its started ``GreedyTCPSite`` on 127.0.0.1; cleaned up
-    after, whatever the test did."""
+async def _serving(
+    port: int = 0, host: str = "127.0.0.1", **options: Any
+) -> AsyncIterator[tuple[web.AppRunner, Any]]:
+    """A runner of ``_app()`` and its started ``GreedyTCPSite``; cleaned up after,
+    whatever the test did."""
     runner = web.AppRunner(_app())
     await runner.setup()
     try:
-        site = GreedyTCPSite(runner, "127.0.0.1", port, **options)
+        site = GreedyTCPSite(runner, host, port, **options)
         await site.start()
         yield runner, site
     finally:
@@ -85,12 +87,72 @@ def test_every_waiting_connection_is_taken_within_a_few_iterations() -> None:
     _on_uvloop(test)
 
 
-def test_a_request_on_a_queued_connection_is_answered() -> None:
+def test_a_request_written_before_its_connection_was_accepted_is_answered() -> None:
     async def test() -> None:
         async with _serving() as (_runner, site):
+            (client,) = _connect(site.port, 1)  # queued, not accepted: the loop is not running
+            with client:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                client.setblocking(False)
+                answer = b""
+                while not answer.endswith(b"ok"):
+                    chunk = await asyncio.wait_for(
+                        asyncio.get_running_loop().sock_recv(client, 4096), 5
+                    )
+                    assert chunk, f"closed after {answer!r}"
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 OK")
+
+    _on_uvloop(test)
+
+
+def test_connections_accepted_as_the_site_stops_are_served_before_the_app_cleans_up() -> None:
+    """The runner's shutdown drains the connections it has, then the app's cleanup
+    stops the producer (relay/ingest/server.py): connections the listener accepted
+    last must be the runner's by then, not served after the producer stopped."""
+    order: list[str] = []
+
+    async def test() -> None:
+        app = _app()
+
+        async def cleaned(_app: web.Application) -> None:
+            order.append("app cleanup")
+
+        app.on_cleanup.append(cleaned)
+        app.router.add_get("/order", _recorded(order))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = GreedyTCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        clients = _connect(site.port, 3)
+        for client in clients:
+            client.sendall(b"GET /order HTTP/1.1\r\nHost: x\r\n\r\n")
+        listener = site._server
+        assert isinstance(listener, _Listener)
+        (listening,) = listener.sockets
+        listener._accept(listening)  # as the loop would at the next readiness
+        await runner.cleanup()  # site.stop() first, then the runner's shutdown
+        for client in clients:
+            client.close()
+
+    _on_uvloop(test)
+    assert order == ["served", "served", "served", "app cleanup"]
+
+
+def _recorded(order: list[str]) -> Callable[[web.Request], Coroutine[Any, Any, web.Response]]:
+    async def handler(_request: web.Request) -> web.Response:
+        order.append("served")
+        return web.Response(text="ok")
+
+    return handler
+
+
+def test_every_interface_is_the_empty_host_as_for_tcp_site() -> None:
+    async def test() -> None:
+        async with _serving(host="") as (_runner, site):
+            assert site.name == f"http://0.0.0.0:{site.port}"
             reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
             assert (await _get(reader, writer)).startswith(b"HTTP/1.1 200 OK")
-            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"ok"
             writer.close()
 
     _on_uvloop(test)
@@ -180,3 +242,30 @@ def test_out_of_file_descriptors_pauses_accepting_then_resumes(
     with caplog.at_level(logging.WARNING, logger="relay.ingest"):
         _on_uvloop(test)
     assert "cannot accept connections; pausing" in caplog.text
+
+
+def test_an_error_of_one_connection_neither_pauses_nor_stops_the_others(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener, "PAUSE_S", 30.0)  # a pause would outlast the test
+    wrapped: list[_FailingOnce] = []
+    bind = listener._bind
+
+    async def bind_failing(*args: Any) -> list[Any]:
+        failure = OSError(errno.EPROTO, "Protocol error")
+        wrapped.extend(_FailingOnce(sock, failure) for sock in await bind(*args))
+        return wrapped
+
+    monkeypatch.setattr(listener, "_bind", bind_failing)
+
+    async def test() -> None:
+        async with _serving() as (_runner, site):
+            reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+            assert (await _get(reader, writer)).startswith(b"HTTP/1.1 200 OK")
+            assert wrapped[0].failure is None
+            writer.close()
+
+    with caplog.at_level(logging.DEBUG, logger="relay.ingest"):
+        _on_uvloop(test)
+    assert "a connection failed as it was accepted" in caplog.text
+    assert "pausing" not in caplog.text
