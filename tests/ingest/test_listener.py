@@ -214,21 +214,25 @@ class _FailingOnce:
         return getattr(self._sock, name)
 
 
-def test_out_of_file_descriptors_pauses_accepting_then_resumes(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(listener, "PAUSE_S", 0.05)
+def _failing_once(monkeypatch: pytest.MonkeyPatch, failure: OSError) -> list[_FailingOnce]:
+    """Make every listening socket a site binds fail its next accept() with ``failure``;
+    the sockets, once bound."""
     wrapped: list[_FailingOnce] = []
     bind = listener._bind
 
     async def bind_failing(*args: Any) -> list[Any]:
-        wrapped.extend(
-            _FailingOnce(sock, OSError(errno.EMFILE, "Too many open files"))
-            for sock in await bind(*args)
-        )
+        wrapped.extend(_FailingOnce(sock, failure) for sock in await bind(*args))
         return wrapped
 
     monkeypatch.setattr(listener, "_bind", bind_failing)
+    return wrapped
+
+
+def test_out_of_file_descriptors_pauses_accepting_then_resumes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(listener, "PAUSE_S", 0.05)
+    wrapped = _failing_once(monkeypatch, OSError(errno.EMFILE, "Too many open files"))
 
     async def test() -> None:
         async with _serving() as (_runner, site):
@@ -248,15 +252,7 @@ def test_an_error_of_one_connection_neither_pauses_nor_stops_the_others(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(listener, "PAUSE_S", 30.0)  # a pause would outlast the test
-    wrapped: list[_FailingOnce] = []
-    bind = listener._bind
-
-    async def bind_failing(*args: Any) -> list[Any]:
-        failure = OSError(errno.EPROTO, "Protocol error")
-        wrapped.extend(_FailingOnce(sock, failure) for sock in await bind(*args))
-        return wrapped
-
-    monkeypatch.setattr(listener, "_bind", bind_failing)
+    wrapped = _failing_once(monkeypatch, OSError(errno.EPROTO, "Protocol error"))
 
     async def test() -> None:
         async with _serving() as (_runner, site):
